@@ -1,0 +1,265 @@
+#include "model/commands.h"
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <iostream>
+#include <optional>
+
+#include "model/generate.h"
+#include "model/model_folder.h"
+#include "model/runtime.h"
+#include "model/tokenizer.h"
+#include "model/unicode.h"
+
+namespace i3 {
+namespace {
+
+using cli::Args;
+using cli::UsageError;
+using Json = nlohmann::ordered_json;
+
+// --- tokenizer ---------------------------------------------------------------------------------
+
+int tokenizer_build(const Args& args) {
+  const std::string out = args.require("out");
+  if (args.positional().empty()) throw UsageError("give at least one input FILE");
+  VocabBuilder builder;
+  const std::string field = args.get("jsonl-field");
+  const auto start = std::chrono::steady_clock::now();
+  for (const auto& path : args.positional()) {
+    if (field.empty()) {
+      builder.add_file(path);
+    } else {
+      builder.add_jsonl_file(path, field);
+    }
+    std::cerr << "  " << path << ": " << builder.texts() << " texts, " << builder.chunks_seen() << " chunks, "
+              << builder.distinct_chunks() << " distinct so far\n";
+  }
+  VocabBuilder::Options options;
+  options.min_count = args.get_int("min-count", 1);
+  options.max_size = args.get_int("max-size", 0);
+  ChunkTokenizer tok = builder.build(options);
+  tok.save(out);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::cerr << "wrote " << out << ": " << tok.vocab_size() << " ids from " << builder.texts() << " texts in " << secs
+            << " s\n";
+  return 0;
+}
+
+int tokenizer_encode(const Args& args) {
+  ChunkTokenizer tok = ChunkTokenizer::load(args.require("vocab"));
+  std::cout << Json(tok.encode(std::string_view(args.require("text")))).dump() << "\n";
+  return 0;
+}
+
+int tokenizer_decode(const Args& args) {
+  ChunkTokenizer tok = ChunkTokenizer::load(args.require("vocab"));
+  std::vector<int64_t> ids;
+  for (long long id : cli::parse_int_list(args.require("ids"), "--ids")) ids.push_back(id);
+  std::cout << tok.decode(ids) << "\n";
+  return 0;
+}
+
+// --- model -------------------------------------------------------------------------------------
+
+// The model shape from --preset / --config plus --vocab / --vocab-size and --set overrides.
+ModelConfig config_from_args(const Args& args, std::optional<ChunkTokenizer>* tokenizer) {
+  ModelConfig config;
+  if (args.has("preset") == args.has("config")) throw UsageError("give exactly one of --preset NAME or --config FILE");
+  if (args.has("preset")) {
+    try {
+      config = preset(args.get("preset"));
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(e.what());
+    }
+  } else {
+    const std::string path = args.get("config");
+    std::ifstream in(path);
+    if (!in) throw std::runtime_error(path + ": cannot open");
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception& e) {
+      throw std::runtime_error(path + ": not valid JSON (" + e.what() + ")");
+    }
+    config = ModelConfig::from_json(j, path, preset("i3-80m"));
+  }
+  if (args.has("vocab")) {
+    *tokenizer = ChunkTokenizer::load(args.get("vocab"));
+    config.vocab_size = (*tokenizer)->vocab_size();
+  }
+  if (args.has("vocab-size")) config.vocab_size = args.get_int("vocab-size", 0);
+  for (const auto& s : args.get_all("set")) config.set(s);
+  if (tokenizer->has_value() && config.vocab_size < (*tokenizer)->vocab_size())
+    throw std::invalid_argument("vocab_size " + std::to_string(config.vocab_size) + " is smaller than the vocabulary's " +
+                                std::to_string((*tokenizer)->vocab_size()) + " ids");
+  config.validate();
+  return config;
+}
+
+int model_info(const Args& args) {
+  ModelConfig config;
+  if (args.has("model")) {
+    ModelFolder folder = load_model_folder(args.get("model"));
+    for (const auto& w : folder.warnings) std::cerr << "warning: " << w << "\n";
+    config = folder.config;
+  } else {
+    std::optional<ChunkTokenizer> tok;
+    config = config_from_args(args, &tok);
+  }
+  Json out;
+  out["parameters"] = config.parameter_count();
+  out["config"] = config.to_json();
+  out["bytes_fp32"] = config.parameter_count() * 4;
+  if (args.has("json")) {
+    std::cout << out.dump() << "\n";
+  } else {
+    std::cout << "parameters: " << config.parameter_count() << " (" << config.parameter_count() * 4 / 1e6
+              << " MB in fp32)\nconfig: " << config.to_json().dump() << "\n";
+  }
+  return 0;
+}
+
+int model_init(const Args& args) {
+  std::optional<ChunkTokenizer> tok;
+  ModelConfig config = config_from_args(args, &tok);
+  const std::string out = args.require("out");
+  torch::manual_seed(static_cast<uint64_t>(args.get_int("seed", 0)));
+  I3Model model(config);
+  save_model_folder(out, model, tok ? &*tok : nullptr);
+  std::cerr << "wrote " << out << ": " << config.parameter_count() << " parameters" << (tok ? "" : ", no vocabulary")
+            << "\n";
+  return 0;
+}
+
+// --- score and generate ------------------------------------------------------------------------
+
+ModelFolder load_for_inference(const Args& args) {
+  set_default_threads();
+  ModelFolder folder = load_model_folder(args.require("model"));
+  for (const auto& w : folder.warnings) std::cerr << "warning: " << w << "\n";
+  if (!folder.tokenizer)
+    throw std::runtime_error(args.get("model") + ": no tokenizer.json or chunk_vocab_combined.json in the folder");
+  folder.model->to(parse_device(args.get("device", "cpu")));
+  return folder;
+}
+
+std::vector<int64_t> encode_ids(const ChunkTokenizer& tok, const std::string& text) {
+  std::vector<int64_t> ids;
+  for (int32_t id : tok.encode(std::string_view(text))) ids.push_back(id);
+  return ids;
+}
+
+int score(const Args& args) {
+  ModelFolder folder = load_for_inference(args);
+  std::vector<int64_t> ids = encode_ids(*folder.tokenizer, args.require("text"));
+  const bool truncated = static_cast<int64_t>(ids.size()) > folder.config.context;
+  if (truncated) ids.resize(folder.config.context);
+  std::vector<double> logprobs = token_logprobs(folder.model, ids);
+  double total = 0;
+  for (double lp : logprobs) total += lp;
+  Json out;
+  out["ids"] = ids;
+  out["logprobs"] = logprobs;
+  out["total_logprob"] = total;
+  if (!logprobs.empty()) out["perplexity"] = std::exp(-total / logprobs.size());
+  out["truncated"] = truncated;
+  if (args.has("json")) {
+    std::cout << out.dump() << "\n";
+  } else {
+    std::cout << "tokens: " << ids.size() << (truncated ? " (cut to the context)" : "") << "\ntotal log-probability: " << total
+              << "\n";
+    if (!logprobs.empty()) std::cout << "perplexity: " << std::exp(-total / logprobs.size()) << "\n";
+  }
+  return 0;
+}
+
+int generate_cmd(const Args& args) {
+  ModelFolder folder = load_for_inference(args);
+  SamplingOptions options;
+  options.max_new_tokens = args.get_int("max-new-tokens", 50);
+  options.temperature = args.get_double("temperature", 1.0);
+  options.top_k = args.get_int("top-k", 0);
+  options.top_p = args.get_double("top-p", 1.0);
+  options.greedy = args.has("greedy");
+  options.seed = static_cast<uint64_t>(args.get_int("seed", 0));
+  options.stop = args.get_all("stop");
+  options.incremental = !args.has("full-recompute");
+  validate(options);
+  std::vector<int64_t> prompt = encode_ids(*folder.tokenizer, args.require("prompt"));
+  const auto start = std::chrono::steady_clock::now();
+  Generation gen = generate(folder.model, *folder.tokenizer, prompt, options);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (args.has("json")) {
+    Json out;
+    out["prompt_ids"] = prompt;
+    out["ids"] = gen.ids;
+    out["text"] = gen.text;
+    out["finish_reason"] = gen.finish_reason;
+    out["tokens_per_sec"] = gen.ids.size() / std::max(secs, 1e-9);
+    std::cout << out.dump() << "\n";
+  } else {
+    std::cout << gen.text << "\n";
+    std::cerr << gen.ids.size() << " tokens in " << secs << " s (" << gen.ids.size() / std::max(secs, 1e-9)
+              << " tokens/s), finished by " << gen.finish_reason << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::vector<cli::Command> model_commands() {
+  const std::string shape_help =
+      "  --preset NAME       i3-80m (the published shape), i3-demo, i3-tiny\n"
+      "  --config FILE       a JSON model config (keys: vocab_size d_model n_heads d_state n_hybrid n_attn\n"
+      "                      ffn_mult context; missing keys take the i3-80m values)\n"
+      "  --vocab FILE        take vocab_size from this vocabulary\n"
+      "  --vocab-size N      or give it directly\n"
+      "  --set KEY=VALUE     override one config key (repeatable)\n";
+  return {
+      {"tokenizer build", "build a chunk vocabulary from text files",
+       "usage: i3lab tokenizer build --out VOCAB.json [--jsonl-field NAME] [--min-count N] [--max-size N] FILE...\n\n"
+       "Counts chunks over the files (each plain-text file is one text; with --jsonl-field each line of a\n"
+       "JSON-lines file is an object whose field NAME is one text) and writes the vocabulary JSON in the\n"
+       "published format. Files are streamed: memory grows with distinct chunks, not file size.\n"
+       "  --min-count N   drop chunks seen fewer than N times (default 1: keep all, as published)\n"
+       "  --max-size N    keep at most N ids including <UNK> (default: no cap)\n",
+       {{"out", "jsonl-field", "min-count", "max-size"}, {}}, tokenizer_build},
+      {"tokenizer encode", "print the ids of a text",
+       "usage: i3lab tokenizer encode --vocab VOCAB.json --text TEXT\n\nPrints the ids as a JSON array.\n",
+       {{"vocab", "text"}, {}}, tokenizer_encode},
+      {"tokenizer decode", "print the text of ids",
+       "usage: i3lab tokenizer decode --vocab VOCAB.json --ids 1,2,3\n\nUnknown ids decode to <UNK>.\n",
+       {{"vocab", "ids"}, {}}, tokenizer_decode},
+      {"model info", "parameter count and shape of a preset, config or model folder",
+       "usage: i3lab model info (--preset NAME | --config FILE | --model DIR) [--vocab FILE | --vocab-size N]\n"
+       "                        [--set KEY=VALUE]... [--json]\n\n" +
+           shape_help + "  --model DIR         a model folder (shapes read from its weights)\n  --json              one JSON object\n",
+       {{"preset", "config", "vocab", "vocab-size", "set", "model"}, {"json"}},
+       model_info},
+      {"model init", "write a model folder with freshly initialised weights",
+       "usage: i3lab model init (--preset NAME | --config FILE) [--vocab FILE | --vocab-size N] [--seed S]\n"
+       "                        [--set KEY=VALUE]... --out DIR\n\n" +
+           shape_help + "  --seed S            initialisation seed (default 0)\n  --out DIR           folder to write\n",
+       {{"preset", "config", "vocab", "vocab-size", "set", "seed", "out"}, {}}, model_init},
+      {"score", "log-probability of each token of a text",
+       "usage: i3lab score --model DIR --text TEXT [--json] [--device cpu|cuda|auto]\n\n"
+       "One forward pass over the text (cut to the model's context). Prints, with --json,\n"
+       "{\"ids\": [...], \"logprobs\": [...], ...}: logprobs[i] is log p(ids[i+1] | ids[0..i]).\n",
+       {{"model", "text", "device"}, {"json"}}, score},
+      {"generate", "continue a prompt",
+       "usage: i3lab generate --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K]\n"
+       "                      [--top-p P] [--greedy] [--seed S] [--stop STRING]... [--full-recompute]\n"
+       "                      [--device cpu|cuda|auto] [--json]\n\n"
+       "Prints the continuation (lower-case: the tokenizer lower-cases). Defaults: 50 tokens,\n"
+       "temperature 1, no top-k/top-p, seed 0. Decoding is incremental within the context; past it\n"
+       "each token re-runs a sliding window of the last `context` tokens, as the published code does.\n"
+       "--full-recompute re-runs the window for every token (the reference, for comparison).\n",
+       {{"model", "prompt", "max-new-tokens", "temperature", "top-k", "top-p", "seed", "stop", "device"},
+        {"greedy", "full-recompute", "json"}},
+       generate_cmd},
+  };
+}
+
+}  // namespace i3

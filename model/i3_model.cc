@@ -1,0 +1,189 @@
+#include "model/i3_model.h"
+
+#include <torch/version.h>
+
+#include <cmath>
+
+namespace i3 {
+
+// ---------------------------------------------------------------------------------------------
+// Hybrid layer
+
+HybridMixImpl::HybridMixImpl(int64_t d, int64_t n) {
+  w_mix = register_parameter("w_mix", torch::full({d}, 0.5));
+  A = register_parameter("A", torch::randn({n, n}) * 0.01);
+  B = register_parameter("B", torch::randn({n, d}) * 0.01);
+  C = register_parameter("C", torch::randn({d, n}) * 0.01);
+  D = register_parameter("D", torch::full({d}, 0.1));
+}
+
+torch::Tensor HybridMixImpl::forward(const torch::Tensor& u, HybridState* state) {
+  const int64_t T = u.size(1);
+  // Inputs of the two recurrences: h_t = w ⊙ h_{t-1} + a_t and s_t = s_{t-1} · Aᵀ + b_t.
+  torch::Tensor h = (1 - w_mix) * u;          // a: [B,T,d]
+  torch::Tensor s = torch::matmul(u, B.t());  // b: [B,T,n]
+  if (state && state->h.defined()) {
+    // Fold the carried states into step 0: h_0 = w ⊙ h_prev + a_0, s_0 = s_prev · Aᵀ + b_0.
+    h = torch::cat({h.narrow(1, 0, 1) + (w_mix * state->h).unsqueeze(1), h.narrow(1, 1, T - 1)}, 1);
+    s = torch::cat({s.narrow(1, 0, 1) + torch::matmul(state->s, A.t()).unsqueeze(1), s.narrow(1, 1, T - 1)}, 1);
+  }
+  // Doubling scan: after the step with shift k every position holds the sum over its last 2k
+  // inputs, each weighted by the matching power of w (resp. Aᵀ). Out of place, so each step
+  // reads the values from before it, and autograd sees plain ops.
+  torch::Tensor W = w_mix;  // w^k     [d]
+  torch::Tensor P = A.t();  // (Aᵀ)^k  [n,n]
+  for (int64_t k = 1; k < T; k *= 2) {
+    h = torch::cat({h.narrow(1, 0, k), h.narrow(1, k, T - k) + W * h.narrow(1, 0, T - k)}, 1);
+    s = torch::cat({s.narrow(1, 0, k), s.narrow(1, k, T - k) + torch::matmul(s.narrow(1, 0, T - k), P)}, 1);
+    if (2 * k < T) {
+      W = W * W;
+      P = torch::matmul(P, P);
+    }
+  }
+  if (state) {
+    state->h = h.select(1, T - 1);  // [B,d]
+    state->s = s.select(1, T - 1);  // [B,n]
+  }
+  return torch::matmul(s, C.t()) + D * h;  // [B,T,d]
+}
+
+torch::Tensor HybridMixImpl::forward_loop(const torch::Tensor& u) {
+  const int64_t batch = u.size(0), T = u.size(1);
+  torch::Tensor h = torch::zeros({batch, u.size(2)}, u.options());
+  torch::Tensor s = torch::zeros({batch, A.size(0)}, u.options());
+  std::vector<torch::Tensor> ys;
+  for (int64_t t = 0; t < T; ++t) {
+    torch::Tensor u_t = u.select(1, t);
+    h = w_mix * h + (1 - w_mix) * u_t;
+    s = torch::matmul(s, A.t()) + torch::matmul(u_t, B.t());
+    ys.push_back(torch::matmul(s, C.t()) + h * D);
+  }
+  return torch::stack(ys, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Causal self-attention
+
+CausalSelfAttentionImpl::CausalSelfAttentionImpl(int64_t d, int64_t heads) : n_heads(heads) {
+  qkv = register_module("qkv", torch::nn::Linear(d, 3 * d));
+  out_proj = register_module("out_proj", torch::nn::Linear(d, d));
+}
+
+torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, KVCache* cache) {
+  const int64_t batch = x.size(0), T = x.size(1), d = x.size(2), hd = d / n_heads;
+  auto split = qkv->forward(x).chunk(3, -1);  // q, k, v: [B,T,d]
+  auto heads = [&](const torch::Tensor& t) { return t.view({batch, T, n_heads, hd}).transpose(1, 2); };
+  torch::Tensor q = heads(split[0]), k = heads(split[1]), v = heads(split[2]);  // [B,H,T,hd]
+  int64_t past = 0;
+  if (cache) {
+    if (cache->k.defined()) {
+      past = cache->k.size(2);
+      k = torch::cat({cache->k, k}, 2);  // [B,H,past+T,hd]
+      v = torch::cat({cache->v, v}, 2);
+    }
+    cache->k = k;
+    cache->v = v;
+  }
+  torch::Tensor out;
+#if TORCH_VERSION_MAJOR >= 2
+  if (past == 0 || T == 1) {
+    // Fused kernel: causal over a fresh sequence, or one new query that sees every key.
+    out = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/past == 0 && T > 1);
+  }
+#endif
+  if (!out.defined()) {
+    torch::Tensor scores = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(hd));  // [B,H,T,past+T]
+    if (T > 1) {
+      // Query i sits at position past+i and may see keys 0..past+i.
+      auto future = torch::ones({T, past + T}, torch::TensorOptions().dtype(torch::kBool).device(x.device())).triu(past + 1);
+      scores = scores.masked_fill(future, -std::numeric_limits<double>::infinity());
+    }
+    out = torch::matmul(torch::softmax(scores, -1), v);  // [B,H,T,hd]
+  }
+  return out_proj->forward(out.transpose(1, 2).contiguous().view({batch, T, d}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blocks and the model
+
+BlockImpl::BlockImpl(const ModelConfig& c, bool is_attention) {
+  auto norm = [&] { return torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.d_model}).eps(1e-5)); };
+  // Registration order follows the published module, so state dicts list tensors alike.
+  ln1 = register_module("ln1", norm());
+  if (is_attention) {
+    attn = register_module("attn", CausalSelfAttention(c.d_model, c.n_heads));
+  } else {
+    hybrid = register_module("hybrid", HybridMix(c.d_model, c.d_state));
+  }
+  ln2 = register_module("ln2", norm());
+  const int64_t hidden = c.ffn_mult * c.d_model;
+  ffn = register_module("ffn", torch::nn::Sequential(torch::nn::Linear(c.d_model, hidden),
+                                                     torch::nn::GELU(torch::nn::GELUOptions().approximate("none")),
+                                                     torch::nn::Linear(hidden, c.d_model)));
+}
+
+torch::Tensor BlockImpl::forward(torch::Tensor x, HybridState* hybrid_state, KVCache* cache) {
+  if (attn) {
+    x = x + attn->forward(ln1->forward(x), cache);
+  } else {
+    x = x + hybrid->forward(ln1->forward(x), hybrid_state);
+  }
+  return x + ffn->forward(ln2->forward(x));
+}
+
+I3ModelImpl::I3ModelImpl(const ModelConfig& config) : config_(config) {
+  config_.validate();
+  embed = register_module("embed", torch::nn::Embedding(config.vocab_size, config.d_model));
+  pos_embed = register_module("pos_embed", torch::nn::Embedding(config.context, config.d_model));
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < config.n_layers(); ++i) {
+    Block block(config, /*is_attention=*/i >= config.n_hybrid);
+    layers->push_back(block);
+    blocks_.push_back(block);
+  }
+  ln_f = register_module("ln_f", torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.d_model}).eps(1e-5)));
+  head = register_module("head", torch::nn::Linear(config.d_model, config.vocab_size));
+
+  torch::NoGradGuard no_grad;
+  for (auto& module : modules(/*include_self=*/false)) {
+    if (auto* linear = module->as<torch::nn::Linear>()) {
+      linear->weight.normal_(0.0, 0.02);
+      linear->bias.zero_();
+    } else if (auto* embedding = module->as<torch::nn::Embedding>()) {
+      embedding->weight.normal_(0.0, 0.02);
+    }
+  }
+}
+
+torch::Tensor I3ModelImpl::forward(const torch::Tensor& idx, DecodeState* state) {
+  const int64_t T = idx.size(1);
+  const int64_t start = state ? state->position : 0;
+  TORCH_CHECK(start + T <= config_.context, "sequence of ", start + T, " tokens exceeds the context of ",
+              config_.context);
+  if (state && state->hybrid.empty()) {
+    state->hybrid.resize(config_.n_hybrid);
+    state->kv.resize(config_.n_attn);
+  }
+  torch::Tensor pos = torch::arange(start, start + T, torch::TensorOptions().dtype(torch::kLong).device(idx.device()));
+  torch::Tensor x = embed->forward(idx) + pos_embed->forward(pos);  // [B,T,d]
+  for (int64_t i = 0; i < config_.n_layers(); ++i) {
+    const bool is_attention = i >= config_.n_hybrid;
+    HybridState* hs = state && !is_attention ? &state->hybrid[i] : nullptr;
+    KVCache* kv = state && is_attention ? &state->kv[i - config_.n_hybrid] : nullptr;
+    x = blocks_[i]->forward(x, hs, kv);
+  }
+  if (state) state->position += T;
+  return head->forward(ln_f->forward(x));  // [B,T,V]
+}
+
+torch::Tensor I3ModelImpl::loss(const torch::Tensor& logits, const torch::Tensor& targets) {
+  return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}));
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> I3ModelImpl::state_dict() const {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& item : named_parameters(/*recurse=*/true)) out.emplace_back(item.key(), item.value());
+  return out;
+}
+
+}  // namespace i3

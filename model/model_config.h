@@ -1,0 +1,55 @@
+// The shape of an i3 model (spec: i3-model.md §1).
+//
+// Two JSON forms:
+//  - i3lab's own (`to_json`/`from_json`), used in training configs and presets:
+//      {"vocab_size": V, "d_model": 512, "n_heads": 16, "d_state": 32, "n_hybrid": 10,
+//       "n_attn": 6, "ffn_mult": 4, "context": 256}
+//  - the published folder's config.json (`to_published_json`/`from_published_json`) with the
+//    keys architectures, model_type, vocab_size, d_model, n_layers, n_heads, max_seq_len,
+//    conv_layers (= n_hybrid), attn_layers, d_state, tokenizer_type, torch_dtype.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace i3 {
+
+struct ModelConfig {
+  int64_t vocab_size = 0;  // V: embedding and head rows; from the vocabulary or checkpoint
+  int64_t d_model = 512;
+  int64_t n_heads = 16;    // attention heads; head_dim = d_model / n_heads
+  int64_t d_state = 32;    // n: size of the hybrid layer's linear state
+  int64_t n_hybrid = 10;   // hybrid (RWKV mixing + linear state) blocks, first
+  int64_t n_attn = 6;      // causal attention blocks, after the hybrid ones
+  int64_t ffn_mult = 4;    // FFN hidden size = ffn_mult * d_model
+  int64_t context = 256;   // learned absolute positions: the longest input
+
+  int64_t n_layers() const { return n_hybrid + n_attn; }
+  int64_t head_dim() const { return d_model / n_heads; }
+
+  // Throws std::invalid_argument naming the first field out of range.
+  void validate() const;
+  // Exact number of parameters: 1025·V + 40,412,160 for the i3-80m shape.
+  int64_t parameter_count() const;
+
+  nlohmann::json to_json() const;
+  // Starts from `base` and applies the keys present; an unknown key or a non-integer value
+  // throws std::invalid_argument naming `origin` and the key.
+  static ModelConfig from_json(const nlohmann::json& j, const std::string& origin, const ModelConfig& base);
+  // Applies "key=value" (one of the to_json keys). Throws std::invalid_argument.
+  void set(const std::string& assignment);
+
+  nlohmann::json to_published_json() const;
+  // Reads a published config.json. Unknown extra keys are ignored (the format is not ours);
+  // missing required keys throw std::invalid_argument naming `origin`.
+  static ModelConfig from_published_json(const nlohmann::json& j, const std::string& origin);
+};
+
+// Named shapes. i3-80m is the published model; the others are ours (same architecture).
+// A preset's vocab_size is 0: it comes from the vocabulary. Throws for an unknown name.
+ModelConfig preset(const std::string& name);
+std::vector<std::string> preset_names();
+
+}  // namespace i3

@@ -1,0 +1,58 @@
+// The safetensors file format, without LibTorch.
+//
+//   [8 bytes: N, little-endian u64] [N bytes: JSON header] [data]
+//   header = {"NAME": {"dtype": "F32", "shape": [..], "data_offsets": [BEGIN, END]}, ...,
+//             "__metadata__": {"key": "string", ...}}        (optional metadata)
+// Offsets are relative to the start of the data section. A valid file's tensors tile the data
+// section exactly: sorted by BEGIN, each starts where the previous ended, the last ends at the
+// end of the file, and END - BEGIN = product(shape) * sizeof(dtype). The header may be padded
+// with spaces (writers pad to 8 bytes so the data is aligned).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace safetensors {
+
+// A file that breaks the format. The message names the tensor or field at fault.
+struct FormatError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+enum class DType { F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL };
+
+const char* dtype_name(DType dtype);
+size_t dtype_size(DType dtype);
+// Throws FormatError for an unknown name.
+DType dtype_from_name(const std::string& name);
+
+struct TensorInfo {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+  uint64_t begin = 0;  // byte offsets in the data section
+  uint64_t end = 0;
+};
+
+struct Header {
+  std::vector<TensorInfo> tensors;  // in data order
+  std::map<std::string, std::string> metadata;
+  uint64_t data_start = 0;          // file offset of the data section (8 + N)
+};
+
+// Largest header accepted (the reference implementation uses the same bound).
+constexpr uint64_t kMaxHeaderBytes = 100u << 20;
+
+// Parses and validates a header. `prefix` holds at least the first 8 + N bytes of the file
+// (more is fine); `file_size` is the size of the whole file. Throws FormatError.
+Header parse_header(const std::string& prefix, uint64_t file_size);
+
+// Builds the 8-byte length and the space-padded JSON header for tensors laid out in the given
+// order (offsets are assigned here, contiguously). REQUIRES: names are unique and not
+// "__metadata__".
+std::string make_header(std::vector<TensorInfo>* tensors, const std::map<std::string, std::string>& metadata);
+
+}  // namespace safetensors
