@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include <torch/csrc/autograd/profiler_legacy.h>
+
 #include "model/generate.h"
 #include "model/i3_model.h"
 #include "model/runtime.h"
@@ -82,6 +84,12 @@ int bench_model(const cli::Args& args) {
     if (i >= warmup) step_ms.push_back(seconds_since(start) * 1e3);
     std::cerr << "  step " << i + 1 << "/" << warmup + steps << (i < warmup ? " (warm-up)" : "") << ": "
               << seconds_since(start) * 1e3 << " ms\n";
+  }
+  if (args.has("trace")) {
+    // One more step under LibTorch's profiler: a Chrome trace (chrome://tracing) by op.
+    torch::autograd::profiler::RecordProfile profile(args.get("trace"));
+    model->zero_grad();
+    I3ModelImpl::loss(model->forward(idx), targets).backward();
   }
   std::sort(step_ms.begin(), step_ms.end());
   const double median_ms = step_ms[step_ms.size() / 2];
@@ -190,9 +198,10 @@ std::vector<cli::Command> bench_commands() {
       {"bench model", "forward+backward tokens/s and fraction of the matmul rate",
        "usage: i3lab bench model [--preset NAME] [--batch B] [--seq T] [--steps K] [--warmup W] [...]\n\n"
        "Times forward+backward (no optimizer) on random tokens; reports the median step, tokens/s, and\n"
-       "the achieved matrix-product rate against this machine's fp32 matmul rate measured in the same run.\n" +
+       "the achieved matrix-product rate against this machine's fp32 matmul rate measured in the same run.\n"
+       "  --trace FILE       profile one more step into a Chrome trace (per-op times)\n" +
            shape,
-       {{"preset", "vocab-size", "set", "batch", "seq", "steps", "warmup", "threads"}, {"json"}},
+       {{"preset", "vocab-size", "set", "batch", "seq", "steps", "warmup", "threads", "trace"}, {"json"}},
        bench_model},
       {"bench tokenizer", "tokenizer encode MB/s",
        "usage: i3lab bench tokenizer [--file TEXT_FILE] [--reps N] [--json]\n\n"

@@ -33,8 +33,8 @@ int tokenizer_build(const Args& args) {
     } else {
       builder.add_jsonl_file(path, field);
     }
-    std::cerr << "  " << path << ": " << builder.texts() << " texts, " << builder.chunks_seen() << " chunks, "
-              << builder.distinct_chunks() << " distinct so far\n";
+    std::cerr << "  " << path << " done; so far: texts " << builder.texts() << ", chunks " << builder.chunks_seen()
+              << ", distinct " << builder.distinct_chunks() << "\n";
   }
   VocabBuilder::Options options;
   options.min_count = args.get_int("min-count", 1);
@@ -42,8 +42,8 @@ int tokenizer_build(const Args& args) {
   ChunkTokenizer tok = builder.build(options);
   tok.save(out);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::cerr << "wrote " << out << ": " << tok.vocab_size() << " ids from " << builder.texts() << " texts in " << secs
-            << " s\n";
+  std::cerr << "wrote " << out << ": " << tok.vocab_size() << " ids (texts: " << builder.texts() << ", " << secs
+            << " s)\n";
   return 0;
 }
 

@@ -17,28 +17,80 @@ HybridMixImpl::HybridMixImpl(int64_t d, int64_t n) {
   D = register_parameter("D", torch::full({d}, 0.1));
 }
 
+namespace {
+
+// In-place doubling (Hillis–Steele) scan over dim 1 of x [B,T,c]:
+//   forward:  x_t += decay(x_{t-1})   for t = 1..T-1, applied recursively
+//   reverse:  x_t += decay(x_{t+1})   for t = T-2..0
+// where decay is `x ⊙ w` (vector w [c]) or `x · M` (matrix M [c,c]). After the step with
+// shift k every position holds the sum over its last 2k inputs weighted by the matching power
+// of w or M; each step reads the values from before it (the right-hand side is materialised
+// before the in-place add). No autograd: callers provide the backward.
+void scan_(torch::Tensor& x, torch::Tensor step, bool is_matrix, bool reverse) {
+  const int64_t T = x.size(1);
+  for (int64_t k = 1; k < T; k *= 2) {
+    torch::Tensor src = x.narrow(1, reverse ? k : 0, T - k);
+    torch::Tensor dst = x.narrow(1, reverse ? 0 : k, T - k);
+    dst.add_(is_matrix ? torch::matmul(src, step) : src * step);
+    if (2 * k < T) step = is_matrix ? torch::matmul(step, step) : step * step;
+  }
+}
+
+// The two linear recurrences of the hybrid layer, differentiable:
+//   h_t = w ⊙ h_{t-1} + a_t        a [B,T,d], w [d]
+//   s_t = s_{t-1} · Aᵀ + b_t       b [B,T,n], A [n,n]        (h_{-1} = s_{-1} = 0)
+// Backward, with λ the gradients of all later steps flowing back (a reverse scan):
+//   λh_t = g_h_t + w ⊙ λh_{t+1},  dL/da = λh,  dL/dw = Σ_{b,t} λh_t ⊙ h_{t-1}
+//   λs_t = g_s_t + λs_{t+1} · A,  dL/db = λs,  dL/dA = Σ_{b,t} λs_tᵀ · s_{t-1}
+struct LinearRecurrences : public torch::autograd::Function<LinearRecurrences> {
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& a,
+                                                const torch::Tensor& b, const torch::Tensor& w, const torch::Tensor& A) {
+    torch::Tensor h = a.clone(), s = b.clone();
+    scan_(h, w, /*is_matrix=*/false, /*reverse=*/false);
+    scan_(s, A.t(), /*is_matrix=*/true, /*reverse=*/false);
+    ctx->save_for_backward({h, s, w, A});
+    return {h, s};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const torch::Tensor &h = saved[0], &s = saved[1], &w = saved[2], &A = saved[3];
+    const int64_t T = h.size(1), n = s.size(2);
+    torch::Tensor lh = grads[0].defined() ? grads[0].clone() : torch::zeros_like(h);
+    torch::Tensor ls = grads[1].defined() ? grads[1].clone() : torch::zeros_like(s);
+    scan_(lh, w, /*is_matrix=*/false, /*reverse=*/true);
+    scan_(ls, A, /*is_matrix=*/true, /*reverse=*/true);
+    torch::Tensor grad_w = torch::zeros_like(w), grad_A = torch::zeros_like(A);
+    if (T > 1) {
+      grad_w = (lh.narrow(1, 1, T - 1) * h.narrow(1, 0, T - 1)).sum(torch::IntArrayRef{0, 1});
+      grad_A = torch::matmul(ls.narrow(1, 1, T - 1).reshape({-1, n}).t(), s.narrow(1, 0, T - 1).reshape({-1, n}));
+    }
+    return {lh, ls, grad_w, grad_A};
+  }
+};
+
+}  // namespace
+
 torch::Tensor HybridMixImpl::forward(const torch::Tensor& u, HybridState* state) {
   const int64_t T = u.size(1);
-  // Inputs of the two recurrences: h_t = w ⊙ h_{t-1} + a_t and s_t = s_{t-1} · Aᵀ + b_t.
-  torch::Tensor h = (1 - w_mix) * u;          // a: [B,T,d]
-  torch::Tensor s = torch::matmul(u, B.t());  // b: [B,T,n]
+  torch::Tensor a = (1 - w_mix) * u;          // [B,T,d]
+  torch::Tensor b = torch::matmul(u, B.t());  // [B,T,n]
+  torch::Tensor h, s;
   if (state && state->h.defined()) {
-    // Fold the carried states into step 0: h_0 = w ⊙ h_prev + a_0, s_0 = s_prev · Aᵀ + b_0.
-    h = torch::cat({h.narrow(1, 0, 1) + (w_mix * state->h).unsqueeze(1), h.narrow(1, 1, T - 1)}, 1);
-    s = torch::cat({s.narrow(1, 0, 1) + torch::matmul(state->s, A.t()).unsqueeze(1), s.narrow(1, 1, T - 1)}, 1);
-  }
-  // Doubling scan: after the step with shift k every position holds the sum over its last 2k
-  // inputs, each weighted by the matching power of w (resp. Aᵀ). Out of place, so each step
-  // reads the values from before it, and autograd sees plain ops.
-  torch::Tensor W = w_mix;  // w^k     [d]
-  torch::Tensor P = A.t();  // (Aᵀ)^k  [n,n]
-  for (int64_t k = 1; k < T; k *= 2) {
-    h = torch::cat({h.narrow(1, 0, k), h.narrow(1, k, T - k) + W * h.narrow(1, 0, T - k)}, 1);
-    s = torch::cat({s.narrow(1, 0, k), s.narrow(1, k, T - k) + torch::matmul(s.narrow(1, 0, T - k), P)}, 1);
-    if (2 * k < T) {
-      W = W * W;
-      P = torch::matmul(P, P);
-    }
+    // Decoding (no gradients): fold the carried states into step 0,
+    // h_0 = w ⊙ h_prev + a_0 and s_0 = s_prev · Aᵀ + b_0, then scan in place.
+    TORCH_CHECK(!torch::GradMode::is_enabled(), "carrying a hybrid state is for inference only");
+    h = a.clone();
+    s = b.clone();
+    h.select(1, 0).add_(w_mix * state->h);
+    s.select(1, 0).add_(torch::matmul(state->s, A.t()));
+    scan_(h, w_mix, false, false);
+    scan_(s, A.t(), true, false);
+  } else {
+    auto hs = LinearRecurrences::apply(a, b, w_mix, A);
+    h = hs[0];
+    s = hs[1];
   }
   if (state) {
     state->h = h.select(1, T - 1);  // [B,d]
@@ -92,7 +144,8 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, KVCache* 
   }
 #endif
   if (!out.defined()) {
-    torch::Tensor scores = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(hd));  // [B,H,T,past+T]
+    // Scaling q rather than the scores touches T·hd instead of T·(past+T) values per head.
+    torch::Tensor scores = torch::matmul(q * (1.0 / std::sqrt(static_cast<double>(hd))), k.transpose(-2, -1));  // [B,H,T,past+T]
     if (T > 1) {
       // Query i sits at position past+i and may see keys 0..past+i.
       auto future = torch::ones({T, past + T}, torch::TensorOptions().dtype(torch::kBool).device(x.device())).triu(past + 1);

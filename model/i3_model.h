@@ -44,8 +44,9 @@ class HybridMixImpl : public torch::nn::Module {
  public:
   HybridMixImpl(int64_t d_model, int64_t d_state);
   // u [B,T,d] → y [B,T,d], computed in parallel over T with a doubling (Hillis–Steele) scan:
-  // log2(T) steps, each exact. If `state` is non-null its tensors (when defined) are the
-  // states before u[:,0], and it receives the states after u[:,T-1].
+  // log2(T) steps, each exact, and a backward that is the same scan run backwards in time.
+  // If `state` is non-null its tensors (when defined) are the states before u[:,0], and it
+  // receives the states after u[:,T-1]. REQUIRES: no grad mode when `state` holds tensors.
   torch::Tensor forward(const torch::Tensor& u, HybridState* state = nullptr);
   // The per-token loop of the published code: the reference the scan is tested against.
   torch::Tensor forward_loop(const torch::Tensor& u);
