@@ -120,13 +120,14 @@ int bench_tokenizer(const cli::Args& args) {
     buf << in.rdbuf();
     text = buf.str();
   } else {
-    // A fixed English-like text with some non-ASCII words, ~8 MB.
-    const std::string words[] = {"the ", "little ", "girl ", "was ", "happy ", "and ", "she ", "played ", "with ",
-                                 "her ", "dog ", "in ", "the ", "park. ", "Once ", "upon ", "a ", "time, ", "caf\u00e9 ", "na\u00efve "};
+    // ~8 MB of made-up words from random syllables (some accented, some capitalised): a
+    // vocabulary of thousands of chunks, like real text, rather than a handful.
+    const char* syllables[] = {"the", "an", "ing", "ca", "fe", "lo", "mi", "ter", "s", "pa", "ri", "Ol", "du", "\u00e9", "ka", "no", "wh", "ee"};
     uint64_t x = 88172645463325252ull;
+    auto next = [&x] { return x ^= x << 13, x ^= x >> 7, x ^= x << 17; };
     while (text.size() < (8u << 20)) {
-      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-      text += words[x % 20];
+      for (uint64_t n = 1 + next() % 4; n > 0; --n) text += syllables[next() % 18];
+      text += next() % 10 == 0 ? ". " : " ";
     }
   }
   VocabBuilder builder;
@@ -206,7 +207,7 @@ std::vector<cli::Command> bench_commands() {
       {"bench tokenizer", "tokenizer encode MB/s",
        "usage: i3lab bench tokenizer [--file TEXT_FILE] [--reps N] [--json]\n\n"
        "Builds a vocabulary from the text, then times encoding it (best of N). Without --file an\n"
-       "8 MB synthetic English-like text is used.\n",
+       "8 MB text of made-up words is used.\n",
        {{"file", "reps"}, {"json"}}, bench_tokenizer},
       {"bench generate", "generation tokens/s: incremental vs full re-computation",
        "usage: i3lab bench generate [--preset NAME] [--prompt N] [--tokens N] [...]\n\n"
