@@ -57,14 +57,19 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
+    # Attribute names (ln1, hybrid | attn, ln2, ffn.0/ffn.2) are the published state-dict names.
     def __init__(self, d, heads, n, attention):
         super().__init__()
-        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.mix = Attention(d, heads) if attention else HybridLoop(d, n)
+        self.ln1 = nn.LayerNorm(d)
+        if attention:
+            self.attn = Attention(d, heads)
+        else:
+            self.hybrid = HybridLoop(d, n)
+        self.ln2 = nn.LayerNorm(d)
         self.ffn = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
 
     def forward(self, x):
-        x = x + self.mix(self.ln1(x))
+        x = x + (self.attn if hasattr(self, "attn") else self.hybrid)(self.ln1(x))
         return x + self.ffn(self.ln2(x))
 
 

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "model/safetensors.h"
+#include "model/torch_checkpoint.h"
 
 namespace fs = std::filesystem;
 
@@ -21,35 +22,12 @@ std::string read_text(const fs::path& path) {
   return buf.str();
 }
 
-std::vector<std::pair<std::string, torch::Tensor>> read_pickled_state_dict(const fs::path& path) {
-  const std::string bytes = read_text(path);
-  c10::IValue value;
-  try {
-    value = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
-  } catch (const std::exception& e) {
-    std::string what = e.what();
-    throw std::runtime_error(path.string() + ": cannot read it as a torch.save'd state dict (" +
-                             what.substr(0, what.find('\n')) +
-                             "). A training checkpoint that nests the weights under 'model_state_dict' must be "
-                             "re-saved as a flat state dict first.");
-  }
-  if (!value.isGenericDict()) throw std::runtime_error(path.string() + ": holds no dict of tensors");
-  std::vector<std::pair<std::string, torch::Tensor>> out;
-  for (const auto& item : value.toGenericDict()) {
-    if (!item.key().isString() || !item.value().isTensor())
-      throw std::runtime_error(path.string() + ": not a flat name → tensor state dict (found a " +
-                               item.value().tagKind() + " value)");
-    out.emplace_back(item.key().toStringRef(), item.value().toTensor());
-  }
-  return out;
-}
-
 }  // namespace
 
 std::vector<std::pair<std::string, torch::Tensor>> read_weights(const std::string& dir) {
   const fs::path st = fs::path(dir) / "model.safetensors", bin = fs::path(dir) / "pytorch_model.bin";
   if (fs::exists(st)) return safetensors::load(st.string()).tensors;
-  if (fs::exists(bin)) return read_pickled_state_dict(bin);
+  if (fs::exists(bin)) return load_torch_state_dict(bin.string());
   throw std::runtime_error(dir + ": no model.safetensors or pytorch_model.bin");
 }
 

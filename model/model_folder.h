@@ -3,8 +3,8 @@
 //   DIR/config.json        published keys (model_config.h), with the true d_state
 //   DIR/model.safetensors  weights under the published names, float32
 //   DIR/tokenizer.json     the chunk vocabulary
-// Reading also takes a published folder as it is: pytorch_model.bin (a torch.save'd flat
-// state dict) when there is no model.safetensors, chunk_vocab_combined.json when there is no
+// Reading also takes a published folder as it is: pytorch_model.bin (torch.save'd state dict,
+// flat or under model_state_dict: torch_checkpoint.h) when there is no model.safetensors, chunk_vocab_combined.json when there is no
 // tokenizer.json. Tensor shapes win over config.json (the published one says d_state 64 for
 // 32-wide tensors); each disagreement becomes a warning.
 #pragma once
