@@ -3,6 +3,7 @@
 #include <unicode/ustring.h>
 #include <unicode/utf16.h>
 
+#include <cstdio>
 #include <vector>
 
 namespace i3 {
@@ -29,9 +30,9 @@ size_t decode_utf8(std::string_view in, std::u32string* out, size_t base_offset,
     } else if (c >= 0xF0 && c <= 0xF4) {
       len = 4, cp = c & 0x07, min = 0x10000;
     } else {
-      throw Utf8Error("invalid UTF-8 lead byte 0x" + std::string(1, "0123456789abcdef"[c >> 4]) +
-                          std::string(1, "0123456789abcdef"[c & 15]) + " at byte offset " +
-                          std::to_string(base_offset + i),
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "0x%02x", c);
+      throw Utf8Error(std::string("invalid UTF-8 lead byte ") + hex + " at byte offset " + std::to_string(base_offset + i),
                       base_offset + i);
     }
     if (i + len > n) {
