@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "tracker/run.h"
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -159,6 +161,75 @@ TEST_F(Cli, InitScoreGenerate) {
   Result bad_p = i3lab({"generate", "--model", model, "--prompt", "x", "--top-p", "2"});
   EXPECT_EQ(bad_p.status, 1);
   EXPECT_NE(bad_p.err.find("top-p must be in (0, 1]"), std::string::npos);
+}
+
+TEST_F(Cli, TrackerRunsExportSyncAndArtifacts) {
+  const std::string db = dir_ + "/local.db", central = dir_ + "/central.db";
+  std::string uid;
+  {
+    tracker::Store store(db);
+    tracker::RunSpec spec;
+    spec.project = "demo";
+    spec.name = "small";
+    spec.config = {{"lr", 0.01}};
+    tracker::Run run = tracker::Run::create(store, spec);
+    uid = run.uid();
+    for (int step = 0; step < 3; ++step) run.log(step, {{"loss", 3.0 - step}, {"acc", step == 1 ? NAN : 0.5}});
+    run.log_artifact("notes", "text", file("notes.txt", "remember this"));
+    run.finish();
+  }
+  Result runs = i3lab({"runs", "--db", db, "--json"});
+  ASSERT_EQ(runs.status, 0) << runs.err;
+  auto list = nlohmann::json::parse(runs.out);
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0]["name"], "small");
+  EXPECT_EQ(list[0]["summary"]["loss"]["last"], 1.0);
+  Result table = i3lab({"runs", "--db", db, "--where", "config.lr<0.1"});
+  EXPECT_NE(table.out.find("small"), std::string::npos);
+  EXPECT_EQ(i3lab({"runs", "--db", db, "--where", "config.lr>0.1", "--json"}).out, "[]\n");
+
+  Result csv = i3lab({"export-history", "--db", db, "--run", "1"});
+  ASSERT_EQ(csv.status, 0) << csv.err;
+  std::stringstream lines(csv.out);
+  std::string header, row0, row1;
+  std::getline(lines, header);
+  std::getline(lines, row0);
+  std::getline(lines, row1);
+  EXPECT_EQ(header, "step,wall,acc,loss");
+  EXPECT_EQ(row1.substr(0, 2), "1,");
+  EXPECT_EQ(row1.substr(row1.find(',', 2)), ",nan,2");
+
+  Result sync = i3lab({"sync", "--from", db, "--to", central, "--json"});
+  ASSERT_EQ(sync.status, 0) << sync.err;
+  EXPECT_EQ(nlohmann::json::parse(sync.out)["points_added"], 6);
+  EXPECT_EQ(nlohmann::json::parse(i3lab({"sync", "--from", db, "--to", central, "--json"}).out)["points_added"], 0);
+  Result arts = i3lab({"artifacts", "--db", central, "--json"});
+  ASSERT_EQ(arts.status, 0) << arts.err;
+  EXPECT_EQ(nlohmann::json::parse(arts.out)[0]["run_uid"], uid);
+  Result get = i3lab({"artifact", "get", "--db", central, "notes:latest", "--out", dir_ + "/fetched"});
+  ASSERT_EQ(get.status, 0) << get.err;
+  std::ifstream fetched(dir_ + "/fetched/notes.txt");
+  std::string text;
+  std::getline(fetched, text);
+  EXPECT_EQ(text, "remember this");
+
+  std::string garbage = file("garbage.db", std::string(5000, 'x'));
+  Result bad = i3lab({"runs", "--db", garbage});
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.err.find(garbage + ": not an i3lab database"), std::string::npos) << bad.err;
+  Result missing = i3lab({"export-history", "--db", db, "--run", "99"});
+  EXPECT_EQ(missing.status, 1);
+  EXPECT_NE(missing.err.find("no run with id 99"), std::string::npos) << missing.err;
+}
+
+TEST_F(Cli, BenchTrackerReportsTheContractKeys) {
+  Result r = i3lab({"bench", "tracker", "--points", "20000", "--dir", dir_, "--json"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  for (const char* key : {"points_per_sec", "p50_log_call_ns", "query_ms_1m_points_1000_buckets"})
+    EXPECT_GT(j[key].get<double>(), 0) << key;
+  EXPECT_EQ(j["buckets_returned"], 1000);
+  EXPECT_TRUE(fs::is_empty(dir_)) << "bench left files behind";
 }
 
 }  // namespace

@@ -33,58 +33,17 @@ std::string new_uid() {
   return buf;
 }
 
-// Keys whose step is a sample counter, not a training step: never rewound.
-constexpr const char* kNotSystemKey = "key_id NOT IN (SELECT id FROM metric_keys WHERE name GLOB 'system/*')";
-
-// Deletes run `run`'s points after `step` and rebuilds the tiers and summaries they touched.
+// Deletes run `run`'s points after `step` (but not sampled system metrics), then rebuilds its
+// tiers and summaries from what remains.
 void rewind(Db& db, int64_t run, int64_t step) {
-  for (const char* table : {"run_tables", "histograms"}) {
-    Stmt del(db, (std::string("DELETE FROM ") + table + " WHERE run_id = ? AND step > ?").c_str());
+  for (const char* sql : {"DELETE FROM run_tables WHERE run_id = ? AND step > ?",
+                          "DELETE FROM histograms WHERE run_id = ? AND step > ?",
+                          "DELETE FROM metrics WHERE run_id = ? AND step > ? AND key_id NOT IN "
+                          "(SELECT id FROM metric_keys WHERE name GLOB 'system/*')"}) {
+    Stmt del(db, sql);
     del.bind(1, run).bind(2, step).run();
   }
-  Stmt del_metrics(db, (std::string("DELETE FROM metrics WHERE run_id = ? AND step > ? AND ") + kNotSystemKey).c_str());
-  del_metrics.bind(1, run).bind(2, step).run();
-
-  Stmt last_point(db, "SELECT value, wall FROM metrics WHERE run_id = ? AND key_id = ? AND step = ?");
-  for (int64_t width : kTierWidths) {
-    // Buckets past `step` go; the bucket holding `step` is rebuilt from its remaining points.
-    const int64_t bucket = step >= 0 ? step / width : -1;
-    Stmt del(db, (std::string("DELETE FROM metric_tiers WHERE run_id = ? AND width = ? AND bucket >= ? AND ") + kNotSystemKey).c_str());
-    del.bind(1, run).bind(2, width).bind(3, bucket).run();
-    if (step < 0) continue;
-    Stmt agg(db, (std::string("SELECT key_id, min(value), max(value), count(*), max(step) FROM metrics "
-                              "WHERE run_id = ? AND step BETWEEN ? AND ? AND ") + kNotSystemKey + " GROUP BY key_id").c_str());
-    agg.bind(1, run).bind(2, bucket * width).bind(3, step);
-    Stmt insert(db, "INSERT INTO metric_tiers(run_id, key_id, width, bucket, min, max, last, last_step, last_wall, count) "
-                    "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    while (agg.step()) {
-      const int64_t key = agg.int64(0), last_step = agg.int64(4);
-      last_point.bind(1, run).bind(2, key).bind(3, last_step);
-      if (!last_point.step()) db.fail("rewind lost a point");
-      insert.bind(1, run).bind(2, key).bind(3, width).bind(4, bucket);
-      agg.is_null(1) ? insert.bind_null(5) : insert.bind(5, agg.real(1));
-      agg.is_null(2) ? insert.bind_null(6) : insert.bind(6, agg.real(2));
-      last_point.is_null(0) ? insert.bind_null(7) : insert.bind(7, last_point.real(0));
-      insert.bind(8, last_step).bind(9, last_point.real(1)).bind(10, agg.int64(3)).run();
-      last_point.reset();
-    }
-  }
-  // Summaries follow from the coarsest tier, which now covers exactly the remaining points.
-  const int64_t coarsest = kTierWidths[std::size(kTierWidths) - 1];
-  Stmt update(db, (std::string(R"SQL(
-    UPDATE summaries SET
-      min = (SELECT min(min) FROM metric_tiers t WHERE t.run_id = summaries.run_id AND t.key_id = summaries.key_id AND t.width = ?2),
-      max = (SELECT max(max) FROM metric_tiers t WHERE t.run_id = summaries.run_id AND t.key_id = summaries.key_id AND t.width = ?2),
-      count = (SELECT coalesce(sum(count), 0) FROM metric_tiers t WHERE t.run_id = summaries.run_id AND t.key_id = summaries.key_id AND t.width = ?2),
-      last_step = coalesce((SELECT max(last_step) FROM metric_tiers t WHERE t.run_id = summaries.run_id AND t.key_id = summaries.key_id AND t.width = ?2), last_step)
-    WHERE run_id = ?1 AND )SQL") + kNotSystemKey).c_str());
-  update.bind(1, run).bind(2, coarsest).run();
-  Stmt last(db, (std::string("UPDATE summaries SET last = (SELECT value FROM metrics m WHERE m.run_id = summaries.run_id "
-                             "AND m.key_id = summaries.key_id AND m.step = summaries.last_step) WHERE run_id = ? AND ") +
-                 kNotSystemKey).c_str());
-  last.bind(1, run).run();
-  Stmt empty(db, "DELETE FROM summaries WHERE run_id = ? AND count = 0 AND goal = ''");
-  empty.bind(1, run).run();
+  rebuild_aggregates(db, run);
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "tracker/artifacts.h"
 #include "tracker/store.h"
 
 namespace tracker {
@@ -66,6 +67,14 @@ class Run {
   void log_histogram(const std::string& key, int64_t step, double lo, double hi, const std::vector<int64_t>& counts);
   // One line of console output; stream is "stdout" or "stderr".
   void log_console(const std::string& stream, const std::string& line);
+  // Stores a file or folder as a version of artifact `name` made by this run (artifacts.h).
+  ArtifactVersion log_artifact(const std::string& name, const std::string& type, const std::string& path,
+                               const nlohmann::json& metadata = nlohmann::json::object(),
+                               const std::vector<std::string>& aliases = {}) {
+    return tracker::log_artifact(*store_, uid_, name, type, path, metadata, aliases);
+  }
+  // Resolves "NAME[:ALIAS|:vN]" and records this run as its user (lineage).
+  ArtifactVersion use_artifact(const std::string& ref) { return tracker::use_artifact(*store_, uid_, ref); }
   // Records that the run is alive (the dashboard marks runs without one as lost).
   void heartbeat();
   // Sets a final status (is_final_status) and the finish time, then flushes.

@@ -54,6 +54,7 @@ class Stmt {
   void run();
   void reset();
 
+  int columns() const { return sqlite3_column_count(stmt_); }
   int64_t int64(int col) const { return sqlite3_column_int64(stmt_, col); }
   double real(int col) const { return sqlite3_column_double(stmt_, col); }
   bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }

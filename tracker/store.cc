@@ -39,6 +39,35 @@ int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1)
 
 }  // namespace
 
+void rebuild_aggregates(Db& db, int64_t run) {
+  Stmt clear(db, "DELETE FROM metric_tiers WHERE run_id = ?");
+  clear.bind(1, run).run();
+  Stmt tiers(db, R"SQL(
+    INSERT INTO metric_tiers(run_id, key_id, width, bucket, min, max, last, last_step, last_wall, count)
+    SELECT run_id, key_id, ?2, CASE WHEN step >= 0 THEN step / ?2 ELSE (step - ?2 + 1) / ?2 END AS b,
+           min(value), max(value), NULL, max(step), 0, count(*)
+    FROM metrics WHERE run_id = ?1 GROUP BY key_id, b)SQL");
+  for (int64_t width : kTierWidths) tiers.bind(1, run).bind(2, width).run();
+  Stmt tier_last(db, R"SQL(
+    UPDATE metric_tiers SET (last, last_wall) = (SELECT value, wall FROM metrics m WHERE m.run_id = metric_tiers.run_id
+      AND m.key_id = metric_tiers.key_id AND m.step = metric_tiers.last_step) WHERE run_id = ?)SQL");
+  tier_last.bind(1, run).run();
+  Stmt reset(db, "UPDATE summaries SET last = NULL, last_step = -1, min = NULL, max = NULL, count = 0 WHERE run_id = ?");
+  reset.bind(1, run).run();
+  Stmt summaries(db, R"SQL(
+    INSERT INTO summaries(run_id, key_id, last, last_step, min, max, count)
+    SELECT run_id, key_id, NULL, max(step), min(value), max(value), count(*) FROM metrics WHERE run_id = ? GROUP BY key_id
+    ON CONFLICT(run_id, key_id) DO UPDATE SET
+      last_step = excluded.last_step, min = excluded.min, max = excluded.max, count = excluded.count)SQL");
+  summaries.bind(1, run).run();
+  Stmt summary_last(db, R"SQL(
+    UPDATE summaries SET last = (SELECT value FROM metrics m WHERE m.run_id = summaries.run_id
+      AND m.key_id = summaries.key_id AND m.step = summaries.last_step) WHERE run_id = ?)SQL");
+  summary_last.bind(1, run).run();
+  Stmt empty(db, "DELETE FROM summaries WHERE run_id = ? AND count = 0 AND goal = ''");
+  empty.bind(1, run).run();
+}
+
 Store::Store(const std::string& path, Options options)
     : path_(path), options_(options), db_(open_database(path, OpenMode::kReadWrite)) {
   points_.reserve(options_.batch_points);

@@ -1,0 +1,254 @@
+// SHA-256, artifacts (versions, dedup, aliases, lineage, integrity), sync, system metrics.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "tracker/artifacts.h"
+#include "tracker/query.h"
+#include "tracker/run.h"
+#include "tracker/sha256.h"
+#include "tracker/sync.h"
+#include "tracker/system_metrics.h"
+
+namespace fs = std::filesystem;
+
+namespace tracker {
+namespace {
+
+std::string fresh(const std::string& name) {
+  std::string p = ::testing::TempDir() + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" + name;
+  for (const char* s : {"", "-wal", "-shm", ".artifacts"}) fs::remove_all(p + s);
+  return p;
+}
+
+void write(const fs::path& path, const std::string& content) {
+  fs::create_directories(path.parent_path());
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << content;
+}
+
+std::string read(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+TEST(Sha256, StandardVectors) {
+  EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(sha256_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  Sha256 million;
+  const std::string chunk(1000, 'a');
+  for (int i = 0; i < 1000; ++i) million.update(chunk);
+  EXPECT_EQ(million.hex(), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+TEST(Artifacts, VersionsOnlyWhenContentChangesWithAliasesAndLineage) {
+  const std::string db = fresh("a.db");
+  const fs::path folder = fresh("model");
+  write(folder / "config.json", "{\"d_model\": 8}");
+  write(folder / "weights" / "model.safetensors", std::string(100000, '\x01'));
+  Store store(db);
+  tracker::Run producer = tracker::Run::create(store, {"p", "producer"});
+  ArtifactVersion v0 = producer.log_artifact("i3-tiny", "model", folder.string(), {{"step", 100}}, {"best"});
+  EXPECT_EQ(v0.version, 0);
+  EXPECT_EQ(v0.files.size(), 2u);
+  EXPECT_EQ(v0.files[1].path, "weights/model.safetensors");
+  EXPECT_EQ(v0.size, 100000 + 14);
+  EXPECT_EQ(v0.aliases, (std::vector<std::string>{"best", "latest"}));
+  EXPECT_EQ(v0.run_uid, producer.uid());
+
+  // Same content again: the same version, no new one.
+  ArtifactVersion again = producer.log_artifact("i3-tiny", "model", folder.string());
+  EXPECT_EQ(again.id, v0.id);
+  // Changed content: v1 takes "latest"; "best" stays on v0 until moved.
+  write(folder / "config.json", "{\"d_model\": 16}");
+  ArtifactVersion v1 = producer.log_artifact("i3-tiny", "model", folder.string(), {{"step", 200}});
+  EXPECT_EQ(v1.version, 1);
+  EXPECT_EQ(v1.aliases, (std::vector<std::string>{"latest"}));
+  EXPECT_EQ(use_artifact(store, "", "i3-tiny:best").version, 0);
+  set_alias(store, "i3-tiny", "best", 1);
+  EXPECT_EQ(use_artifact(store, "", "i3-tiny:best").version, 1);
+  EXPECT_THROW(producer.log_artifact("i3-tiny", "dataset", folder.string()), std::invalid_argument);
+  EXPECT_THROW(producer.log_artifact("bad:name", "model", folder.string()), std::invalid_argument);
+  EXPECT_THROW(producer.log_artifact("x", "model", (folder / "nope").string()), std::invalid_argument);
+
+  tracker::Run consumer = tracker::Run::create(store, {"p", "consumer"});
+  ArtifactVersion used = consumer.use_artifact("i3-tiny:v0");
+  EXPECT_EQ(used.id, v0.id);
+  EXPECT_THROW(consumer.use_artifact("i3-tiny:v7"), std::invalid_argument);
+  EXPECT_THROW(consumer.use_artifact("nothing"), std::invalid_argument);
+  store.flush();
+
+  ArtifactVersion found = find_artifact(db, "i3-tiny:v0");
+  EXPECT_EQ(found.used_by, (std::vector<std::string>{consumer.uid()}));
+  EXPECT_EQ(found.metadata["step"], 100);
+  EXPECT_EQ(find_artifact(db, "i3-tiny").version, 1);  // no alias: latest
+  EXPECT_EQ(list_artifacts(db).size(), 2u);
+  // The weights file is stored once although two versions hold it.
+  size_t stored = 0;
+  for (const auto& e : fs::recursive_directory_iterator(artifact_root(db) + "/sha256")) stored += e.is_regular_file();
+  EXPECT_EQ(stored, 3u);
+
+  const fs::path out = fresh("out");
+  fetch_artifact(db, found, out.string());
+  EXPECT_EQ(read(out / "config.json"), "{\"d_model\": 8}");
+  EXPECT_EQ(read(out / "weights" / "model.safetensors"), std::string(100000, '\x01'));
+}
+
+TEST(Artifacts, ADamagedFileIsAnErrorOnRead) {
+  const std::string db = fresh("a.db");
+  const fs::path file = fresh("ckpt.bin");
+  write(file, "precious weights");
+  Store store(db);
+  ArtifactVersion v = tracker::Run::create(store, {"p"}).log_artifact("ckpt", "checkpoint", file.string());
+  const fs::path stored = fs::path(artifact_root(db)) / "sha256" / v.files[0].sha256.substr(0, 2) / v.files[0].sha256.substr(2);
+  write(stored, "precious weightz");
+  try {
+    fetch_artifact(db, v, fresh("out"));
+    FAIL() << "damage not detected";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("ckpt:v0: file " + file.filename().string() + " is damaged"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(fs::exists(fs::path(fresh("out")) / file.filename()));
+  fs::remove(stored);
+  EXPECT_THROW(fetch_artifact(db, v, fresh("out")), std::runtime_error);
+}
+
+// Every row of every table, as text: equal dumps mean equal databases.
+std::string dump(const std::string& db_path) {
+  Query q(db_path);
+  std::string out;
+  for (const char* table : {"projects", "runs", "metric_keys", "metrics", "metric_tiers", "summaries", "run_tables",
+                            "histograms", "console", "artifacts", "artifact_versions", "artifact_files",
+                            "artifact_aliases", "artifact_usage"}) {
+    // Rows as text, sorted: the comparison must not depend on scan order.
+    std::vector<std::string> rows;
+    Stmt s(q.db(), (std::string("SELECT * FROM ") + table).c_str());
+    while (s.step()) {
+      std::string row = table;
+      for (int c = 0; c < s.columns(); ++c) row += "|" + s.text(c);
+      rows.push_back(row);
+    }
+    std::sort(rows.begin(), rows.end());
+    for (const auto& r : rows) out += r + "\n";
+  }
+  return out;
+}
+
+TEST(Sync, MergesOfflineRunsIdempotently) {
+  const std::string local = fresh("local.db"), central = fresh("central.db");
+  const fs::path file = fresh("ckpt.bin");
+  write(file, "weights v0");
+  std::string offline_uid;
+  {
+    Store store(local);
+    tracker::Run run = tracker::Run::create(store, {"p", "offline", "", {"laptop"}, "", {{"lr", 0.01}}});
+    offline_uid = run.uid();
+    run.define_metric("val/loss", Goal::kMinimize);
+    for (int step = 0; step < 3000; ++step) run.log(step, {{"train/loss", 5.0 - step * 1e-3}, {"val/loss", 4.0 - step * 1e-3}});
+    run.log_table("samples", 1000, {"prompt", "output"}, nlohmann::json::array({nlohmann::json::array({"a", "b"})}));
+    run.log_histogram("w", 10, {1, 2, 3});
+    run.log_console("stdout", "hello");
+    run.log_artifact("ckpt", "checkpoint", file.string(), {}, {"best"});
+    run.finish();
+  }
+  {
+    Store store(central);  // the central database already has a run and its own ckpt:v0
+    tracker::Run other = tracker::Run::create(store, {"p", "central"});
+    other.log(0, {{"train/loss", 9.0}});
+    const std::string other_file = fresh("other.bin");
+    write(other_file, "other weights");
+    other.log_artifact("ckpt", "checkpoint", other_file);
+    other.finish();
+  }
+  SyncReport first = sync_databases(local, central);
+  EXPECT_EQ(first.runs_added, 1);
+  EXPECT_EQ(first.points_added, 6000);
+  EXPECT_EQ(first.rows_added, 3);
+  EXPECT_EQ(first.artifact_versions_added, 1);
+  EXPECT_EQ(first.files_copied, 1);
+  const std::string after_first = dump(central);
+
+  SyncReport second = sync_databases(local, central);
+  EXPECT_EQ(second.runs_added + second.runs_updated + second.points_added + second.rows_added +
+                second.artifact_versions_added + second.files_copied, 0);
+  EXPECT_EQ(dump(central), after_first) << "a second sync changed the target";
+
+  Query q(central);
+  auto runs = q.runs({"p"});
+  ASSERT_EQ(runs.size(), 2u);
+  const RunRecord& r = runs[0].uid == offline_uid ? runs[0] : runs[1];
+  EXPECT_EQ(r.uid, offline_uid);
+  EXPECT_EQ(r.name, "offline");
+  EXPECT_EQ(r.status, "finished");
+  EXPECT_EQ(r.tags, nlohmann::json({"laptop"}));
+  EXPECT_EQ(r.summary["val/loss"]["goal"], "min");
+  EXPECT_DOUBLE_EQ(r.summary["val/loss"]["best"].get<double>(), 4.0 - 2999 * 1e-3);
+  EXPECT_EQ(r.summary["train/loss"]["count"], 3000);
+  EXPECT_EQ(q.series(r.id, "train/loss", 0, 2999, 10).size(), 10u);
+  EXPECT_EQ(q.table_steps(r.id, "samples"), (std::vector<int64_t>{1000}));
+  EXPECT_EQ(q.console(r.id).size(), 1u);
+  // The synced checkpoint follows the central one: v1, latest, with the offline run's alias.
+  ArtifactVersion v = find_artifact(central, "ckpt:best");
+  EXPECT_EQ(v.version, 1);
+  EXPECT_EQ(v.run_uid, offline_uid);
+  EXPECT_EQ(find_artifact(central, "ckpt:latest").id, v.id);
+  const fs::path out = fresh("out");
+  fetch_artifact(central, v, out.string());
+  EXPECT_EQ(read(out / file.filename()), "weights v0");
+
+  // More offline progress syncs as a continuation of the same run.
+  {
+    Store store(local);
+    tracker::Run run = tracker::Run::resume(store, 1);
+    run.log(3000, {{"train/loss", 0.5}});
+    run.finish();
+  }
+  SyncReport third = sync_databases(local, central);
+  EXPECT_EQ(third.points_added, 1);
+  EXPECT_EQ(Query(central).run(r.id).summary["train/loss"]["count"], 3001);
+  EXPECT_THROW(sync_databases(local, local), std::invalid_argument);
+  EXPECT_THROW(sync_databases(fresh("missing.db"), central), DbError);
+}
+
+TEST(SystemMetrics, SamplesThisProcessAndMachine) {
+  SystemSampler sampler;
+  volatile double sink = 0;
+  for (int i = 0; i < 20000000; ++i) sink = sink + i * 0.5;  // some CPU time to measure
+  std::map<std::string, double> values;
+  for (auto& [k, v] : sampler.sample()) values[k] = v;
+  EXPECT_GT(values["system/rss_bytes"], 1e6);
+  EXPECT_GT(values["system/cpu_percent"], 0);
+  EXPECT_GE(values["system/machine_cpu_percent"], 0);
+  EXPECT_LE(values["system/machine_cpu_percent"], 100.0 + 1e-9);
+  EXPECT_GT(values["system/machine_memory_used_percent"], 0);
+  // No NVML on this machine is normal: GPU keys are present only when it loads.
+  const bool any_gpu = std::any_of(values.begin(), values.end(), [](auto& kv) { return kv.first.find("gpu.") != std::string::npos; });
+  EXPECT_EQ(any_gpu, sampler.gpu_count() > 0);
+}
+
+TEST(SystemMetrics, MonitorLogsSamplesAndHeartbeats) {
+  const std::string db = fresh("m.db");
+  int64_t id;
+  {
+    Store store(db);
+    tracker::Run run = tracker::Run::create(store, {"p"});
+    id = run.id();
+    {
+      SystemMonitor monitor(run, std::chrono::milliseconds(20));
+      std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    }
+    run.finish();
+  }
+  Query q(db);
+  EXPECT_GE(q.run(id).summary["system/rss_bytes"]["count"].get<int64_t>(), 3);
+}
+
+}  // namespace
+}  // namespace tracker
