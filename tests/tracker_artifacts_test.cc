@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "tests/test_paths.h"
 #include "tracker/artifacts.h"
 #include "tracker/query.h"
 #include "tracker/run.h"
@@ -17,12 +18,6 @@ namespace fs = std::filesystem;
 
 namespace tracker {
 namespace {
-
-std::string fresh(const std::string& name) {
-  std::string p = ::testing::TempDir() + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" + name;
-  for (const char* s : {"", "-wal", "-shm", ".artifacts"}) fs::remove_all(p + s);
-  return p;
-}
 
 void write(const fs::path& path, const std::string& content) {
   fs::create_directories(path.parent_path());
@@ -48,8 +43,8 @@ TEST(Sha256, StandardVectors) {
 }
 
 TEST(Artifacts, VersionsOnlyWhenContentChangesWithAliasesAndLineage) {
-  const std::string db = fresh("a.db");
-  const fs::path folder = fresh("model");
+  const std::string db = test_path("a.db");
+  const fs::path folder = test_path("model");
   write(folder / "config.json", "{\"d_model\": 8}");
   write(folder / "weights" / "model.safetensors", std::string(100000, '\x01'));
   Store store(db);
@@ -94,30 +89,30 @@ TEST(Artifacts, VersionsOnlyWhenContentChangesWithAliasesAndLineage) {
   for (const auto& e : fs::recursive_directory_iterator(artifact_root(db) + "/sha256")) stored += e.is_regular_file();
   EXPECT_EQ(stored, 3u);
 
-  const fs::path out = fresh("out");
+  const fs::path out = test_path("out");
   fetch_artifact(db, found, out.string());
   EXPECT_EQ(read(out / "config.json"), "{\"d_model\": 8}");
   EXPECT_EQ(read(out / "weights" / "model.safetensors"), std::string(100000, '\x01'));
 }
 
 TEST(Artifacts, ADamagedFileIsAnErrorOnRead) {
-  const std::string db = fresh("a.db");
-  const fs::path file = fresh("ckpt.bin");
+  const std::string db = test_path("a.db");
+  const fs::path file = test_path("ckpt.bin");
   write(file, "precious weights");
   Store store(db);
   ArtifactVersion v = tracker::Run::create(store, {"p"}).log_artifact("ckpt", "checkpoint", file.string());
   const fs::path stored = fs::path(artifact_root(db)) / "sha256" / v.files[0].sha256.substr(0, 2) / v.files[0].sha256.substr(2);
   write(stored, "precious weightz");
   try {
-    fetch_artifact(db, v, fresh("out"));
+    fetch_artifact(db, v, test_path("out"));
     FAIL() << "damage not detected";
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("ckpt:v0: file " + file.filename().string() + " is damaged"), std::string::npos)
         << e.what();
   }
-  EXPECT_FALSE(fs::exists(fs::path(fresh("out")) / file.filename()));
+  EXPECT_FALSE(fs::exists(fs::path(test_path("out")) / file.filename()));
   fs::remove(stored);
-  EXPECT_THROW(fetch_artifact(db, v, fresh("out")), std::runtime_error);
+  EXPECT_THROW(fetch_artifact(db, v, test_path("out")), std::runtime_error);
 }
 
 // Every row of every table, as text: equal dumps mean equal databases.
@@ -142,8 +137,8 @@ std::string dump(const std::string& db_path) {
 }
 
 TEST(Sync, MergesOfflineRunsIdempotently) {
-  const std::string local = fresh("local.db"), central = fresh("central.db");
-  const fs::path file = fresh("ckpt.bin");
+  const std::string local = test_path("local.db"), central = test_path("central.db");
+  const fs::path file = test_path("ckpt.bin");
   write(file, "weights v0");
   std::string offline_uid;
   {
@@ -162,7 +157,7 @@ TEST(Sync, MergesOfflineRunsIdempotently) {
     Store store(central);  // the central database already has a run and its own ckpt:v0
     tracker::Run other = tracker::Run::create(store, {"p", "central"});
     other.log(0, {{"train/loss", 9.0}});
-    const std::string other_file = fresh("other.bin");
+    const std::string other_file = test_path("other.bin");
     write(other_file, "other weights");
     other.log_artifact("ckpt", "checkpoint", other_file);
     other.finish();
@@ -199,7 +194,7 @@ TEST(Sync, MergesOfflineRunsIdempotently) {
   EXPECT_EQ(v.version, 1);
   EXPECT_EQ(v.run_uid, offline_uid);
   EXPECT_EQ(find_artifact(central, "ckpt:latest").id, v.id);
-  const fs::path out = fresh("out");
+  const fs::path out = test_path("out");
   fetch_artifact(central, v, out.string());
   EXPECT_EQ(read(out / file.filename()), "weights v0");
 
@@ -214,7 +209,7 @@ TEST(Sync, MergesOfflineRunsIdempotently) {
   EXPECT_EQ(third.points_added, 1);
   EXPECT_EQ(Query(central).run(r.id).summary["train/loss"]["count"], 3001);
   EXPECT_THROW(sync_databases(local, local), std::invalid_argument);
-  EXPECT_THROW(sync_databases(fresh("missing.db"), central), DbError);
+  EXPECT_THROW(sync_databases(test_path("missing.db"), central), DbError);
 }
 
 TEST(SystemMetrics, SamplesThisProcessAndMachine) {
@@ -234,7 +229,7 @@ TEST(SystemMetrics, SamplesThisProcessAndMachine) {
 }
 
 TEST(SystemMetrics, MonitorLogsSamplesAndHeartbeats) {
-  const std::string db = fresh("m.db");
+  const std::string db = test_path("m.db");
   int64_t id;
   {
     Store store(db);

@@ -7,17 +7,12 @@
 #include <filesystem>
 #include <iostream>
 
+#include "tests/test_paths.h"
 #include "tracker/query.h"
 #include "tracker/run.h"
 
 namespace tracker {
 namespace {
-
-std::string fresh_db() {
-  std::string p = ::testing::TempDir() + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".db";
-  for (const char* s : {"", "-wal", "-shm"}) std::filesystem::remove(p + s);
-  return p;
-}
 
 // Runs `body` in a child process; the child exits 0 if it returns, 1 if it throws.
 pid_t spawn(const std::function<void()>& body) {
@@ -36,7 +31,7 @@ pid_t spawn(const std::function<void()>& body) {
 }
 
 TEST(TrackerProcesses, FourWritersOnOneFileNeverFailWithLocked) {
-  const std::string path = fresh_db();  // created by the children, concurrently
+  const std::string path = test_path("tracker.db");  // created by the children, concurrently
   constexpr int kWriters = 4, kSteps = 10000;
   std::vector<pid_t> children;
   for (int w = 0; w < kWriters; ++w) {
@@ -70,7 +65,7 @@ TEST(TrackerProcesses, FourWritersOnOneFileNeverFailWithLocked) {
 }
 
 TEST(TrackerProcesses, AWriterKilledMidStreamKeepsEveryAcknowledgedBatch) {
-  const std::string path = fresh_db();
+  const std::string path = test_path("tracker.db");
   int acks[2];
   ASSERT_EQ(pipe(acks), 0);
   pid_t child = spawn([&] {

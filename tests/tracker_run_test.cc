@@ -5,17 +5,12 @@
 #include <filesystem>
 #include <sstream>
 
+#include "tests/test_paths.h"
 #include "tracker/query.h"
 #include "tracker/run.h"
 
 namespace tracker {
 namespace {
-
-std::string fresh_db() {
-  std::string p = ::testing::TempDir() + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".db";
-  for (const char* s : {"", "-wal", "-shm"}) std::filesystem::remove(p + s);
-  return p;
-}
 
 // Checks every bucket of a downsampled series against the raw points it covers.
 void expect_buckets_match_raw(Query& q, int64_t run, const std::string& key, int64_t x0, int64_t x1, int n) {
@@ -45,7 +40,7 @@ void expect_buckets_match_raw(Query& q, int64_t run, const std::string& key, int
 }
 
 TEST(TrackerRun, LogsMetricsWithSummariesAndNonFiniteValues) {
-  const std::string path = fresh_db();
+  const std::string path = test_path("tracker.db");
   int64_t id;
   {
     Store store(path);
@@ -100,7 +95,7 @@ TEST(TrackerRun, LogsMetricsWithSummariesAndNonFiniteValues) {
 }
 
 TEST(TrackerRun, TablesHistogramsConsoleAndLimits) {
-  const std::string path = fresh_db();
+  const std::string path = test_path("tracker.db");
   Store store(path);
   tracker::Run run = tracker::Run::create(store, {"proj"});
   using Json = nlohmann::json;
@@ -142,7 +137,7 @@ TEST(TrackerRun, TablesHistogramsConsoleAndLimits) {
 }
 
 TEST(TrackerRun, BackPressureLosesNothing) {
-  const std::string path = fresh_db();
+  const std::string path = test_path("tracker.db");
   Store::Options small;
   small.max_pending_points = 500;
   small.batch_points = 100;
@@ -156,7 +151,7 @@ TEST(TrackerRun, BackPressureLosesNothing) {
 }
 
 TEST(TrackerQuery, DownsampledSeriesMatchesRawPointsBucketByBucket) {
-  const std::string path = fresh_db();
+  const std::string path = test_path("tracker.db");
   Store::Options small_batches;
   small_batches.batch_points = 997;  // many batches, so tiers are merged across them
   Store store(path, small_batches);
@@ -185,7 +180,7 @@ TEST(TrackerQuery, DownsampledSeriesMatchesRawPointsBucketByBucket) {
 }
 
 TEST(TrackerRun, ResumeRewindsHistoryToOneLine) {
-  const std::string path = fresh_db();
+  const std::string path = test_path("tracker.db");
   int64_t id;
   {
     Store store(path);
@@ -228,7 +223,7 @@ TEST(TrackerRun, ResumeRewindsHistoryToOneLine) {
 }
 
 TEST(TrackerQuery, RunsFilterAndSort) {
-  const std::string path = fresh_db();
+  const std::string path = test_path("tracker.db");
   {
     Store store(path);
     for (int i = 0; i < 6; ++i) {

@@ -4,18 +4,14 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/test_paths.h"
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 namespace tracker {
 namespace {
-
-std::string fresh_path(const std::string& name) {
-  std::string p = ::testing::TempDir() + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" + name;
-  for (const char* s : {"", "-wal", "-shm"}) std::filesystem::remove(p + s);
-  return p;
-}
 
 std::string bytes_of(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -39,7 +35,7 @@ std::string open_error(const std::string& path, OpenMode mode = OpenMode::kReadW
 }
 
 TEST(TrackerSchema, CreatesWalDatabaseWithCurrentSchema) {
-  const std::string path = fresh_path("new.db");
+  const std::string path = test_path("new.db");
   {
     auto db = open_database(path, OpenMode::kReadWrite);
     EXPECT_EQ(pragma(*db, "PRAGMA user_version"), schema_version());
@@ -53,7 +49,7 @@ TEST(TrackerSchema, CreatesWalDatabaseWithCurrentSchema) {
 }
 
 TEST(TrackerSchema, UpgradesAnOlderFileInPlaceKeepingData) {
-  const std::string path = fresh_path("old.db");
+  const std::string path = test_path("old.db");
   {
     auto db = open_database(path, OpenMode::kReadWrite, /*max_version=*/1);
     EXPECT_EQ(pragma(*db, "PRAGMA user_version"), 1);
@@ -67,7 +63,7 @@ TEST(TrackerSchema, UpgradesAnOlderFileInPlaceKeepingData) {
 }
 
 TEST(TrackerSchema, RefusesANewerFileAndLeavesItUntouched) {
-  const std::string path = fresh_path("newer.db");
+  const std::string path = test_path("newer.db");
   {
     auto db = open_database(path, OpenMode::kReadWrite);
     db->exec("PRAGMA user_version=" + std::to_string(schema_version() + 5));
@@ -80,7 +76,7 @@ TEST(TrackerSchema, RefusesANewerFileAndLeavesItUntouched) {
 }
 
 TEST(TrackerSchema, RefusesAForeignSqliteFileAndLeavesItUntouched) {
-  const std::string path = fresh_path("foreign.db");
+  const std::string path = test_path("foreign.db");
   {
     Db db(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
     db.exec("CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT); INSERT INTO customers(name) VALUES('x')");
@@ -92,12 +88,12 @@ TEST(TrackerSchema, RefusesAForeignSqliteFileAndLeavesItUntouched) {
 }
 
 TEST(TrackerSchema, RefusesACorruptFileAndLeavesItUntouched) {
-  const std::string path = fresh_path("garbage.db");
+  const std::string path = test_path("garbage.db");
   std::ofstream(path, std::ios::binary) << std::string(4096, 'G') << "not a database";
   const std::string before = bytes_of(path);
   EXPECT_NE(open_error(path).find(path + ": not an i3lab database"), std::string::npos) << open_error(path);
   EXPECT_EQ(bytes_of(path), before);
-  EXPECT_NE(open_error(fresh_path("missing.db"), OpenMode::kReadOnly).find("no such database file"), std::string::npos);
+  EXPECT_NE(open_error(test_path("missing.db"), OpenMode::kReadOnly).find("no such database file"), std::string::npos);
 }
 
 }  // namespace

@@ -89,8 +89,6 @@ std::string format_double(double v) {
   return std::string(buf, end);
 }
 
-int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-
 }  // namespace
 
 nlohmann::json RunRecord::to_json() const {
@@ -202,7 +200,7 @@ std::vector<Bucket> Query::series(int64_t run_id, const std::string& key, int64_
     rows = points(run_id, key, x0, x1);
   } else {
     // Whole tier buckets inside [x0, x1]; the partial ones at either edge from raw points.
-    const int64_t first_full = floor_div(x0 + width - 1, width), last_full = floor_div(x1 + 1, width) - 1;
+    const int64_t first_full = bucket_of(x0 + width - 1, width), last_full = bucket_of(x1 + 1, width) - 1;
     rows = points(run_id, key, x0, std::min(x1, first_full * width - 1));
     Stmt s(*db_, "SELECT t.bucket, t.min, t.max, t.last, t.last_step, t.last_wall, t.count FROM metric_tiers t "
                  "JOIN metric_keys k ON k.id = t.key_id WHERE t.run_id = ? AND k.name = ? AND t.width = ? "

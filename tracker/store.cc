@@ -35,8 +35,6 @@ void bind_value(Stmt& s, int i, double v) {
   }
 }
 
-int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-
 }  // namespace
 
 void rebuild_aggregates(Db& db, int64_t run) {
@@ -269,9 +267,9 @@ void Store::write_batch(std::vector<Point>& points, std::vector<std::function<vo
       summary.bind(7, all.count).run();
       for (int64_t width : kTierWidths) {
         for (size_t i = begin; i < end;) {
-          const int64_t bucket = floor_div(points[i].step, width);
+          const int64_t bucket = bucket_of(points[i].step, width);
           Agg a;
-          for (; i < end && floor_div(points[i].step, width) == bucket; ++i) a.add(points[i].step, points[i].value, points[i].wall);
+          for (; i < end && bucket_of(points[i].step, width) == bucket; ++i) a.add(points[i].step, points[i].value, points[i].wall);
           tier.bind(1, run).bind(2, key).bind(3, width).bind(4, bucket);
           write_agg(tier, 5, a);
           tier.bind(9, a.last_wall).bind(10, a.count).run();

@@ -27,6 +27,8 @@ namespace tracker {
 
 // Bucket widths (in steps) of the downsampling tiers, finest first.
 constexpr int64_t kTierWidths[] = {16, 256, 4096, 65536};
+// The tier bucket holding `step`: floor(step / width), also for negative steps.
+inline int64_t bucket_of(int64_t step, int64_t width) { return step >= 0 ? step / width : -((-step + width - 1) / width); }
 
 // Limits on what callers may store; longer input throws std::invalid_argument.
 constexpr size_t kMaxNameBytes = 256;          // metric keys, run, project, table and artifact names

@@ -1,0 +1,16 @@
+// Per-test scratch paths for tests that use real files.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+// TEST_TMPDIR/<test name>_<name>, with anything a previous run left there removed (the file,
+// SQLite's -wal and -shm companions, an artifact store, a folder).
+inline std::string test_path(const std::string& name) {
+  const std::string path = ::testing::TempDir() + "/" +
+                           ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" + name;
+  for (const char* suffix : {"", "-wal", "-shm", ".artifacts"}) std::filesystem::remove_all(path + suffix);
+  return path;
+}
