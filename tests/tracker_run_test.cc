@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <optional>
 #include <sstream>
 
 #include "tests/test_paths.h"
@@ -220,6 +221,39 @@ TEST(TrackerRun, ResumeRewindsHistoryToOneLine) {
   expect_buckets_match_raw(q, id, "loss", 0, 3999, 100);
   expect_buckets_match_raw(q, id, "loss", 0, 3999, 3);
   EXPECT_THROW({ Store s(path); tracker::Run::resume(s, 999, 0); }, std::invalid_argument);
+}
+
+TEST(TrackerQuery, WallTimeRangesMapToSteps) {
+  const std::string path = test_path("tracker.db");
+  Store store(path);
+  tracker::Run run = tracker::Run::create(store, {"proj"});
+  // 300,000 steps, 0.01 s apart from t = 1000 s, with a 500 s pause (a restart) at step 200,000;
+  // every third step missing.
+  auto wall_of = [](int64_t step) { return 1000.0 + step * 0.01 + (step >= 200000 ? 500.0 : 0.0); };
+  for (int64_t step = 0; step < 300000; ++step) {
+    if (step % 3 == 1) continue;
+    const std::pair<std::string_view, double> point{"loss", 1.0};
+    store.log_points(run.id(), step, wall_of(step), &point, 1);
+  }
+  store.flush();
+  Query q(path);
+  // Brute force over the logged points.
+  auto expected = [&](double w0, double w1) -> std::optional<std::pair<int64_t, int64_t>> {
+    std::optional<std::pair<int64_t, int64_t>> out;
+    for (int64_t step = 0; step < 300000; ++step) {
+      if (step % 3 == 1 || wall_of(step) < w0 || wall_of(step) > w1) continue;
+      if (!out) out = std::make_pair(step, step);
+      out->second = step;
+    }
+    return out;
+  };
+  for (auto [w0, w1] : std::vector<std::pair<double, double>>{{0, 1e9}, {1000.0, 1000.0}, {1100.005, 1200.0},
+                                                              {2999.0, 3499.0}, {2999.995, 3499.0}, {3000.0, 3499.9},
+                                                              {3000.0, 3500.0}, {4000.0, 5000.0}, {4500.0, 5000.0},
+                                                              {1500.0, 1400.0}, {0, 999.0}})
+    EXPECT_EQ(q.steps_between(run.id(), "loss", w0, w1), expected(w0, w1)) << "[" << w0 << ", " << w1 << "]";
+  EXPECT_EQ(expected(3000.0, 3499.9), std::nullopt) << "the pause must be empty for this test to mean anything";
+  EXPECT_EQ(q.steps_between(run.id(), "absent", 0, 1e9), std::nullopt);
 }
 
 TEST(TrackerQuery, RunsFilterAndSort) {

@@ -233,6 +233,53 @@ std::vector<Bucket> Query::series(int64_t run_id, const std::string& key, int64_
   return out;
 }
 
+std::optional<std::pair<int64_t, int64_t>> Query::steps_between(int64_t run_id, const std::string& key, double w0,
+                                                                double w1) {
+  int64_t key_id, min_step, max_step;
+  {
+    Stmt s(*db_, "SELECT k.id, (SELECT min(step) FROM metrics m WHERE m.run_id = ?1 AND m.key_id = k.id), s.last_step "
+                 "FROM metric_keys k JOIN summaries s ON s.key_id = k.id AND s.run_id = ?1 WHERE k.name = ?2 AND s.count > 0");
+    s.bind(1, run_id).bind(2, key);
+    if (!s.step()) return std::nullopt;
+    key_id = s.int64(0), min_step = s.int64(1), max_step = s.int64(2);
+  }
+  Stmt tier(*db_, "SELECT min(bucket) FROM metric_tiers WHERE run_id = ? AND key_id = ? AND width = ? "
+                  "AND bucket BETWEEN ? AND ? AND last_wall >= ?");
+  Stmt raw(*db_, "SELECT min(step) FROM metrics WHERE run_id = ? AND key_id = ? AND step BETWEEN ? AND ? AND wall >= ?");
+  // The first step whose wall time is >= w: the first coarse bucket whose last point reaches w
+  // holds it; narrow down through the finer tiers, then look at the points.
+  auto first_step_at = [&](double w) -> std::optional<int64_t> {
+    int64_t lo = min_step, hi = max_step;
+    for (size_t i = std::size(kTierWidths); i-- > 0;) {
+      const int64_t width = kTierWidths[i];
+      tier.bind(1, run_id).bind(2, key_id).bind(3, width).bind(4, bucket_of(lo, width)).bind(5, bucket_of(hi, width)).bind(6, w);
+      const bool found = tier.step() && !tier.is_null(0);
+      const int64_t bucket = found ? tier.int64(0) : 0;
+      tier.reset();
+      if (!found) return std::nullopt;
+      lo = std::max(lo, bucket * width);
+      hi = std::min(hi, bucket * width + width - 1);
+    }
+    raw.bind(1, run_id).bind(2, key_id).bind(3, lo).bind(4, hi).bind(5, w);
+    const bool found = raw.step() && !raw.is_null(0);
+    const int64_t step = found ? raw.int64(0) : 0;
+    raw.reset();
+    return found ? std::optional<int64_t>(step) : std::nullopt;
+  };
+  const auto first = first_step_at(w0);
+  if (!first) return std::nullopt;
+  // The last step with wall <= w1 is the last point before the first step past w1.
+  int64_t last = max_step;
+  if (const auto past = first_step_at(std::nextafter(w1, INFINITY))) {
+    Stmt before(*db_, "SELECT max(step) FROM metrics WHERE run_id = ? AND key_id = ? AND step < ?");
+    before.bind(1, run_id).bind(2, key_id).bind(3, *past);
+    if (!before.step() || before.is_null(0)) return std::nullopt;
+    last = before.int64(0);
+  }
+  if (last < *first) return std::nullopt;
+  return std::make_pair(*first, last);
+}
+
 std::vector<int64_t> Query::table_steps(int64_t run_id, const std::string& name) {
   Stmt s(*db_, "SELECT step FROM run_tables WHERE run_id = ? AND name = ? ORDER BY step");
   s.bind(1, run_id).bind(2, name);

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -57,6 +58,11 @@ class Query {
   // downsampling tier that needs no more than ~16 rows per bucket (raw points for short
   // ranges). Never reads a whole long series.
   std::vector<Bucket> series(int64_t run_id, const std::string& key, int64_t x0, int64_t x1, int buckets);
+  // The steps of one series logged between wall times w0 and w1 (unix seconds), for charts
+  // with time on the x-axis: pass them to series(). Found by descending the tiers (a few
+  // dozen indexed rows), assuming wall time grows with step within a run (it does for a run
+  // logged by one process, resumed or not). Empty if no point lies in [w0, w1].
+  std::optional<std::pair<int64_t, int64_t>> steps_between(int64_t run_id, const std::string& key, double w0, double w1);
   // Raw points (step, value, wall) of one series in [x0, x1].
   std::vector<Bucket> points(int64_t run_id, const std::string& key, int64_t x0, int64_t x1);
   // Tables: the steps at which `name` was logged, and one of them ({"columns", "rows"}).
