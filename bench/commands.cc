@@ -10,6 +10,7 @@
 
 #include "model/generate.h"
 #include "model/i3_model.h"
+#include "model/optimizer.h"
 #include "model/runtime.h"
 #include "model/tokenizer.h"
 
@@ -63,24 +64,44 @@ ModelConfig bench_config(const cli::Args& args) {
   return config;
 }
 
-int bench_model(const cli::Args& args) {
+// Times training steps on random tokens: forward+backward, plus gradient clipping and an
+// AdamW update unless `optimizer` is "none" ("flat": FlatAdamW, "torch": torch::optim::AdamW,
+// for comparison). Prints the median step and the matmul rate it achieves.
+int bench_steps(const cli::Args& args, const std::string& what, const std::string& optimizer) {
   apply_threads(args);
   ModelConfig config = bench_config(args);
   const int64_t batch = args.get_int("batch", 4), seq = args.get_int("seq", config.context);
   const int64_t steps = args.get_int("steps", 3), warmup = args.get_int("warmup", 1);
   if (seq > config.context) throw cli::UsageError("--seq is longer than the context");
+  if (optimizer != "none" && optimizer != "flat" && optimizer != "torch")
+    throw cli::UsageError("--optimizer must be flat, torch or none");
   torch::manual_seed(0);
   I3Model model(config);
   model->train();
+  std::unique_ptr<FlatAdamW> flat;
+  std::unique_ptr<torch::optim::AdamW> reference;
+  if (optimizer == "flat") flat = std::make_unique<FlatAdamW>(model->state_dict(), AdamWOptions{});
+  if (optimizer == "torch")
+    reference = std::make_unique<torch::optim::AdamW>(model->parameters(), torch::optim::AdamWOptions(3e-4).weight_decay(0.01));
   torch::Tensor idx = torch::randint(config.vocab_size, {batch, seq}, torch::kLong);
   torch::Tensor targets = torch::randint(config.vocab_size, {batch, seq}, torch::kLong);
   const double matmul_gflops = measure_matmul_gflops();
+  auto one_step = [&] {
+    if (flat) flat->zero_grad();
+    else model->zero_grad();
+    I3ModelImpl::loss(model->forward(idx), targets).backward();
+    if (flat) {
+      flat->clip_grad_norm(1.0);
+      flat->step(3e-4);
+    } else if (reference) {
+      torch::nn::utils::clip_grad_norm_(model->parameters(), 1.0);
+      reference->step();
+    }
+  };
   std::vector<double> step_ms;
   for (int64_t i = 0; i < warmup + steps; ++i) {
     auto start = Clock::now();
-    model->zero_grad();
-    torch::Tensor loss = I3ModelImpl::loss(model->forward(idx), targets);
-    loss.backward();
+    one_step();
     if (i >= warmup) step_ms.push_back(seconds_since(start) * 1e3);
     std::cerr << "  step " << i + 1 << "/" << warmup + steps << (i < warmup ? " (warm-up)" : "") << ": "
               << seconds_since(start) * 1e3 << " ms\n";
@@ -88,14 +109,14 @@ int bench_model(const cli::Args& args) {
   if (args.has("trace")) {
     // One more step under LibTorch's profiler: a Chrome trace (chrome://tracing) by op.
     torch::autograd::profiler::RecordProfile profile(args.get("trace"));
-    model->zero_grad();
-    I3ModelImpl::loss(model->forward(idx), targets).backward();
+    one_step();
   }
   std::sort(step_ms.begin(), step_ms.end());
   const double median_ms = step_ms[step_ms.size() / 2];
   const double gflop = fwd_bwd_flops(config, batch, seq) / 1e9;
   Json out;
-  out["what"] = "forward+backward";
+  out["what"] = what;
+  out["optimizer"] = optimizer;
   out["preset"] = args.get("preset", "i3-80m");
   out["config"] = config.to_json();
   out["batch"] = batch;
@@ -105,7 +126,7 @@ int bench_model(const cli::Args& args) {
   out["gflop_per_step"] = gflop;
   out["achieved_gflops"] = gflop / (median_ms / 1e3);
   out["matmul_gflops"] = matmul_gflops;
-  out["fraction_of_matmul_rate"] = gflop / (median_ms / 1e3) / matmul_gflops;
+  out["mfu"] = gflop / (median_ms / 1e3) / matmul_gflops;
   out["runtime"] = runtime_summary();
   std::cout << (args.has("json") ? out.dump() : out.dump(2)) << "\n";
   return 0;
@@ -203,7 +224,16 @@ std::vector<cli::Command> bench_commands() {
        "  --trace FILE       profile one more step into a Chrome trace (per-op times)\n" +
            shape,
        {{"preset", "vocab-size", "set", "batch", "seq", "steps", "warmup", "threads", "trace"}, {"json"}},
-       bench_model},
+       [](const cli::Args& a) { return bench_steps(a, "forward+backward", "none"); }},
+      {"bench train", "training-step tokens/s (forward, backward, clipping, AdamW) and mfu",
+       "usage: i3lab bench train [--preset NAME] [--batch B] [--seq T] [--steps K] [--optimizer flat|torch] [...]\n\n"
+       "As bench model, plus global-norm clipping and an AdamW update per step: {\"tokens_per_sec\",\n"
+       "\"step_ms\", \"mfu\"} (mfu: achieved matrix-product rate / the machine's fp32 matmul rate,\n"
+       "measured in the same run). --optimizer torch uses torch::optim::AdamW instead of i3lab's flat one.\n"
+       "  --trace FILE       profile one more step into a Chrome trace (per-op times)\n" +
+           shape,
+       {{"preset", "vocab-size", "set", "batch", "seq", "steps", "warmup", "threads", "trace", "optimizer"}, {"json"}},
+       [](const cli::Args& a) { return bench_steps(a, "train step", a.get("optimizer", "flat")); }},
       {"bench tokenizer", "tokenizer encode MB/s",
        "usage: i3lab bench tokenizer [--file TEXT_FILE] [--reps N] [--json]\n\n"
        "Builds a vocabulary from the text, then times encoding it (best of N). Without --file an\n"
