@@ -50,9 +50,9 @@ int runs_cmd(const cli::Args& args) {
 }
 
 int export_history(const cli::Args& args) {
-  Query q(args.get("db", "i3lab.db"));
-  q.export_history_csv(args.get_int("run", 0) > 0 ? args.get_int("run", 0) : throw cli::UsageError("--run ID is required"),
-                       std::cout);
+  const int64_t run = args.get_int("run", 0);
+  if (run < 1) throw cli::UsageError("--run ID (a positive run id) is required");
+  Query(args.get("db", "i3lab.db")).export_history_csv(run, std::cout);
   return 0;
 }
 
