@@ -61,7 +61,7 @@ void append_json_string(const std::string& utf8, std::string* out) {
   std::u32string cps;
   decode_utf8(utf8, &cps);
   out->push_back('"');
-  char buf[8];
+  char buf[16];
   for (char32_t cp : cps) {
     switch (cp) {
       case '"': *out += "\\\""; continue;
