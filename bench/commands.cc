@@ -1,13 +1,12 @@
 #include "bench/commands.h"
 
 #include <chrono>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include <torch/csrc/autograd/profiler_legacy.h>
 
+#include "model/files.h"
 #include "model/generate.h"
 #include "model/i3_model.h"
 #include "model/optimizer.h"
@@ -135,11 +134,7 @@ int bench_steps(const cli::Args& args, const std::string& what, const std::strin
 int bench_tokenizer(const cli::Args& args) {
   std::string text;
   if (args.has("file")) {
-    std::ifstream in(args.get("file"), std::ios::binary);
-    if (!in) throw std::runtime_error(args.get("file") + ": cannot open");
-    std::stringstream buf;
-    buf << in.rdbuf();
-    text = buf.str();
+    text = read_file(args.get("file"));
   } else {
     // ~8 MB of made-up words from random syllables (some accented, some capitalised): a
     // vocabulary of thousands of chunks, like real text, rather than a handful.

@@ -2,11 +2,11 @@
 
 #include <chrono>
 #include <cmath>
-#include <fstream>
 #include <iostream>
 #include <optional>
 
 #include "model/demo_corpus.h"
+#include "model/files.h"
 #include "model/generate.h"
 #include "model/model_folder.h"
 #include "model/runtime.h"
@@ -76,11 +76,9 @@ ModelConfig config_from_args(const Args& args, std::optional<ChunkTokenizer>* to
     }
   } else {
     const std::string path = args.get("config");
-    std::ifstream in(path);
-    if (!in) throw std::runtime_error(path + ": cannot open");
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(in);
+      j = nlohmann::json::parse(read_file(path));
     } catch (const nlohmann::json::exception& e) {
       throw std::runtime_error(path + ": not valid JSON (" + e.what() + ")");
     }

@@ -13,8 +13,8 @@
 #include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
+#include "model/files.h"
 #include "model/unicode.h"
 
 namespace fs = std::filesystem;
@@ -38,14 +38,6 @@ std::vector<std::string> expand(const DataSource& source) {
   std::sort(out.begin(), out.end());
   if (out.empty()) throw std::runtime_error(source.path + ": no files match");
   return out;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }

@@ -7,18 +7,12 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "model/files.h"
+
 namespace fs = std::filesystem;
 
 namespace i3 {
 namespace {
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path.string() + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 bool is_closing_punctuation(const std::string& w) {
   return w == "." || w == "," || w == ";" || w == ":" || w == "?" || w == "!" || w == ")" || w == "'s" ||
@@ -83,7 +77,7 @@ DemoCorpusStats prepare_demo_corpus(const std::string& npm_dir, const std::strin
     std::sort(files.begin(), files.end());
     std::ofstream out(fs::path(out_dir) / "sentences.txt", std::ios::binary | std::ios::trunc);
     for (const auto& f : files)
-      for (const auto& s : nlp_corpus_sentences(read_file(f), f.string())) {
+      for (const auto& s : nlp_corpus_sentences(read_file(f.string()), f.string())) {
         std::string line = s;
         std::replace(line.begin(), line.end(), '\n', ' ');
         out << line << "\n";
@@ -103,7 +97,7 @@ DemoCorpusStats prepare_demo_corpus(const std::string& npm_dir, const std::strin
     std::sort(files.begin(), files.end());
     std::ofstream out(fs::path(out_dir) / "brown.txt", std::ios::binary | std::ios::trunc);
     for (const auto& f : files) {
-      const std::string text = brown_to_text(read_file(f));
+      const std::string text = brown_to_text(read_file(f.string()));
       out << text << "\n";
       ++stats.brown_texts;
       stats.bytes += static_cast<int64_t>(text.size()) + 1;

@@ -27,7 +27,6 @@ struct ModelConfig {
   int64_t context = 256;   // learned absolute positions: the longest input
 
   int64_t n_layers() const { return n_hybrid + n_attn; }
-  int64_t head_dim() const { return d_model / n_heads; }
 
   // Throws std::invalid_argument naming the first field out of range.
   void validate() const;

@@ -6,6 +6,7 @@
 #include <regex>
 #include <sstream>
 
+#include "model/files.h"
 #include "model/safetensors.h"
 #include "model/torch_checkpoint.h"
 
@@ -13,14 +14,6 @@ namespace fs = std::filesystem;
 
 namespace i3 {
 namespace {
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path.string() + ": cannot open");
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return buf.str();
-}
 
 }  // namespace
 
@@ -36,7 +29,7 @@ ModelFolder load_model_folder(const std::string& dir) {
   const fs::path config_path = fs::path(dir) / "config.json";
   nlohmann::json config_json;
   try {
-    config_json = nlohmann::json::parse(read_text(config_path));
+    config_json = nlohmann::json::parse(read_file(config_path.string()));
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(config_path.string() + ": not valid JSON (" + e.what() + ")");
   }

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <fstream>
 
+#include "model/files.h"
+
 namespace safetensors {
 namespace {
 
@@ -42,15 +44,15 @@ DType from_torch(torch::Dtype dtype, const std::string& name) {
 }  // namespace
 
 TensorFile load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) throw FormatError(path + ": cannot open");
-  const uint64_t file_size = static_cast<uint64_t>(in.tellg());
-  in.seekg(0);
-  std::string bytes(file_size, '\0');
-  if (!in.read(bytes.data(), static_cast<std::streamsize>(file_size))) throw FormatError(path + ": read failed");
+  std::string bytes;
+  try {
+    bytes = i3::read_file(path);
+  } catch (const std::runtime_error& e) {
+    throw FormatError(e.what());
+  }
   Header header;
   try {
-    header = parse_header(bytes, file_size);
+    header = parse_header(bytes, bytes.size());
   } catch (const FormatError& e) {
     throw FormatError(path + ": " + e.what());
   }

@@ -8,6 +8,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "model/files.h"
 #include "model/unicode.h"
 
 namespace i3 {
@@ -120,13 +121,7 @@ ChunkTokenizer::ChunkTokenizer(std::vector<std::string> chunks) : chunks_(std::m
   }
 }
 
-ChunkTokenizer ChunkTokenizer::load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path + ": cannot open vocabulary file");
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return from_json(buf.str(), path);
-}
+ChunkTokenizer ChunkTokenizer::load(const std::string& path) { return from_json(read_file(path), path); }
 
 ChunkTokenizer ChunkTokenizer::from_json(const std::string& text, const std::string& origin) {
   nlohmann::json doc;

@@ -1,10 +1,11 @@
 #include "model/torch_checkpoint.h"
 
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <sstream>
+
+#include "model/files.h"
 
 namespace i3 {
 namespace {
@@ -366,11 +367,12 @@ std::vector<std::pair<std::string, torch::Tensor>> as_state_dict(const Value& di
 }  // namespace
 
 std::vector<std::pair<std::string, torch::Tensor>> load_torch_state_dict(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw CheckpointError(path + ": cannot open");
-  std::stringstream buf;
-  buf << in.rdbuf();
-  const std::string bytes = buf.str();
+  std::string bytes;
+  try {
+    bytes = read_file(path);
+  } catch (const std::runtime_error& e) {
+    throw CheckpointError(e.what());
+  }
   const auto entries = zip_entries(bytes, path);
   std::string archive;
   for (const auto& [name, where] : entries) {
