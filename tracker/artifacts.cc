@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -15,8 +14,6 @@ namespace fs = std::filesystem;
 
 namespace tracker {
 namespace {
-
-double now() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
 
 fs::path content_path(const std::string& db_path, const std::string& sha) {
   return fs::path(artifact_root(db_path)) / "sha256" / sha.substr(0, 2) / sha.substr(2);
@@ -195,7 +192,7 @@ ArtifactVersion log_artifact(Store& store, const std::string& run_uid, const std
       } else {
         v.bind(5, run_uid);
       }
-      v.bind(6, now()).run();
+      v.bind(6, unix_time()).run();
       version_id = sqlite3_last_insert_rowid(db.handle());
       Stmt f(db, "INSERT INTO artifact_files(version_id, path, sha256, size) VALUES(?, ?, ?, ?)");
       for (const auto& file : files) f.bind(1, version_id).bind(2, file.path).bind(3, file.sha256).bind(4, file.size).run();
@@ -244,6 +241,19 @@ std::vector<ArtifactVersion> list_artifacts(const std::string& db_path) {
   std::vector<ArtifactVersion> out;
   for (int64_t id : ids) out.push_back(load_version(*db, id));
   return out;
+}
+
+bool copy_stored_file(const std::string& from_db, const std::string& to_db, const std::string& sha) {
+  const fs::path target = content_path(to_db, sha), source = content_path(from_db, sha);
+  if (fs::exists(target)) return false;
+  if (!fs::exists(source)) throw std::runtime_error(source.string() + ": artifact file missing");
+  Copied c = copy_to_temp(source.string(), target.parent_path());
+  if (c.sha != sha) {
+    fs::remove(c.tmp);
+    throw std::runtime_error(source.string() + ": damaged artifact file (its sha256 does not match its name)");
+  }
+  fs::rename(c.tmp, target);
+  return true;
 }
 
 void fetch_artifact(const std::string& db_path, const ArtifactVersion& version, const std::string& dest) {

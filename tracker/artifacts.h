@@ -62,6 +62,11 @@ ArtifactVersion use_artifact(Store& store, const std::string& run_uid, const std
 ArtifactVersion find_artifact(const std::string& db_path, const std::string& ref);
 std::vector<ArtifactVersion> list_artifacts(const std::string& db_path);
 
+// Copies the stored file with content `sha256` from the content store of `from_db` to that of
+// `to_db`, verifying it on the way (one read). Returns false if `to_db` already has it. Throws
+// std::runtime_error if the source copy is missing or damaged.
+bool copy_stored_file(const std::string& from_db, const std::string& to_db, const std::string& sha256);
+
 // Copies a version's files into folder `dest` (created), verifying each file's SHA-256.
 // Throws std::runtime_error naming the file if one is missing or damaged.
 void fetch_artifact(const std::string& db_path, const ArtifactVersion& version, const std::string& dest);

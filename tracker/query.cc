@@ -100,13 +100,13 @@ nlohmann::json RunRecord::to_json() const {
 
 Query::Query(const std::string& path) : db_(open_database(path, OpenMode::kReadOnly)) {}
 
-std::vector<RunRecord> Query::runs(const RunFilter& filter) {
+std::vector<RunRecord> Query::load(const RunFilter& filter, int64_t only_id) {
   Stmt s(*db_, R"SQL(
     SELECT r.id, r.uid, p.name, r.name, r.group_name, r.tags, r.notes, r.config, r.status, r.created_at,
            r.heartbeat_at, coalesce(r.finished_at, 0)
     FROM runs r JOIN projects p ON p.id = r.project_id
-    WHERE (?1 = '' OR p.name = ?1) AND (?2 = '' OR r.status = ?2) ORDER BY r.id)SQL");
-  s.bind(1, filter.project).bind(2, filter.status);
+    WHERE (?1 = '' OR p.name = ?1) AND (?2 = '' OR r.status = ?2) AND (?3 = 0 OR r.id = ?3) ORDER BY r.id)SQL");
+  s.bind(1, filter.project).bind(2, filter.status).bind(3, only_id);
   std::vector<RunRecord> out;
   std::map<int64_t, size_t> index;
   while (s.step()) {
@@ -128,9 +128,10 @@ std::vector<RunRecord> Query::runs(const RunFilter& filter) {
     index[r.id] = out.size();
     out.push_back(std::move(r));
   }
-  // Summaries of every run in one pass over the (small) summaries table.
+  // Summaries of the runs in one pass over the (small) summaries table.
   Stmt sum(*db_, "SELECT s.run_id, k.name, s.last, s.last_step, s.min, s.max, s.count, s.goal "
-                 "FROM summaries s JOIN metric_keys k ON k.id = s.key_id");
+                 "FROM summaries s JOIN metric_keys k ON k.id = s.key_id WHERE ?1 = 0 OR s.run_id = ?1");
+  sum.bind(1, only_id);
   while (sum.step()) {
     auto it = index.find(sum.int64(0));
     if (it == index.end()) continue;
@@ -145,6 +146,11 @@ std::vector<RunRecord> Query::runs(const RunFilter& filter) {
     if (!goal.empty()) entry["best"] = number_or_null(goal == "min" ? mn : mx);
     out[it->second].summary[sum.text(1)] = entry;
   }
+  return out;
+}
+
+std::vector<RunRecord> Query::runs(const RunFilter& filter) {
+  std::vector<RunRecord> out = load(filter, 0);
   std::vector<RunRecord> kept;
   for (auto& r : out) {
     bool ok = true;
@@ -163,8 +169,8 @@ std::vector<RunRecord> Query::runs(const RunFilter& filter) {
 }
 
 RunRecord Query::run(int64_t id) {
-  for (auto& r : runs())
-    if (r.id == id) return r;
+  auto found = load({}, id);
+  if (!found.empty()) return found.front();
   throw std::invalid_argument("no run with id " + std::to_string(id) + " in " + db_->path());
 }
 

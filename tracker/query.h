@@ -77,6 +77,8 @@ class Query {
   Db& db() { return *db_; }
 
  private:
+  // Runs matching `filter`, unsorted; only run `only_id` when it is not 0.
+  std::vector<RunRecord> load(const RunFilter& filter, int64_t only_id);
   std::unique_ptr<Db> db_;
 };
 

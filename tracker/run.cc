@@ -52,10 +52,6 @@ bool is_final_status(const std::string& s) {
   return s == "finished" || s == "failed" || s == "stopped" || s == "crashed" || s == "early-stopped" || s == "cancelled";
 }
 
-double Run::now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 Run Run::create(Store& store, const RunSpec& spec) {
   check_name("project name", spec.project);
   check_name("run name", spec.name, /*allow_empty=*/true);
@@ -76,7 +72,7 @@ Run Run::create(Store& store, const RunSpec& spec) {
     project.reset();
     Stmt insert(db, "INSERT INTO runs(uid, project_id, name, group_name, tags, notes, config, status, created_at, heartbeat_at) "
                     "VALUES(?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)");
-    const double t = now();
+    const double t = unix_time();
     insert.bind(1, uid).bind(2, project_id).bind(3, name).bind(4, spec.group).bind(5, tags).bind(6, spec.notes);
     insert.bind(7, config).bind(8, t).bind(9, t).run();
     id = sqlite3_last_insert_rowid(db.handle());
@@ -95,20 +91,20 @@ Run Run::resume(Store& store, int64_t run_id, int64_t from_step) {
     next_seq = find.int64(1);
     if (from_step >= 0) rewind(db, run_id, from_step);
     Stmt update(db, "UPDATE runs SET status = 'running', heartbeat_at = ?, finished_at = NULL WHERE id = ?");
-    update.bind(1, now()).bind(2, run_id).run();
+    update.bind(1, unix_time()).bind(2, run_id).run();
   });
   return Run(&store, run_id, uid, next_seq);
 }
 
 void Run::log(int64_t step, std::initializer_list<std::pair<std::string_view, double>> values) {
-  store_->log_points(id_, step, now(), values.begin(), values.size());
+  store_->log_points(id_, step, unix_time(), values.begin(), values.size());
 }
 
 void Run::log(int64_t step, const std::vector<std::pair<std::string, double>>& values) {
   std::vector<std::pair<std::string_view, double>> views;
   views.reserve(values.size());
   for (const auto& [k, v] : values) views.emplace_back(k, v);
-  store_->log_points(id_, step, now(), views.data(), views.size());
+  store_->log_points(id_, step, unix_time(), views.data(), views.size());
 }
 
 void Run::define_metric(const std::string& key, Goal goal) {
@@ -174,7 +170,7 @@ void Run::log_console(const std::string& stream, const std::string& line) {
   if (stream != "stdout" && stream != "stderr") throw std::invalid_argument("console stream must be stdout or stderr");
   const std::string text = line.size() > kMaxLineBytes ? line.substr(0, kMaxLineBytes) + "…[cut]" : line;
   const int64_t run = id_, seq = console_seq_++;
-  const double wall = now();
+  const double wall = unix_time();
   store_->enqueue([run, seq, wall, stream, text](Db& db) {
     Stmt s(db, "INSERT OR REPLACE INTO console(run_id, seq, wall, stream, line) VALUES(?, ?, ?, ?, ?)");
     s.bind(1, run).bind(2, seq).bind(3, wall).bind(4, stream).bind(5, text).run();
@@ -183,7 +179,7 @@ void Run::log_console(const std::string& stream, const std::string& line) {
 
 void Run::heartbeat() {
   const int64_t run = id_;
-  const double wall = now();
+  const double wall = unix_time();
   store_->enqueue([run, wall](Db& db) {
     Stmt s(db, "UPDATE runs SET heartbeat_at = ? WHERE id = ?");
     s.bind(1, wall).bind(2, run).run();
@@ -194,7 +190,7 @@ void Run::finish(const std::string& status) {
   if (!is_final_status(status))
     throw std::invalid_argument("'" + status + "' is not a final status (finished, failed, stopped, crashed, early-stopped, cancelled)");
   const int64_t run = id_;
-  const double wall = now();
+  const double wall = unix_time();
   store_->enqueue([run, wall, status](Db& db) {
     Stmt s(db, "UPDATE runs SET status = ?, finished_at = ?, heartbeat_at = ? WHERE id = ?");
     s.bind(1, status).bind(2, wall).bind(3, wall).bind(4, run).run();

@@ -85,7 +85,6 @@ class Run {
  private:
   Run(Store* store, int64_t id, std::string uid, int64_t next_console_seq)
       : store_(store), id_(id), uid_(std::move(uid)), console_seq_(next_console_seq) {}
-  static double now();
 
   Store* store_;
   int64_t id_;

@@ -44,10 +44,6 @@ Stmt& Stmt::bind(int i, std::string_view v) {
   if (sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT) != SQLITE_OK) db_.fail("bind");
   return *this;
 }
-Stmt& Stmt::bind_blob(int i, const void* data, size_t size) {
-  if (sqlite3_bind_blob(stmt_, i, data, static_cast<int>(size), SQLITE_TRANSIENT) != SQLITE_OK) db_.fail("bind");
-  return *this;
-}
 Stmt& Stmt::bind_null(int i) {
   if (sqlite3_bind_null(stmt_, i) != SQLITE_OK) db_.fail("bind");
   return *this;
@@ -74,11 +70,6 @@ void Stmt::reset() {
 std::string Stmt::text(int col) const {
   const auto* p = sqlite3_column_text(stmt_, col);
   return p ? std::string(reinterpret_cast<const char*>(p), sqlite3_column_bytes(stmt_, col)) : std::string();
-}
-
-std::string Stmt::blob(int col) const {
-  const void* p = sqlite3_column_blob(stmt_, col);
-  return p ? std::string(static_cast<const char*>(p), sqlite3_column_bytes(stmt_, col)) : std::string();
 }
 
 WriteTransaction::WriteTransaction(Db& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }

@@ -46,7 +46,6 @@ class Stmt {
   Stmt& bind(int i, double v);
   Stmt& bind(int i, std::string_view v);
   Stmt& bind(int i, const char* v) { return bind(i, std::string_view(v)); }
-  Stmt& bind_blob(int i, const void* data, size_t size);
   Stmt& bind_null(int i);
   // Advances; true while a row is available. Throws on errors.
   bool step();
@@ -59,7 +58,6 @@ class Stmt {
   double real(int col) const { return sqlite3_column_double(stmt_, col); }
   bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
   std::string text(int col) const;
-  std::string blob(int col) const;
 
  private:
   Db& db_;

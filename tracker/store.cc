@@ -37,6 +37,10 @@ void bind_value(Stmt& s, int i, double v) {
 
 }  // namespace
 
+double unix_time() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
 void rebuild_aggregates(Db& db, int64_t run) {
   Stmt clear(db, "DELETE FROM metric_tiers WHERE run_id = ?");
   clear.bind(1, run).run();

@@ -35,6 +35,9 @@ constexpr size_t kMaxNameBytes = 256;          // metric keys, run, project, tab
 constexpr size_t kMaxJsonBytes = 4u << 20;     // a config, a table, metadata
 constexpr size_t kMaxLineBytes = 64u << 10;    // a console line
 
+// Wall-clock time as unix seconds, the unit of every stored time.
+double unix_time();
+
 // Recomputes run `run_id`'s downsampling tiers and summaries from its points (keeping each
 // summary's goal). For changes that bypass log_points: rewinds and merges.
 void rebuild_aggregates(Db& db, int64_t run_id);

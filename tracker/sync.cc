@@ -5,7 +5,6 @@
 
 #include "tracker/artifacts.h"
 #include "tracker/schema.h"
-#include "tracker/sha256.h"
 #include "tracker/store.h"
 
 namespace fs = std::filesystem;
@@ -19,24 +18,6 @@ int64_t run_sql(Db& db, const char* sql) {
   Stmt s(db, sql);
   s.run();
   return changes(db);
-}
-
-fs::path content_file(const std::string& db_path, const std::string& sha) {
-  return fs::path(artifact_root(db_path)) / "sha256" / sha.substr(0, 2) / sha.substr(2);
-}
-
-// Copies one content file between stores, verifying it on the way in.
-bool copy_content(const std::string& from_db, const std::string& to_db, const std::string& sha) {
-  const fs::path target = content_file(to_db, sha);
-  if (fs::exists(target)) return false;
-  const fs::path source = content_file(from_db, sha);
-  if (sha256_file(source.string()) != sha)
-    throw std::runtime_error(source.string() + ": damaged artifact file (its sha256 does not match its name)");
-  fs::create_directories(target.parent_path());
-  const fs::path tmp = target.string() + ".sync-tmp";
-  fs::copy_file(source, tmp, fs::copy_options::overwrite_existing);
-  fs::rename(tmp, target);
-  return true;
 }
 
 }  // namespace
@@ -130,7 +111,7 @@ SyncReport sync_databases(const std::string& from, const std::string& to) {
       } else {
         Stmt files(*db, "SELECT sha256 FROM src.artifact_files WHERE version_id = ?");
         files.bind(1, v.id);
-        while (files.step()) report.files_copied += copy_content(from, to, files.text(0));
+        while (files.step()) report.files_copied += copy_stored_file(from, to, files.text(0));
         Stmt insert(*db, "INSERT INTO main.artifact_versions(artifact_id, version, digest, size, metadata, run_uid, created_at) "
                          "VALUES(?1, (SELECT coalesce(max(version) + 1, 0) FROM main.artifact_versions WHERE artifact_id = ?1), "
                          "?2, ?3, ?4, nullif(?5, ''), ?6)");
