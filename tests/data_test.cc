@@ -15,11 +15,6 @@ namespace fs = std::filesystem;
 namespace i3 {
 namespace {
 
-void write(const fs::path& path, const std::string& content) {
-  fs::create_directories(path.parent_path());
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << content;
-}
-
 ChunkTokenizer vocab_for(const std::vector<std::string>& texts) {
   VocabBuilder b;
   for (const auto& t : texts) b.add_text(t);
@@ -34,10 +29,10 @@ std::string decode_range(const TokenCache& c, const ChunkTokenizer& tok, TokenSp
 
 TEST(TokenCache, ReadsTextSeparatedTextAndJsonLinesInOrder) {
   const fs::path dir = test_path("data");
-  write(dir / "a" / "one.txt", "First story.");
-  write(dir / "a" / "two.txt", "Second story.");
-  write(dir / "stories.txt", "Tale one.<|endoftext|>Tale two.<|endoftext|>  <|endoftext|>Tale three.");
-  write(dir / "chat.jsonl", "{\"text\": \"Hello there.\"}\n\n{\"text\": \"How are you?\", \"id\": 2}\n");
+  write_file(dir / "a" / "one.txt", "First story.");
+  write_file(dir / "a" / "two.txt", "Second story.");
+  write_file(dir / "stories.txt", "Tale one.<|endoftext|>Tale two.<|endoftext|>  <|endoftext|>Tale three.");
+  write_file(dir / "chat.jsonl", "{\"text\": \"Hello there.\"}\n\n{\"text\": \"How are you?\", \"id\": 2}\n");
   std::vector<DataSource> sources = {{(dir / "a" / "*.txt").string()},
                                      {(dir / "stories.txt").string(), "text", "", "<|endoftext|>"},
                                      {(dir / "chat.jsonl").string(), "jsonl", "text"}};
@@ -59,7 +54,7 @@ TEST(TokenCache, ReadsTextSeparatedTextAndJsonLinesInOrder) {
 
 TEST(TokenCache, IsReusedUntilAnInputChanges) {
   const fs::path dir = test_path("data");
-  write(dir / "t.txt", "some text to learn from");
+  write_file(dir / "t.txt", "some text to learn from");
   std::vector<DataSource> sources = {{(dir / "t.txt").string()}};
   ChunkTokenizer tok = vocab_for({"some text to learn from"});
   const std::string cache_dir = test_path("cache");
@@ -68,7 +63,7 @@ TEST(TokenCache, IsReusedUntilAnInputChanges) {
   EXPECT_TRUE(first->built_now());
   EXPECT_FALSE(second->built_now());
   EXPECT_EQ(first->path(), second->path());
-  write(dir / "t.txt", "some other text, longer than before");
+  write_file(dir / "t.txt", "some other text, longer than before");
   auto changed = TokenCache::open(cache_dir, sources, tok, {});
   EXPECT_TRUE(changed->built_now());
   EXPECT_NE(changed->path(), first->path());
@@ -98,7 +93,7 @@ TEST(TokenCache, SplitsByDocumentDeterministically) {
     docs.push_back("document number " + std::to_string(i));
     text += docs.back() + "\n\n";
   }
-  write(dir / "docs.txt", text);
+  write_file(dir / "docs.txt", text);
   std::vector<DataSource> sources = {{(dir / "docs.txt").string(), "text", "", "\n\n"}};
   ChunkTokenizer tok = vocab_for(docs);  // every chunk of every document is known: no <UNK>
   DataOptions o;
@@ -119,7 +114,7 @@ TEST(TokenCache, SplitsByDocumentDeterministically) {
 
 TEST(TokenCache, SeparatorTokenAndWideIds) {
   const fs::path dir = test_path("data");
-  write(dir / "d.txt", "ab|cd|ef");
+  write_file(dir / "d.txt", "ab|cd|ef");
   std::vector<std::string> chunks = {"<UNK>", "ab", "cd", "ef"};
   for (int i = 0; i < 70000; ++i) chunks.push_back("w" + std::to_string(i));  // over 65,536 ids: uint32
   ChunkTokenizer tok(chunks);
@@ -145,10 +140,10 @@ TEST(TokenCache, BadInputNamesFileAndPlace) {
     return std::string("no error");
   };
   EXPECT_NE(error_of({(dir / "none*.txt").string()}).find("no files match"), std::string::npos);
-  write(dir / "bad.txt", "good doc|bad \xff doc");
+  write_file(dir / "bad.txt", "good doc|bad \xff doc");
   EXPECT_NE(error_of({(dir / "bad.txt").string(), "text", "", "|"}).find("bad.txt at byte 9: invalid UTF-8"), std::string::npos)
       << error_of({(dir / "bad.txt").string(), "text", "", "|"});
-  write(dir / "bad.jsonl", "{\"text\": \"ok\"}\n{\"body\": 1}\n");
+  write_file(dir / "bad.jsonl", "{\"text\": \"ok\"}\n{\"body\": 1}\n");
   EXPECT_NE(error_of({(dir / "bad.jsonl").string(), "jsonl"}).find("bad.jsonl:2: not a JSON object with string field \"text\""),
             std::string::npos);
   EXPECT_NE(error_of({(dir / "bad.txt").string(), "csv"}).find("format must be"), std::string::npos);
@@ -161,8 +156,8 @@ class Samplers : public ::testing::Test {
     std::string big, small;
     for (int i = 0; i < 3000; ++i) big += "the quick brown fox " + std::to_string(i) + ". ";
     for (int i = 0; i < 300; ++i) small += "a small source " + std::to_string(i) + ". ";
-    write(dir / "big.txt", big);
-    write(dir / "small.txt", small);
+    write_file(dir / "big.txt", big);
+    write_file(dir / "small.txt", small);
     sources_ = {{(dir / "big.txt").string()}, {(dir / "small.txt").string()}};
     tok_ = vocab_for({big, small});
     DataOptions o;

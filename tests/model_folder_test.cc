@@ -8,17 +8,12 @@
 #include <sstream>
 
 #include "model/safetensors.h"
+#include "tests/test_paths.h"
 
 namespace fs = std::filesystem;
 
 namespace i3 {
 namespace {
-
-std::string temp_dir(const std::string& name) {
-  std::string dir = ::testing::TempDir() + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" + name;
-  fs::remove_all(dir);
-  return dir;
-}
 
 ModelConfig tiny(int64_t vocab) {
   ModelConfig c = preset("i3-tiny");
@@ -51,7 +46,7 @@ TEST(ModelFolder, SaveLoadRoundTrip) {
   torch::manual_seed(0);
   I3Model model(tiny(12));
   ChunkTokenizer tok = small_vocab();
-  const std::string dir = temp_dir("m");
+  const std::string dir = test_path("m");
   save_model_folder(dir, model, &tok);
   EXPECT_TRUE(fs::exists(dir + "/config.json"));
   EXPECT_TRUE(fs::exists(dir + "/model.safetensors"));
@@ -99,7 +94,7 @@ TEST(ModelFolder, PublishedNamesAndCount) {
 TEST(ModelFolder, LoadsAPublishedStyleFolderTrustingShapes) {
   torch::manual_seed(1);
   I3Model model(tiny(12));  // d_state 8
-  const std::string dir = temp_dir("published");
+  const std::string dir = test_path("published");
   fs::create_directories(dir);
   nlohmann::json config = model->config().to_published_json();
   config["d_state"] = 64;
@@ -157,7 +152,7 @@ TEST(ModelFolder, BrokenFoldersGetErrorsNamingTheProblem) {
   I3Model model(tiny(12));
   ChunkTokenizer tok = small_vocab();
   auto fresh = [&](const std::string& name) {
-    std::string dir = temp_dir(name);
+    std::string dir = test_path(name);
     save_model_folder(dir, model, &tok);
     return dir;
   };
@@ -167,7 +162,7 @@ TEST(ModelFolder, BrokenFoldersGetErrorsNamingTheProblem) {
     safetensors::save(dir + "/model.safetensors", tensors);
   };
 
-  EXPECT_NE(error_of(temp_dir("none")).find("no such directory"), std::string::npos);
+  EXPECT_NE(error_of(test_path("none")).find("no such directory"), std::string::npos);
 
   std::string dir = fresh("noconfig");
   fs::remove(dir + "/config.json");

@@ -6,12 +6,10 @@
 #include <cstring>
 #include <fstream>
 
+#include "tests/test_paths.h"
+
 namespace safetensors {
 namespace {
-
-std::string temp_path(const std::string& name) {
-  return ::testing::TempDir() + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" + name;
-}
 
 std::string file_bytes(const std::string& header_json, const std::string& data) {
   std::string out(8, '\0');
@@ -22,7 +20,7 @@ std::string file_bytes(const std::string& header_json, const std::string& data) 
 
 // The error message of loading `bytes`, or "" if it loads.
 std::string load_error(const std::string& bytes) {
-  const std::string path = temp_path("case.safetensors");
+  const std::string path = test_path("case.safetensors");
   std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
   try {
     load(path);
@@ -46,7 +44,7 @@ TEST(Safetensors, RoundTripKeepsValuesShapesDtypesAndMetadata) {
       {"empty", torch::zeros({0, 7})},
       {"strided", torch::randn({4, 6}).t()},  // non-contiguous input
   };
-  const std::string path = temp_path("rt.safetensors");
+  const std::string path = test_path("rt.safetensors");
   save(path, tensors, {{"format", "pt"}});
   TensorFile file = load(path);
   EXPECT_EQ(file.metadata.at("format"), "pt");
@@ -106,7 +104,7 @@ TEST(Safetensors, RejectsEveryCorruption) {
 }
 
 TEST(Safetensors, SaveReplacesAtomically) {
-  const std::string path = temp_path("atomic.safetensors");
+  const std::string path = test_path("atomic.safetensors");
   save(path, {{"x", torch::ones({2})}});
   save(path, {{"y", torch::zeros({3})}});
   TensorFile file = load(path);

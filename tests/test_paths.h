@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 // TEST_TMPDIR/<test name>_<name>, with anything a previous run left there removed (the file,
@@ -13,4 +14,10 @@ inline std::string test_path(const std::string& name) {
                            ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" + name;
   for (const char* suffix : {"", "-wal", "-shm", ".artifacts"}) std::filesystem::remove_all(path + suffix);
   return path;
+}
+
+// Writes `content` to `path`, creating its folder and replacing any file there.
+inline void write_file(const std::filesystem::path& path, const std::string& content) {
+  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << content;
 }

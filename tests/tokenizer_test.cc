@@ -8,6 +8,7 @@
 #include <string>
 
 #include "model/unicode.h"
+#include "tests/test_paths.h"
 
 namespace i3 {
 namespace {
@@ -24,10 +25,6 @@ std::string lower(const std::string& text) {
   std::u32string cps;
   decode_utf8(text, &cps);
   return to_utf8(lowercase(cps));
-}
-
-std::string temp_path(const std::string& name) {
-  return ::testing::TempDir() + "/" + ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" + name;
 }
 
 TEST(Segment, SpecVectors) {
@@ -96,7 +93,7 @@ TEST(VocabFile, RoundTrip) {
   ChunkTokenizer tok = ChunkTokenizer::from_json(kPythonJson, "python.json");
   EXPECT_EQ(tok.vocab_size(), 40);
   EXPECT_EQ(tok.to_json(), kPythonJson);
-  std::string path = temp_path("vocab.json");
+  std::string path = test_path("vocab.json");
   tok.save(path);
   ChunkTokenizer again = ChunkTokenizer::load(path);
   EXPECT_EQ(again.to_json(), kPythonJson);
@@ -142,17 +139,13 @@ TEST(Utf8, RejectsInvalidInputWithByteOffset) {
   EXPECT_EQ(offset_of("\xe2\x82x"), 0);        // bad continuation
 }
 
-void write_file(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary) << bytes;
-}
-
 TEST(VocabBuilder, StreamingAFileEqualsTheWholeText) {
   // Over 3 MiB so several read blocks; multi-byte characters and final sigmas land on
   // every block boundary position.
   std::string text;
   for (int i = 0; text.size() < (3u << 20) + 17; ++i)
     text += (i % 7 == 0 ? "\u039f\u0394\u039f\u03a3 " : i % 5 == 0 ? "\U0001F600\u00c9t\u00c9 " : "The Cat sat ");
-  std::string path = temp_path("big.txt");
+  std::string path = test_path("big.txt");
   write_file(path, text);
   VocabBuilder streamed, whole;
   streamed.add_file(path);
@@ -163,7 +156,7 @@ TEST(VocabBuilder, StreamingAFileEqualsTheWholeText) {
 }
 
 TEST(VocabBuilder, InvalidUtf8InAFileNamesFileAndOffset) {
-  std::string path = temp_path("bad.txt");
+  std::string path = test_path("bad.txt");
   write_file(path, std::string(2000000, 'a') + "\xff");
   VocabBuilder builder;
   try {
@@ -176,7 +169,7 @@ TEST(VocabBuilder, InvalidUtf8InAFileNamesFileAndOffset) {
 }
 
 TEST(VocabBuilder, JsonLinesField) {
-  std::string path = temp_path("texts.jsonl");
+  std::string path = test_path("texts.jsonl");
   write_file(path, "{\"text\": \"once upon a time\", \"id\": 1}\n\n{\"text\": \"hello there\"}\n");
   VocabBuilder builder;
   builder.add_jsonl_file(path, "text");

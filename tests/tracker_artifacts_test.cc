@@ -19,11 +19,6 @@ namespace fs = std::filesystem;
 namespace tracker {
 namespace {
 
-void write(const fs::path& path, const std::string& content) {
-  fs::create_directories(path.parent_path());
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << content;
-}
-
 std::string read(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;
@@ -45,8 +40,8 @@ TEST(Sha256, StandardVectors) {
 TEST(Artifacts, VersionsOnlyWhenContentChangesWithAliasesAndLineage) {
   const std::string db = test_path("a.db");
   const fs::path folder = test_path("model");
-  write(folder / "config.json", "{\"d_model\": 8}");
-  write(folder / "weights" / "model.safetensors", std::string(100000, '\x01'));
+  write_file(folder / "config.json", "{\"d_model\": 8}");
+  write_file(folder / "weights" / "model.safetensors", std::string(100000, '\x01'));
   Store store(db);
   tracker::Run producer = tracker::Run::create(store, {"p", "producer"});
   ArtifactVersion v0 = producer.log_artifact("i3-tiny", "model", folder.string(), {{"step", 100}}, {"best"});
@@ -61,7 +56,7 @@ TEST(Artifacts, VersionsOnlyWhenContentChangesWithAliasesAndLineage) {
   ArtifactVersion again = producer.log_artifact("i3-tiny", "model", folder.string());
   EXPECT_EQ(again.id, v0.id);
   // Changed content: v1 takes "latest"; "best" stays on v0 until moved.
-  write(folder / "config.json", "{\"d_model\": 16}");
+  write_file(folder / "config.json", "{\"d_model\": 16}");
   ArtifactVersion v1 = producer.log_artifact("i3-tiny", "model", folder.string(), {{"step", 200}});
   EXPECT_EQ(v1.version, 1);
   EXPECT_EQ(v1.aliases, (std::vector<std::string>{"latest"}));
@@ -98,11 +93,11 @@ TEST(Artifacts, VersionsOnlyWhenContentChangesWithAliasesAndLineage) {
 TEST(Artifacts, ADamagedFileIsAnErrorOnRead) {
   const std::string db = test_path("a.db");
   const fs::path file = test_path("ckpt.bin");
-  write(file, "precious weights");
+  write_file(file, "precious weights");
   Store store(db);
   ArtifactVersion v = tracker::Run::create(store, {"p"}).log_artifact("ckpt", "checkpoint", file.string());
   const fs::path stored = fs::path(artifact_root(db)) / "sha256" / v.files[0].sha256.substr(0, 2) / v.files[0].sha256.substr(2);
-  write(stored, "precious weightz");
+  write_file(stored, "precious weightz");
   try {
     fetch_artifact(db, v, test_path("out"));
     FAIL() << "damage not detected";
@@ -139,7 +134,7 @@ std::string dump(const std::string& db_path) {
 TEST(Sync, MergesOfflineRunsIdempotently) {
   const std::string local = test_path("local.db"), central = test_path("central.db");
   const fs::path file = test_path("ckpt.bin");
-  write(file, "weights v0");
+  write_file(file, "weights v0");
   std::string offline_uid;
   {
     Store store(local);
@@ -158,7 +153,7 @@ TEST(Sync, MergesOfflineRunsIdempotently) {
     tracker::Run other = tracker::Run::create(store, {"p", "central"});
     other.log(0, {{"train/loss", 9.0}});
     const std::string other_file = test_path("other.bin");
-    write(other_file, "other weights");
+    write_file(other_file, "other weights");
     other.log_artifact("ckpt", "checkpoint", other_file);
     other.finish();
   }
