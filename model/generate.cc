@@ -93,19 +93,16 @@ Generation generate(I3Model& model, const ChunkTokenizer& tokenizer, const std::
     const int64_t next = sample_token(logits[0][-1], options, &rng);
     ids.push_back(next);
     out.ids.push_back(next);
+    out.text += tokenizer.chunk(static_cast<int32_t>(next));  // decoding is concatenation
     if (on_token) on_token(next);
-    if (!stops.empty()) {
-      const std::string text = tokenizer.decode(out.ids);
-      size_t cut = std::string::npos;
-      for (const auto& s : stops) cut = std::min(cut, text.find(s));
-      if (cut != std::string::npos) {
-        out.text = text.substr(0, cut);
-        out.finish_reason = "stop";
-        return out;
-      }
+    size_t cut = std::string::npos;
+    for (const auto& s : stops) cut = std::min(cut, out.text.find(s));
+    if (cut != std::string::npos) {
+      out.text.resize(cut);
+      out.finish_reason = "stop";
+      return out;
     }
   }
-  out.text = tokenizer.decode(out.ids);
   return out;
 }
 

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 // TEST_TMPDIR/<test name>_<name>, with anything a previous run left there removed (the file,
@@ -14,6 +15,12 @@ inline std::string test_path(const std::string& name) {
                            ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" + name;
   for (const char* suffix : {"", "-wal", "-shm", ".artifacts"}) std::filesystem::remove_all(path + suffix);
   return path;
+}
+
+// The bytes of the file at `path` ("" if it cannot be read).
+inline std::string file_contents(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 // Writes `content` to `path`, creating its folder and replacing any file there.

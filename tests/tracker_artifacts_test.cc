@@ -19,13 +19,6 @@ namespace fs = std::filesystem;
 namespace tracker {
 namespace {
 
-std::string read(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 TEST(Sha256, StandardVectors) {
   EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
@@ -86,8 +79,8 @@ TEST(Artifacts, VersionsOnlyWhenContentChangesWithAliasesAndLineage) {
 
   const fs::path out = test_path("out");
   fetch_artifact(db, found, out.string());
-  EXPECT_EQ(read(out / "config.json"), "{\"d_model\": 8}");
-  EXPECT_EQ(read(out / "weights" / "model.safetensors"), std::string(100000, '\x01'));
+  EXPECT_EQ(file_contents(out / "config.json"), "{\"d_model\": 8}");
+  EXPECT_EQ(file_contents(out / "weights" / "model.safetensors"), std::string(100000, '\x01'));
 }
 
 TEST(Artifacts, ADamagedFileIsAnErrorOnRead) {
@@ -191,7 +184,7 @@ TEST(Sync, MergesOfflineRunsIdempotently) {
   EXPECT_EQ(find_artifact(central, "ckpt:latest").id, v.id);
   const fs::path out = test_path("out");
   fetch_artifact(central, v, out.string());
-  EXPECT_EQ(read(out / file.filename()), "weights v0");
+  EXPECT_EQ(file_contents(out / file.filename()), "weights v0");
 
   // More offline progress syncs as a continuation of the same run.
   {

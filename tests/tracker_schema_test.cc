@@ -13,13 +13,6 @@
 namespace tracker {
 namespace {
 
-std::string bytes_of(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 int64_t pragma(Db& db, const char* sql) {
   Stmt s(db, sql);
   return s.step() ? s.int64(0) : -1;
@@ -69,10 +62,10 @@ TEST(TrackerSchema, RefusesANewerFileAndLeavesItUntouched) {
     db->exec("PRAGMA user_version=" + std::to_string(schema_version() + 5));
     db->exec("PRAGMA wal_checkpoint(TRUNCATE)");
   }
-  const std::string before = bytes_of(path);
+  const std::string before = file_contents(path);
   EXPECT_NE(open_error(path).find("written by a newer i3lab"), std::string::npos) << open_error(path);
   EXPECT_NE(open_error(path, OpenMode::kReadOnly).find("newer"), std::string::npos);
-  EXPECT_EQ(bytes_of(path), before);
+  EXPECT_EQ(file_contents(path), before);
 }
 
 TEST(TrackerSchema, RefusesAForeignSqliteFileAndLeavesItUntouched) {
@@ -81,18 +74,18 @@ TEST(TrackerSchema, RefusesAForeignSqliteFileAndLeavesItUntouched) {
     Db db(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
     db.exec("CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT); INSERT INTO customers(name) VALUES('x')");
   }
-  const std::string before = bytes_of(path);
+  const std::string before = file_contents(path);
   EXPECT_NE(open_error(path).find("a SQLite database of another program"), std::string::npos) << open_error(path);
-  EXPECT_EQ(bytes_of(path), before);
+  EXPECT_EQ(file_contents(path), before);
   EXPECT_FALSE(std::filesystem::exists(path + "-wal"));
 }
 
 TEST(TrackerSchema, RefusesACorruptFileAndLeavesItUntouched) {
   const std::string path = test_path("garbage.db");
   std::ofstream(path, std::ios::binary) << std::string(4096, 'G') << "not a database";
-  const std::string before = bytes_of(path);
+  const std::string before = file_contents(path);
   EXPECT_NE(open_error(path).find(path + ": not an i3lab database"), std::string::npos) << open_error(path);
-  EXPECT_EQ(bytes_of(path), before);
+  EXPECT_EQ(file_contents(path), before);
   EXPECT_NE(open_error(test_path("missing.db"), OpenMode::kReadOnly).find("no such database file"), std::string::npos);
 }
 
