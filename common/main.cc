@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   ensure_passive_openmp(argv);
   keep_freed_memory();
   std::vector<cli::Command> commands = i3::model_commands();
+  for (auto& c : i3::train_commands()) commands.push_back(std::move(c));
   for (auto& c : tracker::tracker_commands()) commands.push_back(std::move(c));
   for (auto& c : i3::bench_commands()) commands.push_back(std::move(c));
   return cli::dispatch(commands, argc, argv);

@@ -1,4 +1,4 @@
-// The `i3lab` subcommands that live in model/: tokenizer, model, score, generate.
+// The `i3lab` subcommands that live in model/.
 #pragma once
 
 #include <vector>
@@ -6,5 +6,8 @@
 #include "common/cli.h"
 
 namespace i3 {
+// tokenizer, data prepare-demo, model, score, generate
 std::vector<cli::Command> model_commands();
+// train, eval
+std::vector<cli::Command> train_commands();
 }

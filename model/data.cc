@@ -32,8 +32,12 @@ std::vector<std::string> expand(const DataSource& source) {
   glob_t g;
   std::vector<std::string> out;
   if (::glob(source.path.c_str(), 0, nullptr, &g) == 0)
-    for (size_t i = 0; i < g.gl_pathc; ++i)
+    for (size_t i = 0; i < g.gl_pathc; ++i) {
       if (fs::is_regular_file(g.gl_pathv[i])) out.push_back(g.gl_pathv[i]);
+      if (fs::is_directory(g.gl_pathv[i]))
+        for (const auto& entry : fs::recursive_directory_iterator(g.gl_pathv[i]))
+          if (entry.is_regular_file()) out.push_back(entry.path().string());
+    }
   globfree(&g);
   std::sort(out.begin(), out.end());
   if (out.empty()) throw std::runtime_error(source.path + ": no files match");
@@ -255,6 +259,16 @@ TokenCache::~TokenCache() {
 
 void TokenCache::copy(int64_t begin, int64_t n, int64_t* out) const {
   for (int64_t i = 0; i < n; ++i) out[i] = token(begin + i);
+}
+
+std::vector<int64_t> TokenCache::gather(const std::vector<TokenSpan>& spans) const {
+  std::vector<int64_t> out;
+  for (const auto& s : spans) {
+    const size_t at = out.size();
+    out.resize(at + (s.end - s.begin));
+    copy(s.begin, s.end - s.begin, out.data() + at);
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 //
 // A source is a plain-text file (the whole file one document, or documents split by a
 // separator string such as "<|endoftext|>" or "\n\n" for blank lines), a JSON-lines file (one
-// document per line, from a named string field), or a glob of such files ("data/*.txt").
+// document per line, from a named string field), a glob of such files ("data/*.txt"), or a
+// folder (every file below it). Files are read in sorted path order.
 // Empty documents are dropped. Documents are tokenized once into a cache file of uint16 ids (a
 // vocabulary of at most 65,536 ids) or uint32 ids, memory-mapped for training. The cache is
 // named by a hash of the vocabulary, each matched file's path, size and modification time, and
@@ -25,7 +26,7 @@
 namespace i3 {
 
 struct DataSource {
-  std::string path;             // a file or a glob
+  std::string path;             // a file, a glob or a folder
   std::string format = "text";  // "text" or "jsonl"
   std::string field = "text";   // jsonl: the string field holding a document
   std::string separator;        // text: "" → one document per file; else the string between documents
@@ -59,6 +60,8 @@ class TokenCache {
   int64_t token(int64_t i) const { return width_ == 2 ? static_cast<const uint16_t*>(data_)[i] : static_cast<const uint32_t*>(data_)[i]; }
   // Copies tokens [begin, begin + n) into out (int64, for an index tensor).
   void copy(int64_t begin, int64_t n, int64_t* out) const;
+  // Every token of `spans` (e.g. val()), in order.
+  std::vector<int64_t> gather(const std::vector<TokenSpan>& spans) const;
 
   // Per source, its training and validation tokens (sources in the order given).
   const std::vector<TokenSpan>& train() const { return train_; }

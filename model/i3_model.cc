@@ -72,7 +72,11 @@ struct LinearRecurrences : public torch::autograd::Function<LinearRecurrences> {
 
 }  // namespace
 
-torch::Tensor HybridMixImpl::forward(const torch::Tensor& u, HybridState* state) {
+torch::Tensor HybridMixImpl::forward(const torch::Tensor& u_in, HybridState* state) {
+  // The recurrences run in float32 even under bf16 autocast: hundreds of steps of w·h
+  // accumulate rounding error that bf16's 8-bit mantissa does not survive.
+  c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+  const torch::Tensor u = u_in.to(w_mix.scalar_type());
   const int64_t T = u.size(1);
   torch::Tensor a = (1 - w_mix) * u;          // [B,T,d]
   torch::Tensor b = torch::matmul(u, B.t());  // [B,T,n]

@@ -65,7 +65,18 @@ void FlatAdamW::zero_grad() {
   for (auto& g : groups_) g.grads.zero_();
 }
 
-double FlatAdamW::clip_grad_norm(double max_norm) {
+torch::Tensor FlatAdamW::clip_grad_norm(double max_norm) {
+  torch::NoGradGuard no_grad;
+  if (!groups_[0].grads.is_cpu()) {
+    torch::Tensor sum_sq = torch::zeros({}, groups_[0].grads.options().dtype(torch::kFloat64));
+    for (auto& g : groups_) sum_sq += g.grads.norm().to(torch::kFloat64).square();
+    torch::Tensor norm = sum_sq.sqrt();
+    if (max_norm > 0) {
+      torch::Tensor coef = (norm + 1e-6).reciprocal().mul(max_norm).clamp_max(1.0).to(groups_[0].grads.dtype());
+      for (auto& g : groups_) g.grads.mul_(coef);
+    }
+    return norm;
+  }
   double sum_sq = 0;
   for (auto& g : groups_) {
     const double n = g.grads.norm().item<double>();  // one pass, no temporary buffer
@@ -76,7 +87,7 @@ double FlatAdamW::clip_grad_norm(double max_norm) {
   const double coef = max_norm / (norm + 1e-6);
   if (max_norm > 0 && coef < 1)
     for (auto& g : groups_) g.grads.mul_(coef);
-  return norm;
+  return torch::tensor(norm, torch::kFloat64);
 }
 
 void FlatAdamW::step(double lr) {

@@ -41,8 +41,9 @@ class FlatAdamW {
 
   void zero_grad();
   // Scales all gradients so their global L2 norm is at most max_norm (when max_norm > 0);
-  // returns the norm before clipping.
-  double clip_grad_norm(double max_norm);
+  // returns the norm before clipping as a 0-dim float64 tensor on the parameters' device, so
+  // that on an accelerator no step waits for the device to report it.
+  torch::Tensor clip_grad_norm(double max_norm);
   // One update with learning rate `lr`.
   void step(double lr);
 

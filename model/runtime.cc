@@ -1,5 +1,7 @@
 #include "model/runtime.h"
 
+#include <ATen/autocast_mode.h>
+
 #include <dlfcn.h>
 
 #include <torch/version.h>
@@ -60,6 +62,22 @@ torch::Device parse_device(const std::string& name) {
   if (device.is_cuda() && !torch::cuda::is_available())
     throw std::invalid_argument("device '" + name + "' asked for, but this build or machine has no CUDA");
   return device;
+}
+
+CudaBf16Autocast::CudaBf16Autocast(bool enabled) : enabled_(enabled) {
+  if (!enabled_) return;
+  was_enabled_ = at::autocast::is_enabled();
+  was_dtype_ = at::autocast::get_autocast_gpu_dtype();
+  at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+  at::autocast::set_enabled(true);
+  at::autocast::increment_nesting();
+}
+
+CudaBf16Autocast::~CudaBf16Autocast() {
+  if (!enabled_) return;
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  at::autocast::set_enabled(was_enabled_);
+  at::autocast::set_autocast_gpu_dtype(was_dtype_);
 }
 
 }  // namespace i3

@@ -25,4 +25,18 @@ std::string runtime_summary();
 // "cpu", "cuda" or "cuda:N"; "auto" picks CUDA when available. Throws for an unavailable device.
 torch::Device parse_device(const std::string& name);
 
+// While alive (and `enabled`), CUDA matrix products and convolutions run in bfloat16 with
+// float32 parameters and accumulation: torch.autocast(device_type="cuda", dtype=bfloat16).
+class CudaBf16Autocast {
+ public:
+  explicit CudaBf16Autocast(bool enabled);
+  ~CudaBf16Autocast();
+  CudaBf16Autocast(const CudaBf16Autocast&) = delete;
+  CudaBf16Autocast& operator=(const CudaBf16Autocast&) = delete;
+
+ private:
+  bool enabled_, was_enabled_ = false;
+  at::ScalarType was_dtype_ = at::kHalf;
+};
+
 }  // namespace i3

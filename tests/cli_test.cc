@@ -9,43 +9,12 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "tests/i3lab_process.h"
 #include "tracker/run.h"
 
 namespace fs = std::filesystem;
 
 namespace {
-
-struct Result {
-  int status;
-  std::string out, err;
-};
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-// Runs i3lab with `args` (each quoted for the shell), capturing stdout, stderr and status.
-Result i3lab(const std::vector<std::string>& args) {
-  const std::string err_path = ::testing::TempDir() + "/cli_stderr_" +
-                               ::testing::UnitTest::GetInstance()->current_test_info()->name() + ".txt";
-  std::string cmd = I3LAB_BINARY;
-  for (const auto& a : args) cmd += " " + quote(a);
-  cmd += " 2>" + err_path;
-  Result r;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) r.out.append(buf.data(), n);
-  int raw = pclose(pipe);
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  std::ifstream in(err_path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  r.err = ss.str();
-  return r;
-}
 
 class Cli : public ::testing::Test {
  protected:
@@ -63,38 +32,38 @@ class Cli : public ::testing::Test {
 };
 
 TEST_F(Cli, HelpAndUsageErrors) {
-  Result help = i3lab({"--help"});
+  I3labResult help = i3lab({"--help"});
   EXPECT_EQ(help.status, 0);
   for (const char* cmd : {"tokenizer build", "model info", "model init", "score", "generate", "bench model"})
     EXPECT_NE(help.out.find(cmd), std::string::npos) << cmd;
-  Result sub = i3lab({"generate", "--help"});
+  I3labResult sub = i3lab({"generate", "--help"});
   EXPECT_EQ(sub.status, 0);
   EXPECT_NE(sub.out.find("--top-p"), std::string::npos);
 
-  Result unknown = i3lab({"frobnicate"});
+  I3labResult unknown = i3lab({"frobnicate"});
   EXPECT_EQ(unknown.status, 2);
   EXPECT_EQ(unknown.err, "i3lab: unknown command 'frobnicate' (see 'i3lab --help')\n");
-  Result flag = i3lab({"model", "info", "--preset", "i3-80m", "--colour"});
+  I3labResult flag = i3lab({"model", "info", "--preset", "i3-80m", "--colour"});
   EXPECT_EQ(flag.status, 2);
   EXPECT_EQ(flag.err, "i3lab model info: unknown flag --colour (see 'i3lab model info --help')\n");
-  Result sub_unknown = i3lab({"tokenizer", "shred"});
+  I3labResult sub_unknown = i3lab({"tokenizer", "shred"});
   EXPECT_EQ(sub_unknown.status, 2);
   EXPECT_NE(sub_unknown.err.find("unknown subcommand 'shred'"), std::string::npos);
-  Result bad_number = i3lab({"model", "info", "--preset", "i3-80m", "--vocab-size", "many"});
+  I3labResult bad_number = i3lab({"model", "info", "--preset", "i3-80m", "--vocab-size", "many"});
   EXPECT_EQ(bad_number.status, 2);
   EXPECT_NE(bad_number.err.find("--vocab-size expects an integer"), std::string::npos);
-  Result bad_preset = i3lab({"model", "info", "--preset", "i3-1t", "--vocab-size", "10"});
+  I3labResult bad_preset = i3lab({"model", "info", "--preset", "i3-1t", "--vocab-size", "10"});
   EXPECT_EQ(bad_preset.status, 2);
   EXPECT_NE(bad_preset.err.find("unknown preset 'i3-1t'"), std::string::npos);
 }
 
 TEST_F(Cli, ModelInfoParameterCounts) {
   for (auto [vocab, params] : {std::pair<int, long>{35560, 76861160}, {41320, 82765160}}) {
-    Result r = i3lab({"model", "info", "--preset", "i3-80m", "--vocab-size", std::to_string(vocab), "--json"});
+    I3labResult r = i3lab({"model", "info", "--preset", "i3-80m", "--vocab-size", std::to_string(vocab), "--json"});
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(nlohmann::json::parse(r.out)["parameters"], params);
   }
-  Result no_vocab = i3lab({"model", "info", "--preset", "i3-80m"});
+  I3labResult no_vocab = i3lab({"model", "info", "--preset", "i3-80m"});
   EXPECT_EQ(no_vocab.status, 1);
   EXPECT_NE(no_vocab.err.find("vocab_size must be positive"), std::string::npos) << no_vocab.err;
 }
@@ -102,12 +71,12 @@ TEST_F(Cli, ModelInfoParameterCounts) {
 TEST_F(Cli, TokenizerBuildEncodeDecode) {
   std::string a = file("a.txt", "once upon a time"), b = file("b.txt", "hello there");
   std::string vocab = dir_ + "/vocab.json";
-  Result build = i3lab({"tokenizer", "build", "--out", vocab, a, b});
+  I3labResult build = i3lab({"tokenizer", "build", "--out", vocab, a, b});
   ASSERT_EQ(build.status, 0) << build.err;
-  Result enc = i3lab({"tokenizer", "encode", "--vocab", vocab, "--text", "Hello time!"});
+  I3labResult enc = i3lab({"tokenizer", "encode", "--vocab", vocab, "--text", "Hello time!"});
   ASSERT_EQ(enc.status, 0) << enc.err;
   EXPECT_EQ(enc.out, "[6,9,1,8,2,0]\n");
-  Result dec = i3lab({"tokenizer", "decode", "--vocab", vocab, "--ids", "6,9,1,8,2,0"});
+  I3labResult dec = i3lab({"tokenizer", "decode", "--vocab", vocab, "--ids", "6,9,1,8,2,0"});
   EXPECT_EQ(dec.out, "hello time<UNK>\n");
 
   std::string jsonl = file("t.jsonl", "{\"text\": \"once upon a time\"}\n{\"text\": \"hello there\"}\n");
@@ -120,7 +89,7 @@ TEST_F(Cli, TokenizerBuildEncodeDecode) {
   EXPECT_EQ(s1.str(), s2.str());
 
   std::string bad = file("bad.txt", "fine text \xff more");
-  Result err = i3lab({"tokenizer", "build", "--out", dir_ + "/v3.json", bad});
+  I3labResult err = i3lab({"tokenizer", "build", "--out", dir_ + "/v3.json", bad});
   EXPECT_EQ(err.status, 1);
   EXPECT_NE(err.err.find(bad + ": invalid UTF-8 lead byte 0xff at byte offset 10"), std::string::npos) << err.err;
   EXPECT_FALSE(fs::exists(dir_ + "/v3.json"));
@@ -130,12 +99,12 @@ TEST_F(Cli, InitScoreGenerate) {
   std::string text = file("t.txt", "once upon a time there was a little girl. she liked to play.");
   std::string vocab = dir_ + "/vocab.json", model = dir_ + "/model";
   ASSERT_EQ(i3lab({"tokenizer", "build", "--out", vocab, text}).status, 0);
-  Result init = i3lab({"model", "init", "--preset", "i3-tiny", "--vocab", vocab, "--seed", "3", "--out", model});
+  I3labResult init = i3lab({"model", "init", "--preset", "i3-tiny", "--vocab", vocab, "--seed", "3", "--out", model});
   ASSERT_EQ(init.status, 0) << init.err;
-  Result info = i3lab({"model", "info", "--model", model, "--json"});
+  I3labResult info = i3lab({"model", "info", "--model", model, "--json"});
   ASSERT_EQ(info.status, 0) << info.err;
 
-  Result score = i3lab({"score", "--model", model, "--text", "Once upon a time", "--json"});
+  I3labResult score = i3lab({"score", "--model", model, "--text", "Once upon a time", "--json"});
   ASSERT_EQ(score.status, 0) << score.err;
   auto j = nlohmann::json::parse(score.out);
   EXPECT_EQ(j["ids"].size(), j["logprobs"].size() + 1);
@@ -145,20 +114,20 @@ TEST_F(Cli, InitScoreGenerate) {
     return i3lab({"generate", "--model", model, "--prompt", "once upon", "--max-new-tokens", "20", "--temperature", "1.5",
                   "--top-k", "10", "--seed", seed, "--json"});
   };
-  Result g1 = gen("1"), g2 = gen("1");
+  I3labResult g1 = gen("1"), g2 = gen("1");
   ASSERT_EQ(g1.status, 0) << g1.err;
   auto j1 = nlohmann::json::parse(g1.out), j2 = nlohmann::json::parse(g2.out);
   EXPECT_EQ(j1["ids"], j2["ids"]);
   EXPECT_EQ(j1["text"], j2["text"]);
   EXPECT_EQ(j1["ids"].size(), 20u);
-  Result plain = i3lab({"generate", "--model", model, "--prompt", "once", "--max-new-tokens", "5", "--greedy"});
+  I3labResult plain = i3lab({"generate", "--model", model, "--prompt", "once", "--max-new-tokens", "5", "--greedy"});
   EXPECT_EQ(plain.status, 0) << plain.err;
   EXPECT_FALSE(plain.out.empty());
 
-  Result missing = i3lab({"generate", "--model", dir_ + "/nope", "--prompt", "x"});
+  I3labResult missing = i3lab({"generate", "--model", dir_ + "/nope", "--prompt", "x"});
   EXPECT_EQ(missing.status, 1);
   EXPECT_NE(missing.err.find("no such directory"), std::string::npos);
-  Result bad_p = i3lab({"generate", "--model", model, "--prompt", "x", "--top-p", "2"});
+  I3labResult bad_p = i3lab({"generate", "--model", model, "--prompt", "x", "--top-p", "2"});
   EXPECT_EQ(bad_p.status, 1);
   EXPECT_NE(bad_p.err.find("top-p must be in (0, 1]"), std::string::npos);
 }
@@ -178,17 +147,17 @@ TEST_F(Cli, TrackerRunsExportSyncAndArtifacts) {
     run.log_artifact("notes", "text", file("notes.txt", "remember this"));
     run.finish();
   }
-  Result runs = i3lab({"runs", "--db", db, "--json"});
+  I3labResult runs = i3lab({"runs", "--db", db, "--json"});
   ASSERT_EQ(runs.status, 0) << runs.err;
   auto list = nlohmann::json::parse(runs.out);
   ASSERT_EQ(list.size(), 1u);
   EXPECT_EQ(list[0]["name"], "small");
   EXPECT_EQ(list[0]["summary"]["loss"]["last"], 1.0);
-  Result table = i3lab({"runs", "--db", db, "--where", "config.lr<0.1"});
+  I3labResult table = i3lab({"runs", "--db", db, "--where", "config.lr<0.1"});
   EXPECT_NE(table.out.find("small"), std::string::npos);
   EXPECT_EQ(i3lab({"runs", "--db", db, "--where", "config.lr>0.1", "--json"}).out, "[]\n");
 
-  Result csv = i3lab({"export-history", "--db", db, "--run", "1"});
+  I3labResult csv = i3lab({"export-history", "--db", db, "--run", "1"});
   ASSERT_EQ(csv.status, 0) << csv.err;
   std::stringstream lines(csv.out);
   std::string header, row0, row1;
@@ -199,14 +168,14 @@ TEST_F(Cli, TrackerRunsExportSyncAndArtifacts) {
   EXPECT_EQ(row1.substr(0, 2), "1,");
   EXPECT_EQ(row1.substr(row1.find(',', 2)), ",nan,2");
 
-  Result sync = i3lab({"sync", "--from", db, "--to", central, "--json"});
+  I3labResult sync = i3lab({"sync", "--from", db, "--to", central, "--json"});
   ASSERT_EQ(sync.status, 0) << sync.err;
   EXPECT_EQ(nlohmann::json::parse(sync.out)["points_added"], 6);
   EXPECT_EQ(nlohmann::json::parse(i3lab({"sync", "--from", db, "--to", central, "--json"}).out)["points_added"], 0);
-  Result arts = i3lab({"artifacts", "--db", central, "--json"});
+  I3labResult arts = i3lab({"artifacts", "--db", central, "--json"});
   ASSERT_EQ(arts.status, 0) << arts.err;
   EXPECT_EQ(nlohmann::json::parse(arts.out)[0]["run_uid"], uid);
-  Result get = i3lab({"artifact", "get", "--db", central, "notes:latest", "--out", dir_ + "/fetched"});
+  I3labResult get = i3lab({"artifact", "get", "--db", central, "notes:latest", "--out", dir_ + "/fetched"});
   ASSERT_EQ(get.status, 0) << get.err;
   std::ifstream fetched(dir_ + "/fetched/notes.txt");
   std::string text;
@@ -214,16 +183,16 @@ TEST_F(Cli, TrackerRunsExportSyncAndArtifacts) {
   EXPECT_EQ(text, "remember this");
 
   std::string garbage = file("garbage.db", std::string(5000, 'x'));
-  Result bad = i3lab({"runs", "--db", garbage});
+  I3labResult bad = i3lab({"runs", "--db", garbage});
   EXPECT_EQ(bad.status, 1);
   EXPECT_NE(bad.err.find(garbage + ": not an i3lab database"), std::string::npos) << bad.err;
-  Result missing = i3lab({"export-history", "--db", db, "--run", "99"});
+  I3labResult missing = i3lab({"export-history", "--db", db, "--run", "99"});
   EXPECT_EQ(missing.status, 1);
   EXPECT_NE(missing.err.find("no run with id 99"), std::string::npos) << missing.err;
 }
 
 TEST_F(Cli, BenchTrackerReportsTheContractKeys) {
-  Result r = i3lab({"bench", "tracker", "--points", "20000", "--dir", dir_, "--json"});
+  I3labResult r = i3lab({"bench", "tracker", "--points", "20000", "--dir", dir_, "--json"});
   ASSERT_EQ(r.status, 0) << r.err;
   auto j = nlohmann::json::parse(r.out);
   for (const char* key : {"points_per_sec", "p50_log_call_ns", "query_ms_1m_points_1000_buckets"})

@@ -50,6 +50,11 @@ TEST(TokenCache, ReadsTextSeparatedTextAndJsonLinesInOrder) {
   EXPECT_EQ(decode_range(*cache, tok, cache->train()[1]), "tale one.tale two.tale three.");
   EXPECT_EQ(decode_range(*cache, tok, cache->train()[2]), "hello there.how are you?");
   EXPECT_EQ(cache->size(), cache->train()[2].end);
+
+  // A folder is every file below it, in path order.
+  auto folder = TokenCache::open(test_path("cache"), {{(dir / "a").string()}}, tok, no_val);
+  EXPECT_EQ(folder->documents(false), 2);
+  EXPECT_EQ(decode_range(*folder, tok, folder->train()[0]), "first story.second story.");
 }
 
 TEST(TokenCache, IsReusedUntilAnInputChanges) {
