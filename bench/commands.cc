@@ -74,6 +74,9 @@ int bench_steps(const cli::Args& args, const std::string& what, const std::strin
   if (seq > config.context) throw cli::UsageError("--seq is longer than the context");
   if (optimizer != "none" && optimizer != "flat" && optimizer != "torch")
     throw cli::UsageError("--optimizer must be flat, torch or none");
+  const std::string loss_kind = args.get("loss", "fused");
+  if (loss_kind != "fused" && loss_kind != "torch") throw cli::UsageError("--loss must be fused or torch");
+  const bool torch_loss = loss_kind == "torch";
   torch::manual_seed(0);
   I3Model model(config);
   model->train();
@@ -88,7 +91,11 @@ int bench_steps(const cli::Args& args, const std::string& what, const std::strin
   auto one_step = [&] {
     if (flat) flat->zero_grad();
     else model->zero_grad();
-    I3ModelImpl::loss(model->forward(idx), targets).backward();
+    torch::Tensor logits = model->forward(idx);
+    if (torch_loss)
+      torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1})).backward();
+    else
+      I3ModelImpl::loss(logits, targets).backward();
     if (flat) {
       flat->clip_grad_norm(1.0);
       flat->step(3e-4);
@@ -116,6 +123,7 @@ int bench_steps(const cli::Args& args, const std::string& what, const std::strin
   Json out;
   out["what"] = what;
   out["optimizer"] = optimizer;
+  out["loss"] = loss_kind;
   out["preset"] = args.get("preset", "i3-80m");
   out["config"] = config.to_json();
   out["batch"] = batch;
@@ -218,16 +226,17 @@ std::vector<cli::Command> bench_commands() {
        "the achieved matrix-product rate against this machine's fp32 matmul rate measured in the same run.\n"
        "  --trace FILE       profile one more step into a Chrome trace (per-op times)\n" +
            shape,
-       {{"preset", "vocab-size", "set", "batch", "seq", "steps", "warmup", "threads", "trace"}, {"json"}},
+       {{"preset", "vocab-size", "set", "batch", "seq", "steps", "warmup", "threads", "trace", "loss"}, {"json"}},
        [](const cli::Args& a) { return bench_steps(a, "forward+backward", "none"); }},
       {"bench train", "training-step tokens/s (forward, backward, clipping, AdamW) and mfu",
        "usage: i3lab bench train [--preset NAME] [--batch B] [--seq T] [--steps K] [--optimizer flat|torch] [...]\n\n"
        "As bench model, plus global-norm clipping and an AdamW update per step: {\"tokens_per_sec\",\n"
        "\"step_ms\", \"mfu\"} (mfu: achieved matrix-product rate / the machine's fp32 matmul rate,\n"
-       "measured in the same run). --optimizer torch uses torch::optim::AdamW instead of i3lab's flat one.\n"
+       "measured in the same run). --optimizer torch uses torch::optim::AdamW instead of i3lab's flat one;\n"
+       "--loss torch uses torch's cross_entropy instead of i3lab's fused one.\n"
        "  --trace FILE       profile one more step into a Chrome trace (per-op times)\n" +
            shape,
-       {{"preset", "vocab-size", "set", "batch", "seq", "steps", "warmup", "threads", "trace", "optimizer"}, {"json"}},
+       {{"preset", "vocab-size", "set", "batch", "seq", "steps", "warmup", "threads", "trace", "optimizer", "loss"}, {"json"}},
        [](const cli::Args& a) { return bench_steps(a, "train step", a.get("optimizer", "flat")); }},
       {"bench tokenizer", "tokenizer encode MB/s",
        "usage: i3lab bench tokenizer [--file TEXT_FILE] [--reps N] [--json]\n\n"

@@ -1,5 +1,7 @@
 #include "model/i3_model.h"
 
+#include "model/cross_entropy.h"
+
 #include <torch/version.h>
 
 #include <cmath>
@@ -234,7 +236,7 @@ torch::Tensor I3ModelImpl::forward(const torch::Tensor& idx, DecodeState* state)
 }
 
 torch::Tensor I3ModelImpl::loss(const torch::Tensor& logits, const torch::Tensor& targets) {
-  return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}));
+  return cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}));
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> I3ModelImpl::state_dict() const {

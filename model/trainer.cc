@@ -238,11 +238,13 @@ TrainResult train(TrainConfig c, const TrainOptions& options) {
   model->train();
   FlatAdamW optimizer(model->state_dict(), c.adamw);
 
-  tracker::Store store(options.db_path);
   Progress progress;
-  std::optional<tracker::Run> run_holder;
+  int64_t system_samples = 0;  // a resumed run's system/* metrics continue after these
   if (options.resume_run >= 0) {
     const tracker::RunRecord record = tracker::Query(options.db_path).run(options.resume_run);
+    for (auto it = record.summary.begin(); it != record.summary.end(); ++it)
+      if (it.key().rfind("system/", 0) == 0 && it.value()["last_step"].is_number_integer())
+        system_samples = std::max(system_samples, it.value()["last_step"].get<int64_t>() + 1);
     const std::string ref = checkpoint_artifact_name(record.uid) + ":" + options.resume_from;
     try {
       progress = read_checkpoint(options.db_path, ref, model, optimizer, batches);
@@ -250,7 +252,11 @@ TrainResult train(TrainConfig c, const TrainOptions& options) {
       throw std::invalid_argument("run " + std::to_string(record.id) + " has no checkpoint " + ref + " to resume from (" +
                                   e.what() + ")");
     }
-    run_holder.emplace(tracker::Run::resume(store, record.id, progress.step));
+  }
+  tracker::Store store(options.db_path);
+  std::optional<tracker::Run> run_holder;
+  if (options.resume_run >= 0) {
+    run_holder.emplace(tracker::Run::resume(store, options.resume_run, progress.step));
   } else {
     tracker::RunSpec spec;
     spec.project = c.project;
@@ -274,7 +280,7 @@ TrainResult train(TrainConfig c, const TrainOptions& options) {
   TrainResult result;
   result.run_id = run.id();
   try {
-    tracker::SystemMonitor system_monitor(run);  // system/* metrics and the heartbeat
+    tracker::SystemMonitor system_monitor(run, std::chrono::seconds(10), system_samples);  // system/* and the heartbeat
     const int64_t tokens_per_step = c.batch_size * c.grad_accum * T;
     say(format("training %s (%lld parameters) on %s%s: %lld tokens per step, steps %lld → %lld", c.model_preset.c_str(),
                static_cast<long long>(c.model.parameter_count()), device.str().c_str(), bf16 ? " in bf16 autocast" : "",

@@ -147,11 +147,11 @@ std::vector<std::pair<std::string, double>> SystemSampler::sample() {
   return out;
 }
 
-SystemMonitor::SystemMonitor(Run& run, std::chrono::milliseconds interval) : run_(run) {
-  thread_ = std::thread([this, interval] {
+SystemMonitor::SystemMonitor(Run& run, std::chrono::milliseconds interval, int64_t first_step) : run_(run) {
+  thread_ = std::thread([this, interval, first_step] {
     SystemSampler sampler;
     std::unique_lock<std::mutex> lock(mu_);
-    for (int64_t step = 0; !cv_.wait_for(lock, interval, [&] { return stop_; }); ++step) {
+    for (int64_t step = first_step; !cv_.wait_for(lock, interval, [&] { return stop_; }); ++step) {
       run_.log(step, sampler.sample());
       run_.heartbeat();
     }

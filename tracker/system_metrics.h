@@ -40,10 +40,11 @@ class SystemSampler {
 };
 
 // Samples every `interval` on a background thread, logging to `run` with the sample number as
-// the step, and sends the run's heartbeat. Stops (without a last sample) when destroyed.
+// the step (counting from first_step: a resumed run continues its earlier samples), and sends
+// the run's heartbeat. Stops (without a last sample) when destroyed.
 class SystemMonitor {
  public:
-  explicit SystemMonitor(Run& run, std::chrono::milliseconds interval = std::chrono::seconds(10));
+  explicit SystemMonitor(Run& run, std::chrono::milliseconds interval = std::chrono::seconds(10), int64_t first_step = 0);
   ~SystemMonitor();
 
  private:
