@@ -288,6 +288,10 @@ TrainResult train(TrainConfig c, const TrainOptions& options) {
                static_cast<long long>(c.max_iters)));
     say(format("data: %lld training and %lld validation documents, %lld tokens in %s", static_cast<long long>(cache->documents(false)),
                static_cast<long long>(cache->documents(true)), static_cast<long long>(cache->size()), cache->path().c_str()));
+    if (options.resume_run >= 0)
+      say(format("resumed from checkpoint %s:%s at step %lld; history after it was replaced",
+                 checkpoint_artifact_name(run.uid()).c_str(), options.resume_from.c_str(),
+                 static_cast<long long>(progress.step)));
     if (!has_val)
       say("warning: no validation tokens (data.val_fraction is 0 or the data is tiny): no val/loss and no \"best\" checkpoint");
 
