@@ -257,6 +257,7 @@ TrainResult train(TrainConfig c, const TrainOptions& options) {
   std::optional<tracker::Run> run_holder;
   if (options.resume_run >= 0) {
     run_holder.emplace(tracker::Run::resume(store, options.resume_run, progress.step));
+    run_holder->set_config(c.to_json());  // with any --set changes (e.g. a larger max_iters)
   } else {
     tracker::RunSpec spec;
     spec.project = c.project;

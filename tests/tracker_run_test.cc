@@ -200,10 +200,13 @@ TEST(TrackerRun, ResumeRewindsHistoryToOneLine) {
     tracker::Run run = tracker::Run::resume(store, id, 2999);
     for (int step = 3000; step < 4000; ++step) run.log(step, {{"loss", 500.0 + (step - 3000) * 0.5}});
     run.log_console("stdout", "after the restart");
+    run.set_config({{"lr", 0.5}});  // resumed with a changed setting
+    EXPECT_THROW(run.set_config(nlohmann::json::array()), std::invalid_argument);
     run.finish();
   }
   Query q(path);
   RunRecord r = q.run(id);
+  EXPECT_EQ(r.config, nlohmann::json({{"lr", 0.5}}));
   const auto& loss = r.summary["loss"];
   EXPECT_EQ(loss["count"], 4000);
   EXPECT_EQ(loss["last_step"], 3999);

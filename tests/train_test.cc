@@ -203,6 +203,7 @@ TEST_F(Training, ResumeIsExactAndRewindsHistory) {
 
   const tracker::RunRecord record = tracker::Query(db_).run(split);
   EXPECT_EQ(record.status, "finished");
+  EXPECT_EQ(record.config["train"]["max_iters"], 20);  // the stored config follows --set on resume
   const tracker::ArtifactVersion latest = tracker::find_artifact(db_, checkpoint_name(split) + ":latest");
   EXPECT_EQ(latest.version, 2);
   EXPECT_EQ(latest.metadata["step"], 20);

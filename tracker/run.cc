@@ -177,6 +177,15 @@ void Run::log_console(const std::string& stream, const std::string& line) {
   });
 }
 
+void Run::set_config(const nlohmann::json& config) {
+  if (!config.is_object()) throw std::invalid_argument("run config must be a JSON object");
+  const int64_t run = id_;
+  store_->enqueue([run, text = checked_dump("run config", config)](Db& db) {
+    Stmt s(db, "UPDATE runs SET config = ? WHERE id = ?");
+    s.bind(1, text).bind(2, run).run();
+  });
+}
+
 void Run::heartbeat() {
   const int64_t run = id_;
   const double wall = unix_time();

@@ -75,6 +75,10 @@ class Run {
   }
   // Resolves "NAME[:ALIAS|:vN]" and records this run as its user (lineage).
   ArtifactVersion use_artifact(const std::string& ref) { return tracker::use_artifact(*store_, uid_, ref); }
+  // Replaces the run's config (a JSON object), e.g. when a resumed run trains further with
+  // changed settings; like wandb.config.update(..., allow_val_change=True). Throws
+  // std::invalid_argument as create() does.
+  void set_config(const nlohmann::json& config);
   // Records that the run is alive (the dashboard marks runs without one as lost).
   void heartbeat();
   // Sets a final status (is_final_status) and the finish time, then flushes.
