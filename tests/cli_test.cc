@@ -34,7 +34,7 @@ class Cli : public ::testing::Test {
 TEST_F(Cli, HelpAndUsageErrors) {
   I3labResult help = i3lab({"--help"});
   EXPECT_EQ(help.status, 0);
-  for (const char* cmd : {"tokenizer build", "model info", "model init", "score", "generate", "bench model"})
+  for (const char* cmd : {"tokenizer build", "model info", "model init", "score", "generate", "train", "eval", "bench model"})
     EXPECT_NE(help.out.find(cmd), std::string::npos) << cmd;
   I3labResult sub = i3lab({"generate", "--help"});
   EXPECT_EQ(sub.status, 0);
