@@ -47,7 +47,7 @@ json default_train_config() {
         {"sample_tokens", 50},
         {"temperature", 0.8},
         {"top_k", 40}}},
-      {"checkpoint", {{"interval", 1000}}},
+      {"checkpoint", {{"interval", 1000}, {"keep_last", 0}}},
   };
 }
 
@@ -248,6 +248,8 @@ TrainConfig TrainConfig::parse(const json& j, const std::string& origin, const s
 
   c.checkpoint_interval = r["checkpoint"]["interval"];
   if (c.checkpoint_interval < 0) fail("checkpoint.interval", "must be ≥ 0 (0: only at the end)");
+  c.checkpoint_keep_last = r["checkpoint"]["keep_last"];
+  if (c.checkpoint_keep_last < 0) fail("checkpoint.keep_last", "must be ≥ 0 (0: keep every checkpoint)");
 
   c.resolved_ = std::move(r);
   return c;

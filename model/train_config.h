@@ -80,6 +80,8 @@ struct TrainConfig {
   double temperature = 0;
 
   int64_t checkpoint_interval = 0;  // 0: only at the end (and when stopped)
+  // Keep only the newest N checkpoints, plus those an alias ("best") names or another run used.
+  int64_t checkpoint_keep_last = 0;  // 0: keep all
 
   // Reads a config object (defaults for missing keys) with `overrides` ("optim.lr=1e-3"; the
   // value is JSON, or a plain string) applied on top. Throws std::invalid_argument naming

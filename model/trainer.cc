@@ -148,6 +148,23 @@ std::string write_checkpoint(tracker::Run& run, const std::string& db_path, I3Mo
   }
 }
 
+// Deletes the versions of checkpoint artifact `name` older than its newest `keep`, except
+// those an alias names (best) or another run used (an evaluation's lineage). Returns them.
+std::vector<std::string> prune_checkpoints(tracker::Store& store, const std::string& name, int64_t keep) {
+  std::vector<tracker::ArtifactVersion> versions;
+  for (auto& v : tracker::list_artifacts(store.path()))
+    if (v.name == name) versions.push_back(std::move(v));
+  std::sort(versions.begin(), versions.end(), [](const auto& a, const auto& b) { return a.version > b.version; });
+  std::vector<std::string> deleted;
+  for (size_t i = static_cast<size_t>(keep); i < versions.size(); ++i) {
+    if (!versions[i].aliases.empty() || !versions[i].used_by.empty()) continue;
+    const std::string ref = name + ":v" + std::to_string(versions[i].version);
+    tracker::delete_artifact_version(store, ref);
+    deleted.push_back(ref);
+  }
+  return deleted;
+}
+
 // Restores model, optimizer, sampler and progress from checkpoint `ref` of a run.
 Progress read_checkpoint(const std::string& db_path, const std::string& ref, I3Model& model, FlatAdamW& optimizer,
                          Batches& batches) {
@@ -316,6 +333,9 @@ TrainResult train(TrainConfig c, const TrainOptions& options) {
       if (best) progress.best_val_loss = progress.val_loss;
       result.checkpoint = write_checkpoint(run, options.db_path, model, tokenizer, optimizer, batches, progress, c.to_json(), best);
       say("checkpoint " + result.checkpoint + (best ? " (best)" : ""));
+      if (c.checkpoint_keep_last > 0)
+        for (const std::string& ref : prune_checkpoints(store, checkpoint_artifact_name(run.uid()), c.checkpoint_keep_last))
+          say("deleted checkpoint " + ref + " (checkpoint.keep_last " + std::to_string(c.checkpoint_keep_last) + ")");
     };
 
     if (progress.step == 0 && c.eval_interval > 0) validate(0, true);

@@ -181,6 +181,19 @@ TEST_F(Cli, TrackerRunsExportSyncAndArtifacts) {
   std::string text;
   std::getline(fetched, text);
   EXPECT_EQ(text, "remember this");
+  // "latest" protects v0; once v1 takes it, v0 can go.
+  I3labResult refused = i3lab({"artifact", "delete", "--db", central, "notes:v0"});
+  EXPECT_EQ(refused.status, 1);
+  EXPECT_NE(refused.err.find("notes:v0 is still latest"), std::string::npos) << refused.err;
+  {
+    tracker::Store store(central);
+    tracker::Run::create(store, {"demo"}).log_artifact("notes", "text", file("notes.txt", "remember that"));
+  }
+  I3labResult deleted = i3lab({"artifact", "delete", "--db", central, "notes:v0"});
+  ASSERT_EQ(deleted.status, 0) << deleted.err;
+  EXPECT_NE(deleted.err.find("deleted notes:v0"), std::string::npos) << deleted.err;
+  EXPECT_EQ(nlohmann::json::parse(i3lab({"artifacts", "--db", central, "--json"}).out).size(), 1u);
+  EXPECT_EQ(i3lab({"artifact", "delete", "--db", central, "notes:v0"}).status, 1);  // gone
 
   std::string garbage = file("garbage.db", std::string(5000, 'x'));
   I3labResult bad = i3lab({"runs", "--db", garbage});

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "tests/test_paths.h"
 #include "tracker/artifacts.h"
@@ -101,6 +102,98 @@ TEST(Artifacts, ADamagedFileIsAnErrorOnRead) {
   EXPECT_FALSE(fs::exists(fs::path(test_path("out")) / file.filename()));
   fs::remove(stored);
   EXPECT_THROW(fetch_artifact(db, v, test_path("out")), std::runtime_error);
+}
+
+size_t stored_file_count(const std::string& db) {
+  size_t n = 0;
+  for (const auto& e : fs::recursive_directory_iterator(artifact_root(db))) n += e.is_regular_file();
+  return n;  // everything under the store: content files plus anything left in staging
+}
+
+TEST(Artifacts, DeletingAVersionRemovesOnlyTheFilesNoOtherVersionHolds) {
+  const std::string db = test_path("a.db");
+  const fs::path folder = test_path("ckpt");
+  Store store(db);
+  tracker::Run run = tracker::Run::create(store, {"p"});
+  write_file(folder / "config.json", "A");
+  write_file(folder / "weights.bin", std::string(5000, 'w'));
+  run.log_artifact("ckpt", "checkpoint", folder.string());                      // v0: A, w
+  write_file(folder / "config.json", "B");
+  run.log_artifact("ckpt", "checkpoint", folder.string(), {}, {"best"});        // v1: B, w
+  write_file(folder / "config.json", "C");
+  write_file(folder / "weights.bin", std::string(5000, 'x'));
+  run.log_artifact("ckpt", "checkpoint", folder.string());                      // v2: C, x (latest)
+  tracker::Run reader = tracker::Run::create(store, {"p"});
+  reader.use_artifact("ckpt:v1");
+  EXPECT_EQ(stored_file_count(db), 5u);
+
+  // Aliased versions are refused, naming the alias; nothing changes.
+  try {
+    delete_artifact_version(store, "ckpt:v1");
+    FAIL() << "deleted a version that is still best";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("ckpt:v1 is still best"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(delete_artifact_version(store, "ckpt:latest"), std::invalid_argument);
+  EXPECT_THROW(delete_artifact_version(store, "ckpt:v9"), std::invalid_argument);
+  EXPECT_EQ(list_artifacts(db).size(), 3u);
+
+  set_alias(store, "ckpt", "best", 2);
+  ArtifactVersion gone = delete_artifact_version(store, "ckpt:v1");
+  EXPECT_EQ(gone.version, 1);
+  EXPECT_EQ(stored_file_count(db), 4u);  // "B" went; "w" stays, v0 holds it
+  const fs::path out = test_path("out");
+  fetch_artifact(db, find_artifact(db, "ckpt:v0"), out.string());
+  EXPECT_EQ(file_contents(out / "weights.bin"), std::string(5000, 'w'));
+
+  delete_artifact_version(store, "ckpt:v0");
+  EXPECT_EQ(stored_file_count(db), 2u);  // only v2's files remain
+  std::vector<ArtifactVersion> left = list_artifacts(db);
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].version, 2);
+  EXPECT_EQ(left[0].aliases, (std::vector<std::string>{"best", "latest"}));
+
+  // Logging v0's content again makes a new version with a new number and stores its files anew.
+  write_file(folder / "config.json", "A");
+  write_file(folder / "weights.bin", std::string(5000, 'w'));
+  ArtifactVersion back = run.log_artifact("ckpt", "checkpoint", folder.string());
+  EXPECT_EQ(back.version, 3);
+  fs::remove_all(out);
+  fetch_artifact(db, back, out.string());
+  EXPECT_EQ(file_contents(out / "config.json"), "A");
+}
+
+// Two writers on one database (two connections, as two processes would be) keep logging and
+// deleting versions that hold the same file: a version is readable for as long as it exists.
+TEST(Artifacts, DeletesDoNotLoseFilesAConcurrentWriterIsLogging) {
+  const std::string db = test_path("a.db");
+  { Store create(db); }
+  auto writer = [&](const std::string& name, int* unreadable) {
+    Store store(db);
+    tracker::Run run = tracker::Run::create(store, {"p"});
+    const fs::path shared = test_path(name + "-shared"), own = test_path(name + "-own");
+    write_file(shared / "a-weights.bin", std::string(20000, 's'));  // the same content in both writers
+    // Stored after a-weights.bin: copying it widens the window between finding a-weights.bin
+    // in the store and the transaction that records it, where the other writer may delete it.
+    write_file(shared / "z-padding.bin", std::string(1 << 20, name[0]));
+    for (int i = 0; i < 40; ++i) {
+      ArtifactVersion with_shared = run.log_artifact(name, "checkpoint", shared.string());
+      try {
+        fetch_artifact(db, with_shared, test_path(name + "-out-" + std::to_string(i)));
+      } catch (const std::runtime_error&) {
+        ++*unreadable;
+      }
+      write_file(own / "weights.bin", name + std::to_string(i));
+      run.log_artifact(name, "checkpoint", own.string());  // takes "latest"
+      delete_artifact_version(store, name + ":v" + std::to_string(with_shared.version));
+    }
+  };
+  int unreadable_a = 0, unreadable_b = 0;
+  std::thread a(writer, "a", &unreadable_a), b(writer, "b", &unreadable_b);
+  a.join();
+  b.join();
+  EXPECT_EQ(unreadable_a + unreadable_b, 0);
+  EXPECT_EQ(list_artifacts(db).size(), 80u);  // each writer's 40 "own" versions
 }
 
 // Every row of every table, as text: equal dumps mean equal databases.

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <set>
 #include <thread>
 
 #include "model/train_config.h"
@@ -232,6 +233,48 @@ TEST_F(Training, ResumeIsExactWithTheEpochSampler) {
   ASSERT_EQ(resumed.status, 0) << resumed.err;
   expect_same_history(straight, split, {"train/loss", "train/grad_norm"});
   EXPECT_EQ(series(split, "train/loss").size(), 12u);
+}
+
+// checkpoint.keep_last keeps the newest N checkpoints plus "best" and any another run used,
+// and their deleted files leave the content store.
+TEST_F(Training, KeepLastDeletesOldCheckpointsButNotBestOrUsedOnes) {
+  const std::vector<std::string> keep = {"--set", "checkpoint.interval=2", "--set", "checkpoint.keep_last=2",
+                                         "--set", "logging.eval_interval=0"};
+  std::vector<std::string> args = keep;
+  args.insert(args.end(), {"--set", "train.max_iters=8"});
+  const int64_t run = train(args);  // checkpoints v0..v3 at steps 2, 4, 6, 8
+  const std::string name = checkpoint_name(run);
+  auto versions = [&] {
+    std::set<int64_t> out;
+    for (const auto& v : tracker::list_artifacts(db_))
+      if (v.name == name) out.insert(v.version);
+    return out;
+  };
+  const int64_t best = tracker::find_artifact(db_, name + ":best").version;
+  std::set<int64_t> expected = {2, 3, best};
+  EXPECT_EQ(versions(), expected);
+
+  // An evaluation uses v2; training on writes v4 and v5: v2 stays for the evaluation's lineage.
+  const I3labResult e = i3lab({"eval", "--model", "artifact:" + name + ":v2", "--data", corpus_, "--max-windows", "2", "--db", db_});
+  ASSERT_EQ(e.status, 0) << e.err;
+  const I3labResult resumed = i3lab({"train", "--resume", std::to_string(run), "--db", db_, "--set", "train.max_iters=12"});
+  ASSERT_EQ(resumed.status, 0) << resumed.err;
+  const int64_t best_now = tracker::find_artifact(db_, name + ":best").version;
+  if (best_now != 3) {
+    EXPECT_NE(resumed.err.find("deleted checkpoint " + name + ":v3 (checkpoint.keep_last 2)"), std::string::npos) << resumed.err;
+  }
+  expected = {2, 4, 5, best_now};
+  EXPECT_EQ(versions(), expected);
+
+  // The content store holds exactly the files of the versions left.
+  std::set<std::string> held;
+  for (const auto& v : tracker::list_artifacts(db_))
+    for (const auto& f : v.files) held.insert(f.sha256);
+  std::set<std::string> stored;
+  for (const auto& entry : fs::recursive_directory_iterator(tracker::artifact_root(db_) + "/sha256"))
+    if (entry.is_regular_file())
+      stored.insert(entry.path().parent_path().filename().string() + entry.path().filename().string());
+  EXPECT_EQ(stored, held);
 }
 
 TEST_F(Training, GradientAccumulationMatchesOneBigBatchAndWatchLogsHistograms) {

@@ -158,7 +158,7 @@ ArtifactVersion log_artifact(Store& store, const std::string& run_uid, const std
   } else {
     throw std::invalid_argument(path + ": no such file or folder");
   }
-  std::vector<ArtifactFile> files;
+  std::vector<ArtifactFile> files;  // parallel to `sources`
   nlohmann::json manifest = nlohmann::json::array();
   int64_t total = 0;
   for (const auto& [relative, source] : sources) {
@@ -195,7 +195,18 @@ ArtifactVersion log_artifact(Store& store, const std::string& run_uid, const std
       v.bind(6, unix_time()).run();
       version_id = sqlite3_last_insert_rowid(db.handle());
       Stmt f(db, "INSERT INTO artifact_files(version_id, path, sha256, size) VALUES(?, ?, ?, ?)");
-      for (const auto& file : files) f.bind(1, version_id).bind(2, file.path).bind(3, file.sha256).bind(4, file.size).run();
+      for (size_t i = 0; i < files.size(); ++i) {
+        const ArtifactFile& file = files[i];
+        // A concurrent delete_artifact_version may have removed a stored copy we found in
+        // place before this transaction; deletes run inside write transactions, so now it
+        // stays put.
+        if (!fs::exists(content_path(store.path(), file.sha256))) {
+          const ArtifactFile again = store_file(store.path(), sources[i].second, file.path);
+          if (again.sha256 != file.sha256)
+            throw std::runtime_error(sources[i].second + ": changed while it was being stored");
+        }
+        f.bind(1, version_id).bind(2, file.path).bind(3, file.sha256).bind(4, file.size).run();
+      }
       move_alias(db, artifact_id, "latest", version_id);
     }
     for (const auto& a : aliases) move_alias(db, artifact_id, a, version_id);
@@ -226,6 +237,51 @@ ArtifactVersion use_artifact(Store& store, const std::string& run_uid, const std
     result = load_version(db, id);
   });
   return result;
+}
+
+ArtifactVersion delete_artifact_version(Store& store, const std::string& ref) {
+  ArtifactVersion gone;
+  // Unreferenced stored files are moved aside inside the transaction (so no writer can see
+  // them present and then lose them) and removed once it has committed.
+  std::vector<std::pair<fs::path, fs::path>> moved;  // stored path, trash path
+  const fs::path trash_dir = fs::path(artifact_root(store.path())) / "staging";
+  try {
+    store.execute([&](Db& db) {
+      const int64_t id = resolve(db, ref);
+      gone = load_version(db, id);
+      const std::string label = gone.name + ":v" + std::to_string(gone.version);
+      if (!gone.aliases.empty()) {
+        std::string names;
+        for (const auto& a : gone.aliases) names += (names.empty() ? "" : ", ") + a;
+        throw std::invalid_argument(label + " is still " + names + "; move the alias to another version before deleting it");
+      }
+      for (const char* sql : {"DELETE FROM artifact_files WHERE version_id = ?", "DELETE FROM artifact_usage WHERE version_id = ?",
+                              "DELETE FROM artifact_versions WHERE id = ?"}) {
+        Stmt d(db, sql);
+        d.bind(1, id).run();
+      }
+      Stmt held(db, "SELECT 1 FROM artifact_files WHERE sha256 = ? LIMIT 1");
+      fs::create_directories(trash_dir);
+      for (const auto& file : gone.files) {
+        held.bind(1, file.sha256);
+        const bool still_held = held.step();
+        held.reset();
+        const fs::path stored = content_path(store.path(), file.sha256);
+        if (still_held || !fs::exists(stored)) continue;
+        const fs::path trash = temp_name(trash_dir);
+        fs::rename(stored, trash);
+        moved.emplace_back(stored, trash);
+      }
+    });
+  } catch (...) {
+    std::error_code ignored;
+    for (const auto& [stored, trash] : moved)
+      if (!fs::exists(stored)) fs::rename(trash, stored, ignored);
+    throw;
+  }
+  std::error_code ignored;
+  for (const auto& m : moved) fs::remove(m.second, ignored);
+  return gone;
 }
 
 ArtifactVersion find_artifact(const std::string& db_path, const std::string& ref) {

@@ -54,6 +54,15 @@ ArtifactVersion log_artifact(Store& store, const std::string& run_uid, const std
 // Moves `alias` of artifact `name` to version `version`.
 void set_alias(Store& store, const std::string& name, const std::string& alias, int64_t version);
 
+// Deletes version `ref` ("NAME:vN" or "NAME:ALIAS") of an artifact, with its lineage rows, and
+// removes from the content store each file no other version holds. Returns what was deleted.
+// REQUIRES: the version has no aliases (it is not "latest" or "best"): otherwise throws
+// std::invalid_argument naming them, and nothing changes. Safe against another process
+// logging a version with the same files at the same time (log_artifact re-stores a file it
+// finds missing inside its transaction). Version numbers are not reused while the newest
+// version (which "latest" names) is kept.
+ArtifactVersion delete_artifact_version(Store& store, const std::string& ref);
+
 // Resolves "NAME:ALIAS" or "NAME:vN" (or "NAME", meaning latest) and, if `run_uid` is not
 // empty, records that run as a user of it. Throws std::invalid_argument if nothing matches.
 ArtifactVersion use_artifact(Store& store, const std::string& run_uid, const std::string& ref);

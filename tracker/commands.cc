@@ -90,6 +90,17 @@ int artifact_get(const cli::Args& args) {
   return 0;
 }
 
+int artifact_delete(const cli::Args& args) {
+  if (args.positional().size() != 1) throw cli::UsageError("give one artifact reference NAME:vN");
+  const std::string db = args.get("db", "i3lab.db");
+  find_artifact(db, args.positional()[0]);  // a missing version or database: an error, no new file
+  Store store(db);
+  ArtifactVersion v = delete_artifact_version(store, args.positional()[0]);
+  std::cerr << "deleted " << v.name << ":v" << v.version << " (" << v.size << " bytes in " << v.files.size()
+            << " files; files other versions share are kept)\n";
+  return 0;
+}
+
 // Ingest through the public API, side by side with a raw SQLite loop over the same layout,
 // then a downsampling query on a 1,000,000-point series.
 int bench_tracker(const cli::Args& args) {
@@ -192,6 +203,10 @@ std::vector<cli::Command> tracker_commands() {
        "usage: i3lab artifact get [--db FILE] NAME[:ALIAS|:vN] --out DIR\n\n"
        "Each file's SHA-256 is checked on the way out; a damaged file is an error.\n",
        {{"db", "out"}, {}}, artifact_get},
+      {"artifact delete", "delete an artifact version and the stored files only it holds",
+       "usage: i3lab artifact delete [--db FILE] NAME:vN\n\n"
+       "A version that an alias (latest, best, ...) names is refused. Runs that used it lose that lineage.\n",
+       {{"db"}, {}}, artifact_delete},
       {"bench tracker", "tracker ingest and query speed",
        "usage: i3lab bench tracker [--points N] [--dir DIR] [--json]\n\n"
        "Logs N points (10 keys per step) through the Run API into a fresh file and, side by side, the\n"
