@@ -343,7 +343,11 @@ TrainResult train(TrainConfig c, const TrainOptions& options) {
     // Accumulated since the last log line.
     torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
     int64_t updates = 0, steps = 0, skipped_total = 0;
-    double busy_seconds = 0;  // in training steps, not evaluation or checkpoints
+    // Training time since the last log line: wall time less evaluation, samples and
+    // checkpoints. Read after the log step's item() has waited for the device, so on a GPU
+    // it counts the queued work too.
+    auto interval_start = Clock::now();
+    double excluded_seconds = 0;
     int consecutive_skips = 0;
     int64_t last_checkpoint = options.resume_run >= 0 ? progress.step : -1;
     bool stopped = false;
@@ -353,7 +357,6 @@ TrainResult train(TrainConfig c, const TrainOptions& options) {
         stopped = true;
         break;
       }
-      const auto step_start = Clock::now();
       const double lr = c.schedule.at(progress.step);
       optimizer.zero_grad();
       torch::Tensor step_loss = torch::zeros({}, loss_sum.options());
@@ -400,11 +403,11 @@ TrainResult train(TrainConfig c, const TrainOptions& options) {
       progress.step = step;
       progress.tokens_seen += tokens_per_step;
       ++steps;
-      busy_seconds += seconds_since(step_start);
 
       if (log_now) {
         const double loss = updates > 0 ? loss_sum.item<double>() / updates : std::numeric_limits<double>::quiet_NaN();
         const double norm = grad_norm.item<double>();
+        const double busy_seconds = seconds_since(interval_start) - excluded_seconds;
         const double tokens_per_sec = steps * tokens_per_step / std::max(busy_seconds, 1e-9);
         std::vector<std::pair<std::string, double>> metrics = {
             {"train/loss", loss},
@@ -421,14 +424,17 @@ TrainResult train(TrainConfig c, const TrainOptions& options) {
                    duration_text(eta).c_str()));
         loss_sum.zero_();
         updates = steps = 0;
-        busy_seconds = 0;
+        interval_start = Clock::now();
+        excluded_seconds = 0;
       }
+      const auto extras_start = Clock::now();
       if (c.watch_interval > 0 && step % c.watch_interval == 0) log_watch(run, model, step);
       if (eval_now || checkpoint_now) validate(step, eval_now);
       if (checkpoint_now) {
         checkpoint();
         last_checkpoint = step;
       }
+      excluded_seconds += seconds_since(extras_start);
     }
 
     if (stopped) {
