@@ -204,9 +204,9 @@ std::unique_ptr<TokenCache> TokenCache::open(const std::string& cache_dir, const
   if (sources.empty()) throw std::runtime_error("no data sources given");
   if (!(options.val_fraction >= 0 && options.val_fraction < 1)) throw std::runtime_error("val_fraction must be in [0, 1)");
   const int width = tokenizer.vocab_size() <= 65536 && options.separator_token < 65536 ? 2 : 4;
-  fs::create_directories(cache_dir);
   std::unique_ptr<TokenCache> cache(new TokenCache());
   cache->path_ = (fs::path(cache_dir) / ("tokens-" + cache_key(sources, tokenizer, options) + ".bin")).string();
+  fs::create_directories(cache_dir);  // after cache_key, which fails on a source that matches nothing
   if (!fs::exists(cache->path_)) {
     std::cerr << "building token cache " << cache->path_ << "\n";
     build_cache(cache->path_, sources, tokenizer, options, width);

@@ -256,8 +256,15 @@ TrainConfig TrainConfig::parse(const json& j, const std::string& origin, const s
 }
 
 TrainConfig TrainConfig::load(const std::string& path, const std::vector<std::string>& overrides) {
-  const json j = json::parse(read_file(path), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) throw std::invalid_argument(path + ": not valid JSON");
+  json j;
+  try {
+    j = json::parse(read_file(path));
+  } catch (const json::parse_error& e) {
+    // e.what() reads "[json.exception.parse_error.101] parse error at line 2, column 1: ...".
+    const std::string what = e.what();
+    const size_t at = what.find("parse error");
+    throw std::invalid_argument(path + ": not valid JSON (" + (at == std::string::npos ? what : what.substr(at)) + ")");
+  }
   return parse(j, path, overrides);
 }
 

@@ -400,9 +400,18 @@ TEST_F(Training, BadConfigIsAClearErrorAndCreatesNoRun) {
   const I3labResult missing_vocab = i3lab({"train", config_, "--db", db_, "--set", "data.vocab=" + dir_ + "/none.json"});
   EXPECT_EQ(missing_vocab.status, 1);
   EXPECT_NE(missing_vocab.err.find("none.json"), std::string::npos) << missing_vocab.err;
+  write_file(dir_ + "/truncated.json", "{\"optim\": {\"lr\": 1e-3,\n");
+  const I3labResult truncated = i3lab({"train", dir_ + "/truncated.json", "--db", db_});
+  EXPECT_EQ(truncated.status, 1);
+  EXPECT_NE(truncated.err.find("truncated.json: not valid JSON (parse error at line 2"), std::string::npos) << truncated.err;
+  const I3labResult no_files = i3lab({"train", config_, "--db", db_, "--set", "data.cache_dir=" + dir_ + "/new-cache",
+                                      "--set", "data.sources=[{\"path\": \"" + dir_ + "/none/*.txt\"}]"});
+  EXPECT_EQ(no_files.status, 1);
+  EXPECT_NE(no_files.err.find(dir_ + "/none/*.txt: no files match"), std::string::npos) << no_files.err;
   const I3labResult no_checkpoint = i3lab({"train", "--resume", "7", "--db", db_});
   EXPECT_EQ(no_checkpoint.status, 1);
   EXPECT_FALSE(fs::exists(db_));  // nothing was created
+  EXPECT_FALSE(fs::exists(dir_ + "/new-cache"));
 }
 
 }  // namespace
