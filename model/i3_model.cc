@@ -150,14 +150,13 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, KVCache* 
   }
 #endif
   if (!out.defined()) {
-    // Scaling q rather than the scores touches T·hd instead of T·(past+T) values per head.
-    torch::Tensor scores = torch::matmul(q * (1.0 / std::sqrt(static_cast<double>(hd))), k.transpose(-2, -1));  // [B,H,T,past+T]
-    if (T > 1) {
-      // Query i sits at position past+i and may see keys 0..past+i.
-      auto future = torch::ones({T, past + T}, torch::TensorOptions().dtype(torch::kBool).device(x.device())).triu(past + 1);
-      scores = scores.masked_fill(future, -std::numeric_limits<double>::infinity());
-    }
-    out = torch::matmul(torch::softmax(scores, -1), v);  // [B,H,T,hd]
+    const int64_t S = past + T, BH = batch * n_heads;
+    // Query i sits at position past+i and may see keys 0..past+i: an additive mask, −inf above.
+    torch::Tensor mask = torch::full({T, S}, -std::numeric_limits<float>::infinity(), q.options()).triu(past + 1);
+    // One product computes mask + scale · q·kᵀ: no separate scaling or masking pass.
+    torch::Tensor scores = torch::baddbmm(mask, q.reshape({BH, T, hd}), k.reshape({BH, S, hd}).transpose(1, 2),
+                                          /*beta=*/1, /*alpha=*/1.0 / std::sqrt(static_cast<double>(hd)));  // [BH,T,S]
+    out = torch::bmm(torch::softmax(scores, -1), v.reshape({BH, S, hd})).view({batch, n_heads, T, hd});
   }
   return out_proj->forward(out.transpose(1, 2).contiguous().view({batch, T, d}));
 }
