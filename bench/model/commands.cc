@@ -1,0 +1,224 @@
+#include "bench/model/commands.h"
+
+#include <chrono>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include <torch/csrc/autograd/profiler_legacy.h>
+
+#include "common/util/clock.h"
+#include "common/util/files.h"
+#include "model/net/generate.h"
+#include "model/net/i3_model.h"
+#include "model/net/runtime.h"
+#include "model/text/tokenizer.h"
+#include "model/train/optimizer.h"
+
+namespace i3 {
+namespace {
+
+using Json = nlohmann::ordered_json;
+using util::Clock;
+using util::seconds_since;
+
+// Applies --threads TORCH,BLAS if given, else the default split.
+void apply_threads(const cli::Args& args) {
+  if (!args.has("threads")) return set_default_threads();
+  auto t = cli::parse_int_list(args.get("threads"), "--threads");
+  if (t.size() != 2) throw cli::UsageError("--threads expects TORCH,BLAS such as 1,2");
+  set_threads(static_cast<int>(t[0]), static_cast<int>(t[1]));
+}
+
+// fp32 matrix-multiply rate of this machine now: 1024×512 · 512×2048, best of several.
+double measure_matmul_gflops() {
+  torch::NoGradGuard no_grad;
+  torch::Tensor a = torch::randn({1024, 512}), b = torch::randn({512, 2048});
+  for (int i = 0; i < 3; ++i) torch::mm(a, b);
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    auto start = Clock::now();
+    for (int i = 0; i < 10; ++i) torch::mm(a, b);
+    best = std::max(best, 10 * 2.0 * 1024 * 512 * 2048 / seconds_since(start) / 1e9);
+  }
+  return best;
+}
+
+// Matrix-product FLOPs of one forward+backward over B×T tokens: 6 per weight of every
+// Linear (and the hybrid B, C projections) per token, plus attention's q·kᵀ and p·v
+// (2·T·d each forward per token and layer, the full square as computed). Element-wise
+// work and the small scan products are left out.
+double fwd_bwd_flops(const ModelConfig& c, int64_t batch, int64_t seq) {
+  const double d = c.d_model, f = c.ffn_mult * c.d_model, n = c.d_state, V = c.vocab_size;
+  const double per_layer = 2 * d * f;
+  const double matmul_params = c.n_layers() * per_layer + c.n_attn * 4 * d * d + c.n_hybrid * 2 * d * n + d * V;
+  const double attention = c.n_attn * 2 * 2 * seq * d;
+  return 3 * (2 * matmul_params + attention) * batch * seq;
+}
+
+ModelConfig bench_config(const cli::Args& args) {
+  ModelConfig config = preset(args.get("preset", "i3-80m"));
+  config.vocab_size = args.get_int("vocab-size", 35560);
+  for (const auto& s : args.get_all("set")) config.set(s);
+  config.validate();
+  return config;
+}
+
+// Times training steps on random tokens: forward+backward, plus gradient clipping and an
+// AdamW update unless `optimizer` is "none" ("flat": FlatAdamW, "torch": torch::optim::AdamW,
+// for comparison). Prints the median step and the matmul rate it achieves.
+int bench_steps(const cli::Args& args, const std::string& what, const std::string& optimizer) {
+  apply_threads(args);
+  ModelConfig config = bench_config(args);
+  const int64_t batch = args.get_int("batch", 4), seq = args.get_int("seq", config.context);
+  const int64_t steps = args.get_int("steps", 3), warmup = args.get_int("warmup", 1);
+  if (seq > config.context) throw cli::UsageError("--seq is longer than the context");
+  if (optimizer != "none" && optimizer != "flat" && optimizer != "torch")
+    throw cli::UsageError("--optimizer must be flat, torch or none");
+  const std::string loss_kind = args.get("loss", "fused");
+  if (loss_kind != "fused" && loss_kind != "torch") throw cli::UsageError("--loss must be fused or torch");
+  const bool torch_loss = loss_kind == "torch";
+  torch::manual_seed(0);
+  I3Model model(config);
+  model->train();
+  std::unique_ptr<FlatAdamW> flat;
+  std::unique_ptr<torch::optim::AdamW> reference;
+  if (optimizer == "flat") flat = std::make_unique<FlatAdamW>(model->state_dict(), AdamWOptions{});
+  if (optimizer == "torch")
+    reference = std::make_unique<torch::optim::AdamW>(model->parameters(), torch::optim::AdamWOptions(3e-4).weight_decay(0.01));
+  torch::Tensor idx = torch::randint(config.vocab_size, {batch, seq}, torch::kLong);
+  torch::Tensor targets = torch::randint(config.vocab_size, {batch, seq}, torch::kLong);
+  const double matmul_gflops = measure_matmul_gflops();
+  auto one_step = [&] {
+    if (flat) flat->zero_grad();
+    else model->zero_grad();
+    torch::Tensor logits = model->forward(idx);
+    if (torch_loss)
+      torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1})).backward();
+    else
+      I3ModelImpl::loss(logits, targets).backward();
+    if (flat) {
+      flat->clip_grad_norm(1.0);
+      flat->step(3e-4);
+    } else if (reference) {
+      torch::nn::utils::clip_grad_norm_(model->parameters(), 1.0);
+      reference->step();
+    }
+  };
+  std::vector<double> step_ms;
+  for (int64_t i = 0; i < warmup + steps; ++i) {
+    auto start = Clock::now();
+    one_step();
+    if (i >= warmup) step_ms.push_back(seconds_since(start) * 1e3);
+    std::cerr << "  step " << i + 1 << "/" << warmup + steps << (i < warmup ? " (warm-up)" : "") << ": "
+              << seconds_since(start) * 1e3 << " ms\n";
+  }
+  if (args.has("trace")) {
+    // One more step under LibTorch's profiler: a Chrome trace (chrome://tracing) by op.
+    torch::autograd::profiler::RecordProfile profile(args.get("trace"));
+    one_step();
+  }
+  std::sort(step_ms.begin(), step_ms.end());
+  const double median_ms = step_ms[step_ms.size() / 2];
+  const double gflop = fwd_bwd_flops(config, batch, seq) / 1e9;
+  Json out;
+  out["what"] = what;
+  out["optimizer"] = optimizer;
+  out["loss"] = loss_kind;
+  out["preset"] = args.get("preset", "i3-80m");
+  out["config"] = config.to_json();
+  out["batch"] = batch;
+  out["seq"] = seq;
+  out["step_ms"] = median_ms;
+  out["tokens_per_sec"] = batch * seq / (median_ms / 1e3);
+  out["gflop_per_step"] = gflop;
+  out["achieved_gflops"] = gflop / (median_ms / 1e3);
+  out["matmul_gflops"] = matmul_gflops;
+  out["mfu"] = gflop / (median_ms / 1e3) / matmul_gflops;
+  out["runtime"] = runtime_summary();
+  std::cout << (args.has("json") ? out.dump() : out.dump(2)) << "\n";
+  return 0;
+}
+
+int bench_tokenizer(const cli::Args& args) {
+  std::string text;
+  if (args.has("file")) {
+    text = util::read_file(args.get("file"));
+  } else {
+    // ~8 MB of made-up words from random syllables (some accented, some capitalised): a
+    // vocabulary of thousands of chunks, like real text, rather than a handful.
+    const char* syllables[] = {"the", "an", "ing", "ca", "fe", "lo", "mi", "ter", "s", "pa", "ri", "Ol", "du", "\u00e9", "ka", "no", "wh", "ee"};
+    uint64_t x = 88172645463325252ull;
+    auto next = [&x] { return x ^= x << 13, x ^= x >> 7, x ^= x << 17; };
+    while (text.size() < (8u << 20)) {
+      for (uint64_t n = 1 + next() % 4; n > 0; --n) text += syllables[next() % 18];
+      text += next() % 10 == 0 ? ". " : " ";
+    }
+  }
+  VocabBuilder builder;
+  auto start = Clock::now();
+  builder.add_text(text);
+  const double build_s = seconds_since(start);
+  ChunkTokenizer tok = builder.build();
+  const int reps = static_cast<int>(args.get_int("reps", 3));
+  double best = 1e30;
+  size_t n_ids = 0;
+  for (int i = 0; i < reps; ++i) {
+    start = Clock::now();
+    n_ids = tok.encode(std::string_view(text)).size();
+    best = std::min(best, seconds_since(start));
+  }
+  Json out;
+  out["bytes"] = text.size();
+  out["ids"] = n_ids;
+  out["vocab_size"] = tok.vocab_size();
+  out["encode_mb_per_sec"] = text.size() / best / 1e6;
+  out["count_mb_per_sec"] = text.size() / build_s / 1e6;
+  std::cout << (args.has("json") ? out.dump() : out.dump(2)) << "\n";
+  return 0;
+}
+
+int bench_generate(const cli::Args& args) {
+  apply_threads(args);
+  ModelConfig config = bench_config(args);
+  const int64_t prompt_len = args.get_int("prompt", 8);
+  const int64_t new_tokens = args.get_int("tokens", config.context - prompt_len);
+  if (prompt_len < 1 || prompt_len + new_tokens > config.context)
+    throw cli::UsageError("--prompt + --tokens must fit in the context (" + std::to_string(config.context) + ")");
+  torch::manual_seed(0);
+  I3Model model(config);
+  std::vector<std::string> chunks = {ChunkTokenizer::kUnkToken};
+  for (int64_t i = 1; i < config.vocab_size; ++i) chunks.push_back("t" + std::to_string(i));
+  ChunkTokenizer tok(chunks);
+  std::vector<int64_t> prompt;
+  for (int64_t i = 0; i < prompt_len; ++i) prompt.push_back(1 + i % (config.vocab_size - 1));
+  Json out;
+  out["preset"] = args.get("preset", "i3-80m");
+  out["prompt_tokens"] = prompt_len;
+  out["new_tokens"] = new_tokens;
+  for (bool incremental : {true, false}) {
+    SamplingOptions options;
+    options.max_new_tokens = new_tokens;
+    options.greedy = true;
+    options.incremental = incremental;
+    auto start = Clock::now();
+    Generation g = generate(model, tok, prompt, options);
+    out[incremental ? "incremental_tokens_per_sec" : "full_recompute_tokens_per_sec"] = g.ids.size() / seconds_since(start);
+  }
+  out["speedup"] = out["incremental_tokens_per_sec"].get<double>() / out["full_recompute_tokens_per_sec"].get<double>();
+  out["runtime"] = runtime_summary();
+  std::cout << (args.has("json") ? out.dump() : out.dump(2)) << "\n";
+  return 0;
+}
+
+}  // namespace
+
+std::map<std::string, cli::Handler> bench_handlers() {
+  return {
+      {"bench model", [](const cli::Args& a) { return bench_steps(a, "forward+backward", "none"); }},
+      {"bench train", [](const cli::Args& a) { return bench_steps(a, "train step", a.get("optimizer", "flat")); }},
+      {"bench tokenizer", bench_tokenizer},
+      {"bench generate", bench_generate},
+  };
+}
+
+}  // namespace i3

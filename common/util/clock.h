@@ -1,0 +1,20 @@
+// Time: the monotonic clock for elapsed time, the wall clock for stored times.
+#pragma once
+
+#include <chrono>
+
+namespace util {
+
+using Clock = std::chrono::steady_clock;
+
+// Seconds elapsed since `start` on the monotonic clock.
+inline double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Wall-clock time as unix seconds: the unit of every time the tracker stores.
+inline double unix_time() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace util

@@ -1,0 +1,405 @@
+#include "model/io/torch_checkpoint.h"
+
+#include <cstring>
+#include <map>
+#include <memory>
+#include <sstream>
+
+#include "common/util/files.h"
+
+namespace i3 {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Zip: only what torch.save writes (stored entries, no compression, no zip64).
+
+uint32_t u16(const std::string& b, size_t at) { return uint8_t(b[at]) | uint8_t(b[at + 1]) << 8; }
+uint32_t u32(const std::string& b, size_t at) { return u16(b, at) | u16(b, at + 2) << 16; }
+
+// name → (offset, size) of each entry's data in `bytes`.
+std::map<std::string, std::pair<size_t, size_t>> zip_entries(const std::string& bytes, const std::string& path) {
+  auto fail = [&](const std::string& what) { return CheckpointError(path + ": " + what); };
+  if (bytes.size() < 22) throw fail("too short to be a torch.save zip archive");
+  // The end-of-central-directory record is in the last 22 + 65535 bytes.
+  size_t eocd = std::string::npos;
+  for (size_t i = bytes.size() - 22 + 1; i-- > 0 && bytes.size() - i <= 22 + 65535;)
+    if (u32(bytes, i) == 0x06054b50) {
+      eocd = i;
+      break;
+    }
+  if (eocd == std::string::npos) throw fail("not a zip archive (the legacy pre-1.6 torch.save format is not supported)");
+  const uint32_t count = u16(bytes, eocd + 10), cd_size = u32(bytes, eocd + 12), cd_offset = u32(bytes, eocd + 16);
+  if (count == 0xFFFF || cd_offset == 0xFFFFFFFF) throw fail("zip64 archives (over 4 GB) are not supported");
+  if (uint64_t(cd_offset) + cd_size > eocd) throw fail("zip central directory out of bounds");
+  std::map<std::string, std::pair<size_t, size_t>> entries;
+  size_t at = cd_offset;
+  for (uint32_t i = 0; i < count; ++i) {
+    if (at + 46 > eocd || u32(bytes, at) != 0x02014b50) throw fail("corrupt zip central directory");
+    const uint32_t method = u16(bytes, at + 10), size = u32(bytes, at + 20);
+    const uint32_t name_len = u16(bytes, at + 28), extra_len = u16(bytes, at + 30), comment_len = u16(bytes, at + 32);
+    const uint32_t local = u32(bytes, at + 42);
+    if (at + 46 + name_len > eocd) throw fail("corrupt zip central directory");
+    std::string name = bytes.substr(at + 46, name_len);
+    if (method != 0) throw fail("zip entry " + name + " is compressed; torch.save writes stored entries");
+    if (uint64_t(local) + 30 > bytes.size() || u32(bytes, local) != 0x04034b50) throw fail("corrupt zip entry " + name);
+    // The local header has its own extra field (torch pads it to align the data).
+    const size_t data = size_t(local) + 30 + u16(bytes, local + 26) + u16(bytes, local + 28);
+    if (data + size > bytes.size()) throw fail("zip entry " + name + " runs past the end of the file (truncated?)");
+    entries[name] = {data, size};
+    at += 46 + name_len + extra_len + comment_len;
+  }
+  return entries;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The pickle machine's values.
+
+struct PyValue;
+using Value = std::shared_ptr<PyValue>;
+
+struct PyValue {
+  enum class Kind { None, Bool, Int, Float, String, Tuple, List, Dict, Tensor, Global, Storage } kind;
+  int64_t i = 0;  // Bool, Int
+  double f = 0;
+  std::string s;  // String; Global: "module.name"; Storage: its record key
+  std::vector<Value> items;                     // Tuple, List
+  std::vector<std::pair<Value, Value>> entries; // Dict, in insertion order
+  torch::Tensor tensor;                         // Tensor; Storage: its data, flat
+};
+
+Value make(PyValue::Kind kind) {
+  auto v = std::make_shared<PyValue>();
+  v->kind = kind;
+  return v;
+}
+
+torch::Dtype storage_dtype(const std::string& global) {
+  static const std::map<std::string, torch::Dtype> types = {
+      {"torch.FloatStorage", torch::kFloat32}, {"torch.DoubleStorage", torch::kFloat64},
+      {"torch.HalfStorage", torch::kFloat16},  {"torch.BFloat16Storage", torch::kBFloat16},
+      {"torch.LongStorage", torch::kInt64},    {"torch.IntStorage", torch::kInt32},
+      {"torch.ShortStorage", torch::kInt16},   {"torch.CharStorage", torch::kInt8},
+      {"torch.ByteStorage", torch::kUInt8},    {"torch.BoolStorage", torch::kBool}};
+  auto it = types.find(global);
+  if (it == types.end()) throw std::runtime_error("unsupported storage type " + global);
+  return it->second;
+}
+
+class Unpickler {
+ public:
+  Unpickler(const std::string& bytes, const std::map<std::string, std::pair<size_t, size_t>>& entries,
+            const std::string& archive)
+      : bytes_(bytes), entries_(entries), archive_(archive) {
+    auto pkl = entries.at(archive + "/data.pkl");
+    pos_ = pkl.first;
+    end_ = pkl.first + pkl.second;
+  }
+
+  Value run() {
+    while (true) {
+      const uint8_t op = byte();
+      switch (op) {
+        case 0x80: byte(); break;                 // PROTO
+        case 0x95: take(8); break;                // FRAME
+        case '.': return pop();                   // STOP
+        case '(': marks_.push_back(stack_.size()); break;  // MARK
+        case 'N': stack_.push_back(make(PyValue::Kind::None)); break;
+        case 0x88: case 0x89: {                   // NEWTRUE, NEWFALSE
+          auto v = make(PyValue::Kind::Bool);
+          v->i = op == 0x88;
+          stack_.push_back(v);
+          break;
+        }
+        case 'K': push_int(byte()); break;        // BININT1
+        case 'M': push_int(le(2)); break;         // BININT2
+        case 'J': push_int(static_cast<int32_t>(le(4))); break;  // BININT
+        case 0x8a: {                              // LONG1: n-byte two's complement
+          const size_t n = byte();
+          if (n > 8) throw std::runtime_error("integer too large");
+          uint64_t v = le(n);
+          if (n > 0 && n < 8 && (v >> (8 * n - 1)) & 1) v |= ~uint64_t(0) << (8 * n);
+          push_int(static_cast<int64_t>(v));
+          break;
+        }
+        case 'G': {                               // BINFLOAT, big-endian
+          uint64_t bits = 0;
+          for (char c : take(8)) bits = bits << 8 | uint8_t(c);
+          auto v = make(PyValue::Kind::Float);
+          std::memcpy(&v->f, &bits, 8);
+          stack_.push_back(v);
+          break;
+        }
+        case 'X': push_string(take(le(4))); break;      // BINUNICODE
+        case 0x8c: push_string(take(byte())); break;    // SHORT_BINUNICODE
+        case 0x8d: push_string(take(le(8))); break;     // BINUNICODE8
+        case 'c': {                               // GLOBAL "module\nname\n"
+          std::string module = line(), name = line();
+          push_global(module + "." + name);
+          break;
+        }
+        case 0x93: {                              // STACK_GLOBAL
+          Value name = pop(), module = pop();
+          push_global(module->s + "." + name->s);
+          break;
+        }
+        case 'q': memo(byte()); break;            // BINPUT
+        case 'r': memo(le(4)); break;             // LONG_BINPUT
+        case 0x94: memo(memo_.size()); break;     // MEMOIZE
+        case 'h': push_memo(byte()); break;       // BINGET
+        case 'j': push_memo(le(4)); break;        // LONG_BINGET
+        case ')': stack_.push_back(make(PyValue::Kind::Tuple)); break;
+        case 't': stack_.push_back(collect(PyValue::Kind::Tuple, pop_mark())); break;
+        case 0x85: case 0x86: case 0x87: {        // TUPLE1..3
+          const size_t n = op - 0x84;
+          if (stack_.size() < n) throw std::runtime_error("stack underflow");
+          std::vector<Value> items(stack_.end() - n, stack_.end());
+          stack_.resize(stack_.size() - n);
+          stack_.push_back(collect(PyValue::Kind::Tuple, items));
+          break;
+        }
+        case ']': stack_.push_back(make(PyValue::Kind::List)); break;
+        case 'a': {                               // APPEND
+          Value v = pop();
+          expect(top(), PyValue::Kind::List)->items.push_back(v);
+          break;
+        }
+        case 'e': {                               // APPENDS
+          auto items = pop_mark();
+          auto& list = expect(top(), PyValue::Kind::List)->items;
+          list.insert(list.end(), items.begin(), items.end());
+          break;
+        }
+        case '}': stack_.push_back(make(PyValue::Kind::Dict)); break;
+        case 's': {                               // SETITEM
+          Value v = pop(), k = pop();
+          expect(top(), PyValue::Kind::Dict)->entries.emplace_back(k, v);
+          break;
+        }
+        case 'u': {                               // SETITEMS
+          auto items = pop_mark();
+          if (items.size() % 2) throw std::runtime_error("odd SETITEMS");
+          auto& dict = expect(top(), PyValue::Kind::Dict)->entries;
+          for (size_t i = 0; i < items.size(); i += 2) dict.emplace_back(items[i], items[i + 1]);
+          break;
+        }
+        case 'Q': stack_.push_back(persistent_load(pop())); break;  // BINPERSID
+        case 'R': case 0x81: {                    // REDUCE, NEWOBJ
+          Value args = pop(), callable = pop();
+          stack_.push_back(call(callable, args));
+          break;
+        }
+        case 'b': {                               // BUILD: OrderedDict's `_metadata` only
+          pop();
+          if (top()->kind != PyValue::Kind::Dict) throw std::runtime_error("BUILD on an unsupported object");
+          break;
+        }
+        default: {
+          std::ostringstream msg;
+          msg << "unsupported pickle opcode 0x" << std::hex << int(op) << " at byte " << std::dec << pos_ - 1;
+          throw std::runtime_error(msg.str());
+        }
+      }
+    }
+  }
+
+ private:
+  uint8_t byte() {
+    if (pos_ >= end_) throw std::runtime_error("pickle ends early");
+    return static_cast<uint8_t>(bytes_[pos_++]);
+  }
+  std::string take(uint64_t n) {
+    if (n > end_ - pos_) throw std::runtime_error("pickle ends early");
+    std::string out = bytes_.substr(pos_, n);
+    pos_ += n;
+    return out;
+  }
+  uint64_t le(size_t n) {
+    uint64_t v = 0;
+    std::string b = take(n);
+    for (size_t i = n; i-- > 0;) v = v << 8 | uint8_t(b[i]);
+    return v;
+  }
+  std::string line() {
+    std::string out;
+    for (char c; (c = static_cast<char>(byte())) != '\n';) out += c;
+    return out;
+  }
+  Value pop() {
+    if (stack_.empty() || (!marks_.empty() && stack_.size() <= marks_.back())) throw std::runtime_error("stack underflow");
+    Value v = stack_.back();
+    stack_.pop_back();
+    return v;
+  }
+  Value& top() {
+    if (stack_.empty()) throw std::runtime_error("stack underflow");
+    return stack_.back();
+  }
+  std::vector<Value> pop_mark() {
+    if (marks_.empty()) throw std::runtime_error("no MARK");
+    std::vector<Value> items(stack_.begin() + marks_.back(), stack_.end());
+    stack_.resize(marks_.back());
+    marks_.pop_back();
+    return items;
+  }
+  static Value expect(const Value& v, PyValue::Kind kind) {
+    if (v->kind != kind) throw std::runtime_error("unexpected value type in pickle");
+    return v;
+  }
+  static Value collect(PyValue::Kind kind, std::vector<Value> items) {
+    Value v = make(kind);
+    v->items = std::move(items);
+    return v;
+  }
+  void push_int(int64_t i) {
+    Value v = make(PyValue::Kind::Int);
+    v->i = i;
+    stack_.push_back(v);
+  }
+  void push_string(std::string s) {
+    Value v = make(PyValue::Kind::String);
+    v->s = std::move(s);
+    stack_.push_back(v);
+  }
+  void push_global(std::string name) {
+    Value v = make(PyValue::Kind::Global);
+    v->s = std::move(name);
+    stack_.push_back(v);
+  }
+  void memo(uint64_t index) {
+    if (index > (1u << 24)) throw std::runtime_error("memo index too large");
+    if (memo_.size() <= index) memo_.resize(index + 1);
+    memo_[index] = top();
+  }
+  void push_memo(uint64_t index) {
+    if (index >= memo_.size() || !memo_[index]) throw std::runtime_error("memo entry " + std::to_string(index) + " is unset");
+    stack_.push_back(memo_[index]);
+  }
+
+  // ('storage', torch.XStorage, key, location, numel) → the storage's data as a flat tensor.
+  Value persistent_load(const Value& pid) {
+    if (pid->kind != PyValue::Kind::Tuple || pid->items.size() < 5 || pid->items[0]->s != "storage")
+      throw std::runtime_error("unsupported persistent id");
+    const std::string key = pid->items[2]->s;
+    auto cached = storages_.find(key);
+    if (cached != storages_.end()) return cached->second;
+    const torch::Dtype dtype = storage_dtype(pid->items[1]->s);
+    const int64_t numel = pid->items[4]->i;
+    auto entry = entries_.find(archive_ + "/data/" + key);
+    if (entry == entries_.end()) throw std::runtime_error("storage record data/" + key + " is missing");
+    const size_t bytes = static_cast<size_t>(numel) * torch::elementSize(dtype);
+    if (numel < 0 || entry->second.second != bytes)
+      throw std::runtime_error("storage data/" + key + " holds " + std::to_string(entry->second.second) +
+                               " bytes, expected " + std::to_string(bytes));
+    Value v = make(PyValue::Kind::Storage);
+    v->s = key;
+    v->tensor = torch::empty({numel}, torch::TensorOptions().dtype(dtype));
+    std::memcpy(v->tensor.data_ptr(), bytes_.data() + entry->second.first, bytes);
+    storages_[key] = v;
+    return v;
+  }
+
+  static std::vector<int64_t> ints(const Value& tuple) {
+    std::vector<int64_t> out;
+    for (const auto& item : tuple->items) {
+      if (item->kind != PyValue::Kind::Int) throw std::runtime_error("expected a tuple of integers");
+      out.push_back(item->i);
+    }
+    return out;
+  }
+
+  Value call(const Value& callable, const Value& args) {
+    const std::string& name = callable->s;
+    if (callable->kind != PyValue::Kind::Global) throw std::runtime_error("call of a non-global");
+    if (name == "collections.OrderedDict") return make(PyValue::Kind::Dict);
+    if (name == "torch._utils._rebuild_tensor_v2") {
+      // (storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
+      const auto& a = args->items;
+      if (a.size() < 4 || a[0]->kind != PyValue::Kind::Storage) throw std::runtime_error("bad _rebuild_tensor_v2 call");
+      const torch::Tensor& storage = a[0]->tensor;
+      const int64_t offset = a[1]->i;
+      const std::vector<int64_t> size = ints(a[2]), stride = ints(a[3]);
+      // The furthest element the view reaches must lie inside the storage.
+      int64_t last = offset;
+      for (size_t d = 0; d < size.size() && d < stride.size(); ++d) {
+        if (size[d] < 0 || stride[d] < 0) throw std::runtime_error("negative size or stride");
+        if (size[d] == 0) last = -1;
+        if (last >= 0) last += (size[d] - 1) * stride[d];
+      }
+      if (size.size() != stride.size() || offset < 0 || last >= storage.numel())
+        throw std::runtime_error("tensor view runs outside its storage data/" + a[0]->s);
+      Value v = make(PyValue::Kind::Tensor);
+      v->tensor = storage.as_strided(size, stride, offset).clone();
+      return v;
+    }
+    if (name == "torch._utils._rebuild_parameter") {
+      if (args->items.empty() || args->items[0]->kind != PyValue::Kind::Tensor)
+        throw std::runtime_error("bad _rebuild_parameter call");
+      return args->items[0];
+    }
+    if (name == "torch.jit._pickle.restore_type_tag") {
+      // LibTorch's pickle_save annotates containers with their type: (obj, "Dict[str, Tensor]").
+      if (args->items.empty()) throw std::runtime_error("bad restore_type_tag call");
+      return args->items[0];
+    }
+    throw std::runtime_error("the file asks to build a " + name + ", which a state dict never holds");
+  }
+
+  const std::string& bytes_;
+  const std::map<std::string, std::pair<size_t, size_t>>& entries_;
+  const std::string archive_;
+  size_t pos_ = 0, end_ = 0;
+  std::vector<Value> stack_;
+  std::vector<size_t> marks_;
+  std::vector<Value> memo_;
+  std::map<std::string, Value> storages_;
+};
+
+// The dict's string → tensor entries; REQUIRES every value be a tensor.
+std::vector<std::pair<std::string, torch::Tensor>> as_state_dict(const Value& dict) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& [k, v] : dict->entries) {
+    if (k->kind != PyValue::Kind::String || v->kind != PyValue::Kind::Tensor) return {};
+    out.emplace_back(k->s, v->tensor);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, torch::Tensor>> load_torch_state_dict(const std::string& path) {
+  std::string bytes;
+  try {
+    bytes = util::read_file(path);
+  } catch (const std::runtime_error& e) {
+    throw CheckpointError(e.what());
+  }
+  const auto entries = zip_entries(bytes, path);
+  std::string archive;
+  for (const auto& [name, where] : entries) {
+    const auto slash = name.find('/');
+    if (slash != std::string::npos && name.substr(slash) == "/data.pkl") archive = name.substr(0, slash);
+  }
+  if (archive.empty()) throw CheckpointError(path + ": no data.pkl in the archive: not written by torch.save");
+  if (auto order = entries.find(archive + "/byteorder"); order != entries.end() &&
+      bytes.substr(order->second.first, order->second.second) != "little")
+    throw CheckpointError(path + ": big-endian checkpoints are not supported");
+  Value root;
+  try {
+    root = Unpickler(bytes, entries, archive).run();
+  } catch (const std::exception& e) {
+    throw CheckpointError(path + ": " + e.what());
+  }
+  if (root->kind != PyValue::Kind::Dict) throw CheckpointError(path + ": holds no dict of tensors");
+  auto flat = as_state_dict(root);
+  if (!flat.empty() || root->entries.empty()) return flat;
+  for (const char* key : {"model_state_dict", "state_dict", "model"})
+    for (const auto& [k, v] : root->entries)
+      if (k->kind == PyValue::Kind::String && k->s == key && v->kind == PyValue::Kind::Dict) {
+        auto nested = as_state_dict(v);
+        if (!nested.empty()) return nested;
+      }
+  throw CheckpointError(path + ": neither a name → tensor state dict nor a checkpoint holding one under "
+                        "model_state_dict, state_dict or model");
+}
+
+}  // namespace i3

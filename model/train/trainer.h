@@ -1,0 +1,64 @@
+// The training loop: an i3 model trained by a TrainConfig and tracked in a tracker database.
+//
+// Per step (it = 0, 1, …, max_iters−1), as the published recipe does:
+//   lr = schedule(it); zero the gradients;
+//   grad_accum × { draw batch_size windows; loss = CE(model(x), y); backward(loss / grad_accum) }
+//   norm = global gradient norm (logged before clipping); clip to grad_clip; AdamW(lr).
+// "step N" means N updates done. Logged: train/* every log_interval steps (the loss is the
+// mean over the steps since the last log) and at step 1; val/loss, val/perplexity and the
+// `samples` table at step 0, every eval_interval and at the end; watch histograms
+// (parameters/NAME, gradients/NAME) every watch_interval.
+//
+// Checkpoints are versions of the tracker artifact "ckpt-" + the first 8 characters of the run
+// uid, written every checkpoint.interval steps, at the end and when stopped. Each is a folder:
+//   config.json, model.safetensors, tokenizer.json  a model folder (model_folder.h): works with
+//                                                   eval, generate and score as it is
+//   optimizer.safetensors                           FlatAdamW::state()
+//   trainer_state.json                              {"step", "tokens_seen", "sampler", "val_loss",
+//                                                    "best_val_loss", "config"}
+// The alias "latest" is the newest; "best" the one with the lowest validation loss (every
+// checkpoint is evaluated). Training has no randomness besides the data sampler (no dropout;
+// samples are seeded by train.seed and the step), so sampler state + weights + optimizer
+// moments make resuming exact: on one thread, 10 steps + resume + 10 steps give the losses of
+// 20 steps straight.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "model/config/train_config.h"
+
+namespace i3 {
+
+struct TrainOptions {
+  std::string db_path = "i3lab.db";
+  // ≥ 0: continue this run from one of its checkpoints ("latest", "best" or "vN"). Its
+  // history after the checkpoint's step is deleted first, so the curves stay one line.
+  int64_t resume_run = -1;
+  std::string resume_from = "latest";
+  // Polled between steps; when it becomes true (SIGINT/SIGTERM): checkpoint, status "stopped".
+  const std::atomic<bool>* stop = nullptr;
+  // Called with the run id once the run exists (the CLI prints it).
+  std::function<void(int64_t run_id, const std::string& name)> on_start;
+};
+
+struct TrainResult {
+  int64_t run_id = 0;
+  std::string status;      // "finished" or "stopped"
+  int64_t step = 0;        // updates done
+  double val_loss = 0;     // at the last evaluation (NaN without validation data)
+  std::string checkpoint;  // "ckpt-…:vN" of the last checkpoint
+};
+
+// Trains. Throws for bad input (unreadable vocabulary or data, no checkpoint to resume from,
+// a device that is not there) before any run is created or changed; for errors during
+// training (a non-finite loss under on_nonfinite "stop", a full disk) after marking the run
+// "failed" with the reason in its console log. The last checkpoint stays intact.
+TrainResult train(TrainConfig config, const TrainOptions& options);
+
+// The checkpoint artifact name of a run.
+std::string checkpoint_artifact_name(const std::string& run_uid);
+
+}  // namespace i3

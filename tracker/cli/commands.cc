@@ -1,0 +1,137 @@
+#include "tracker/cli/commands.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <unistd.h>
+
+#include "common/util/clock.h"
+#include "tracker/db/schema.h"
+#include "tracker/query/query.h"
+#include "tracker/run/run.h"
+#include "tracker/sync/sync.h"
+
+namespace tracker {
+namespace {
+
+using util::Clock;
+using util::seconds_since;
+
+int runs_cmd(const cli::Args& args) {
+  Query q(args.get("db", "i3lab.db"));
+  RunFilter filter;
+  filter.project = args.get("project");
+  filter.status = args.get("status");
+  filter.tag = args.get("tag");
+  filter.where = args.get_all("where");
+  filter.sort_by = args.get("sort", "created_at");
+  filter.descending = args.has("desc");
+  filter.limit = static_cast<size_t>(args.get_int("limit", 0));
+  auto runs = q.runs(filter);
+  if (args.has("json")) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& r : runs) out.push_back(r.to_json());
+    std::cout << out.dump() << "\n";
+    return 0;
+  }
+  std::cout << std::left << std::setw(6) << "id" << std::setw(28) << "name" << std::setw(12) << "project" << std::setw(14)
+            << "status" << "summary\n";
+  for (const auto& r : runs) {
+    std::string summary;
+    for (auto it = r.summary.begin(); it != r.summary.end() && summary.size() < 80; ++it)
+      if (it.key().rfind("system/", 0) != 0)
+        summary += it.key() + "=" + (it.value()["last"].is_null() ? "nan" : it.value()["last"].dump()) + " ";
+    std::cout << std::setw(6) << r.id << std::setw(28) << r.name.substr(0, 27) << std::setw(12) << r.project.substr(0, 11)
+              << std::setw(14) << r.status << summary << "\n";
+  }
+  return 0;
+}
+
+int export_history(const cli::Args& args) {
+  const int64_t run = args.get_int("run", 0);
+  if (run < 1) throw cli::UsageError("--run ID (a positive run id) is required");
+  Query(args.get("db", "i3lab.db")).export_history_csv(run, std::cout);
+  return 0;
+}
+
+int sync_cmd(const cli::Args& args) {
+  const auto start = Clock::now();
+  SyncReport r = sync_databases(args.require("from"), args.require("to"));
+  nlohmann::ordered_json out = {{"runs_added", r.runs_added},     {"runs_updated", r.runs_updated},
+                                {"points_added", r.points_added}, {"rows_added", r.rows_added},
+                                {"artifact_versions_added", r.artifact_versions_added}, {"files_copied", r.files_copied},
+                                {"seconds", seconds_since(start)}};
+  std::cout << (args.has("json") ? out.dump() : out.dump(2)) << "\n";
+  return 0;
+}
+
+int artifacts_cmd(const cli::Args& args) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& v : list_artifacts(args.get("db", "i3lab.db"))) out.push_back(v.to_json());
+  if (args.has("json")) {
+    std::cout << out.dump() << "\n";
+    return 0;
+  }
+  for (const auto& v : out)
+    std::cout << v["name"].get<std::string>() << ":" << v["version"].get<std::string>() << "  " << v["type"].get<std::string>()
+              << "  " << v["size"] << " bytes  " << v["files"].size() << " files  aliases " << v["aliases"].dump() << "\n";
+  return 0;
+}
+
+int artifact_get(const cli::Args& args) {
+  if (args.positional().size() != 1) throw cli::UsageError("give one artifact reference NAME[:ALIAS|:vN]");
+  const std::string db = args.get("db", "i3lab.db");
+  ArtifactVersion v = find_artifact(db, args.positional()[0]);
+  fetch_artifact(db, v, args.require("out"));
+  std::cerr << "fetched " << v.name << ":v" << v.version << " (" << v.files.size() << " files, verified) into "
+            << args.get("out") << "\n";
+  return 0;
+}
+
+int artifact_delete(const cli::Args& args) {
+  if (args.positional().size() != 1) throw cli::UsageError("give one artifact reference NAME:vN");
+  const std::string db = args.get("db", "i3lab.db");
+  find_artifact(db, args.positional()[0]);  // a missing version or database: an error, no new file
+  Store store(db);
+  ArtifactVersion v = delete_artifact_version(store, args.positional()[0]);
+  std::cerr << "deleted " << v.name << ":v" << v.version << " (" << v.size << " bytes in " << v.files.size()
+            << " files; files other versions share are kept)\n";
+  return 0;
+}
+
+}  // namespace
+
+std::vector<cli::Command> tracker_commands() {
+  return {
+      {"runs", "list tracked runs",
+       "usage: i3lab runs [--db FILE] [--project P] [--status S] [--tag T] [--where COND]... [--sort PATH [--desc]]\n"
+       "                  [--limit N] [--json]\n\n"
+       "COND is PATH OP VALUE, OP one of = != < <= > >=, PATH e.g. config.lr, summary.val/loss,\n"
+       "summary.val/loss.min, name, status. --db defaults to i3lab.db.\n",
+       {{"db", "project", "status", "tag", "where", "sort", "limit"}, {"desc", "json"}}, runs_cmd},
+      {"export-history", "a run's metric history as CSV",
+       "usage: i3lab export-history [--db FILE] --run ID\n\n"
+       "One row per step (columns step, wall, then each key); NaN and ±inf as nan, inf, -inf.\n",
+       {{"db", "run"}, {}}, export_history},
+      {"sync", "merge one tracker database into another (idempotent)",
+       "usage: i3lab sync --from LOCAL.db --to OTHER.db [--json]\n\n"
+       "Adds the runs, points, tables, histograms, console lines and artifact versions of LOCAL.db that\n"
+       "OTHER.db lacks (runs matched by uid, artifacts by content). Running it twice changes nothing.\n",
+       {{"from", "to"}, {"json"}}, sync_cmd},
+      {"artifacts", "list artifact versions",
+       "usage: i3lab artifacts [--db FILE] [--json]\n", {{"db"}, {"json"}}, artifacts_cmd},
+      {"artifact get", "copy an artifact version's files out, verifying them",
+       "usage: i3lab artifact get [--db FILE] NAME[:ALIAS|:vN] --out DIR\n\n"
+       "Each file's SHA-256 is checked on the way out; a damaged file is an error.\n",
+       {{"db", "out"}, {}}, artifact_get},
+      {"artifact delete", "delete an artifact version and the stored files only it holds",
+       "usage: i3lab artifact delete [--db FILE] NAME:vN\n\n"
+       "A version that an alias (latest, best, ...) names is refused. Runs that used it lose that lineage.\n",
+       {{"db"}, {}}, artifact_delete},
+  };
+}
+
+}  // namespace tracker

@@ -1,0 +1,148 @@
+#include "tracker/db/schema.h"
+
+#include <sys/stat.h>
+
+#include <chrono>
+#include <thread>
+#include <vector>
+
+namespace tracker {
+namespace {
+
+// Migration N (1-based) is kMigrations[N-1]. Append only: never edit a released migration.
+const std::vector<const char*> kMigrations = {
+    // 1: runs, metrics with summaries and downsampling tiers, tables, histograms, console.
+    R"SQL(
+CREATE TABLE projects(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE runs(
+  id INTEGER PRIMARY KEY,
+  uid TEXT NOT NULL UNIQUE,                -- stable across databases (sync)
+  project_id INTEGER NOT NULL REFERENCES projects(id),
+  name TEXT NOT NULL,
+  group_name TEXT NOT NULL DEFAULT '',
+  tags TEXT NOT NULL DEFAULT '[]',         -- JSON array
+  notes TEXT NOT NULL DEFAULT '',
+  config TEXT NOT NULL DEFAULT '{}',       -- JSON object
+  status TEXT NOT NULL,                    -- running | finished | failed | stopped | crashed | ...
+  created_at REAL NOT NULL,                -- unix seconds
+  heartbeat_at REAL NOT NULL,
+  finished_at REAL
+);
+CREATE INDEX runs_by_project ON runs(project_id, created_at);
+CREATE TABLE metric_keys(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+-- One row per point, clustered by (run, key, step). value NULL = NaN.
+CREATE TABLE metrics(
+  run_id INTEGER NOT NULL, key_id INTEGER NOT NULL, step INTEGER NOT NULL,
+  value REAL, wall REAL NOT NULL,
+  PRIMARY KEY(run_id, key_id, step)) WITHOUT ROWID;
+-- Downsampling tiers kept at ingest: bucket = step / width for widths 16, 256, 4096, 65536.
+-- min/max ignore NaN (NULL when a bucket holds only NaN); last is the value at last_step.
+CREATE TABLE metric_tiers(
+  run_id INTEGER NOT NULL, key_id INTEGER NOT NULL, width INTEGER NOT NULL, bucket INTEGER NOT NULL,
+  min REAL, max REAL, last REAL, last_step INTEGER NOT NULL, last_wall REAL NOT NULL, count INTEGER NOT NULL,
+  PRIMARY KEY(run_id, key_id, width, bucket)) WITHOUT ROWID;
+-- Per run and key: kept current at ingest so listing runs never scans metrics.
+CREATE TABLE summaries(
+  run_id INTEGER NOT NULL, key_id INTEGER NOT NULL,
+  last REAL, last_step INTEGER NOT NULL, min REAL, max REAL, count INTEGER NOT NULL,
+  goal TEXT NOT NULL DEFAULT '',           -- '', 'min' or 'max': which of min/max is "best"
+  PRIMARY KEY(run_id, key_id)) WITHOUT ROWID;
+CREATE TABLE run_tables(
+  run_id INTEGER NOT NULL, name TEXT NOT NULL, step INTEGER NOT NULL,
+  columns TEXT NOT NULL, rows TEXT NOT NULL,   -- JSON arrays
+  PRIMARY KEY(run_id, name, step)) WITHOUT ROWID;
+CREATE TABLE histograms(
+  run_id INTEGER NOT NULL, key_id INTEGER NOT NULL, step INTEGER NOT NULL,
+  lo REAL NOT NULL, hi REAL NOT NULL, counts TEXT NOT NULL,  -- equal-width bins over [lo, hi]
+  PRIMARY KEY(run_id, key_id, step)) WITHOUT ROWID;
+CREATE TABLE console(
+  run_id INTEGER NOT NULL, seq INTEGER NOT NULL, wall REAL NOT NULL, stream TEXT NOT NULL, line TEXT NOT NULL,
+  PRIMARY KEY(run_id, seq)) WITHOUT ROWID;
+)SQL",
+    // 2: artifacts (content-addressed files, versions, aliases, lineage).
+    R"SQL(
+CREATE TABLE artifacts(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, type TEXT NOT NULL);
+CREATE TABLE artifact_versions(
+  id INTEGER PRIMARY KEY, artifact_id INTEGER NOT NULL REFERENCES artifacts(id), version INTEGER NOT NULL,
+  digest TEXT NOT NULL, size INTEGER NOT NULL, metadata TEXT NOT NULL DEFAULT '{}',
+  run_uid TEXT, created_at REAL NOT NULL,
+  UNIQUE(artifact_id, version), UNIQUE(artifact_id, digest));
+CREATE TABLE artifact_files(
+  version_id INTEGER NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
+  PRIMARY KEY(version_id, path)) WITHOUT ROWID;
+CREATE TABLE artifact_aliases(
+  artifact_id INTEGER NOT NULL, alias TEXT NOT NULL, version_id INTEGER NOT NULL,
+  PRIMARY KEY(artifact_id, alias)) WITHOUT ROWID;
+CREATE TABLE artifact_usage(
+  run_uid TEXT NOT NULL, version_id INTEGER NOT NULL, PRIMARY KEY(run_uid, version_id)) WITHOUT ROWID;
+)SQL",
+};
+
+int64_t pragma_int(Db& db, const char* pragma) {
+  Stmt s(db, pragma);
+  return s.step() ? s.int64(0) : 0;
+}
+
+// Switches a new file to WAL (the mode is stored in the file, so once is enough). The switch
+// needs an exclusive lock and SQLite may answer SQLITE_BUSY without consulting the busy
+// handler when another process is opening the same new file: retry for up to 30 s.
+void set_wal_mode(Db& db) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (true) {
+    try {
+      Stmt mode(db, "PRAGMA journal_mode=WAL");
+      if (mode.step() && mode.text(0) == "wal") return;
+    } catch (const DbError&) {
+      const int code = sqlite3_errcode(db.handle()) & 0xff;
+      if ((code != SQLITE_BUSY && code != SQLITE_LOCKED) || std::chrono::steady_clock::now() > deadline) throw;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+}  // namespace
+
+int schema_version() { return static_cast<int>(kMigrations.size()); }
+
+std::unique_ptr<Db> open_database(const std::string& path, OpenMode mode, int max_version) {
+  const int target = max_version < 0 ? schema_version() : max_version;
+  struct stat st;
+  const bool exists = ::stat(path.c_str(), &st) == 0;
+  const int flags = mode == OpenMode::kReadOnly ? SQLITE_OPEN_READONLY
+                                                : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+  if (!exists && mode == OpenMode::kReadOnly) throw DbError(path + ": no such database file");
+  auto db = std::make_unique<Db>(path, flags | SQLITE_OPEN_NOMUTEX);
+
+  // Look before writing anything: journal_mode=WAL alone rewrites the header. One statement
+  // reads one snapshot, so a concurrent creator's commit cannot fall between the values.
+  int64_t app_id = 0, version = 0, tables = 0;
+  try {
+    Stmt look(*db, "SELECT (SELECT application_id FROM pragma_application_id()), "
+                   "(SELECT user_version FROM pragma_user_version()), (SELECT count(*) FROM sqlite_master)");
+    if (look.step()) app_id = look.int64(0), version = look.int64(1), tables = look.int64(2);
+  } catch (const DbError& e) {
+    throw DbError(path + ": not an i3lab database (" + std::string(e.what()).substr(path.size() + 2) +
+                  "); it was left untouched");
+  }
+  if (app_id != kApplicationId && !(app_id == 0 && tables == 0))
+    throw DbError(path + ": a SQLite database of another program (application_id " + std::to_string(app_id) +
+                  "), not an i3lab database; it was left untouched");
+  if (version > schema_version())
+    throw DbError(path + ": written by a newer i3lab (schema " + std::to_string(version) + ", this build knows " +
+                  std::to_string(schema_version()) + "); upgrade i3lab. The file was left untouched");
+  if (mode == OpenMode::kReadOnly) return db;
+
+  set_wal_mode(*db);
+  db->exec("PRAGMA synchronous=NORMAL");
+  WriteTransaction tx(*db);  // concurrent openers migrate one after another
+  version = pragma_int(*db, "PRAGMA user_version");
+  for (int64_t v = version; v < target; ++v) {
+    db->exec(kMigrations[v]);
+    db->exec("PRAGMA user_version=" + std::to_string(v + 1));
+  }
+  db->exec("PRAGMA application_id=" + std::to_string(kApplicationId));
+  tx.commit();
+  return db;
+}
+
+}  // namespace tracker

@@ -1,0 +1,29 @@
+// The tracker database file: schema, numbered migrations, and the checks made before a file
+// is touched.
+//
+// PRAGMA application_id marks i3lab databases; PRAGMA user_version counts the migrations
+// applied. Opening a file with fewer migrations upgrades it in place; a file from a newer
+// i3lab, a SQLite file of another program, or a file that is not a database is refused with
+// DbError and left unmodified. Files are in WAL mode with synchronous=NORMAL: a committed
+// transaction survives the process being killed (not a power cut).
+//
+// Non-finite values: SQLite cannot store NaN (it becomes NULL), so a NULL metric value means
+// NaN; ±inf are stored as they are.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "tracker/db/sqlite.h"
+
+namespace tracker {
+
+constexpr int32_t kApplicationId = 0x69336c62;  // "i3lb"
+int schema_version();                           // migrations this build knows
+
+enum class OpenMode { kReadWrite, kReadOnly };
+
+// REQUIRES: for kReadOnly, the file exists. `max_version` (tests) stops migrating early.
+std::unique_ptr<Db> open_database(const std::string& path, OpenMode mode, int max_version = -1);
+
+}  // namespace tracker

@@ -1,0 +1,358 @@
+#include "tracker/query/query.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <map>
+#include <optional>
+
+#include "tracker/db/schema.h"
+#include "tracker/store/store.h"
+
+namespace tracker {
+namespace {
+
+double column_or_nan(const Stmt& s, int col) { return s.is_null(col) ? NAN : s.real(col); }
+
+nlohmann::json number_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); }
+
+// "config.optimizer.lr", "summary.val/loss[.min|.max|.best|.last]", "name", "status", ...
+nlohmann::json value_at(const RunRecord& r, const std::string& path) {
+  if (path == "id") return r.id;
+  if (path == "name") return r.name;
+  if (path == "status") return r.status;
+  if (path == "group") return r.group;
+  if (path == "project") return r.project;
+  if (path == "created_at") return r.created_at;
+  if (path.rfind("config.", 0) == 0) {
+    const nlohmann::json* node = &r.config;
+    size_t start = 7;
+    while (true) {
+      size_t dot = path.find('.', start);
+      std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+      if (!node->is_object() || !node->contains(part)) return nullptr;
+      node = &(*node)[part];
+      if (dot == std::string::npos) return *node;
+      start = dot + 1;
+    }
+  }
+  if (path.rfind("summary.", 0) == 0) {
+    std::string key = path.substr(8), field = "last";
+    for (const char* f : {"min", "max", "best", "last"}) {
+      const std::string suffix = std::string(".") + f;
+      if (key.size() > suffix.size() && key.compare(key.size() - suffix.size(), suffix.size(), suffix) == 0 &&
+          !r.summary.contains(key)) {
+        key.resize(key.size() - suffix.size());
+        field = f;
+        break;
+      }
+    }
+    if (!r.summary.contains(key)) return nullptr;
+    return r.summary[key].value(field, nlohmann::json());
+  }
+  return nullptr;
+}
+
+int compare(const nlohmann::json& a, const nlohmann::json& b) {
+  if (a.is_number() && b.is_number()) {
+    double x = a.get<double>(), y = b.get<double>();
+    return x < y ? -1 : x > y ? 1 : 0;
+  }
+  std::string x = a.is_string() ? a.get<std::string>() : a.dump(), y = b.is_string() ? b.get<std::string>() : b.dump();
+  return x.compare(y) < 0 ? -1 : x == y ? 0 : 1;
+}
+
+bool matches(const RunRecord& r, const std::string& condition) {
+  static const char* ops[] = {"!=", "<=", ">=", "=", "<", ">"};
+  for (const char* op : ops) {
+    size_t at = condition.find(op);
+    if (at == std::string::npos) continue;
+    const nlohmann::json have = value_at(r, condition.substr(0, at));
+    if (have.is_null()) return false;
+    const std::string text = condition.substr(at + std::strlen(op));
+    nlohmann::json want = text;
+    double number;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
+    if (ec == std::errc() && end == text.data() + text.size()) want = number;
+    const int c = compare(have, want);
+    const std::string o = op;
+    return o == "=" ? c == 0 : o == "!=" ? c != 0 : o == "<" ? c < 0 : o == "<=" ? c <= 0 : o == ">" ? c > 0 : c >= 0;
+  }
+  throw std::invalid_argument("filter '" + condition + "' has no operator (= != < <= > >=)");
+}
+
+std::string format_double(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, end);
+}
+
+}  // namespace
+
+nlohmann::json RunRecord::to_json() const {
+  return {{"id", id},         {"uid", uid},       {"project", project},       {"name", name},
+          {"group", group},   {"tags", tags},     {"notes", notes},           {"status", status},
+          {"config", config}, {"summary", summary}, {"created_at", created_at}, {"heartbeat_at", heartbeat_at},
+          {"finished_at", finished_at > 0 ? nlohmann::json(finished_at) : nlohmann::json()}};
+}
+
+Query::Query(const std::string& path) : db_(open_database(path, OpenMode::kReadOnly)) {}
+
+std::vector<RunRecord> Query::load(const RunFilter& filter, int64_t only_id) {
+  Stmt s(*db_, R"SQL(
+    SELECT r.id, r.uid, p.name, r.name, r.group_name, r.tags, r.notes, r.config, r.status, r.created_at,
+           r.heartbeat_at, coalesce(r.finished_at, 0)
+    FROM runs r JOIN projects p ON p.id = r.project_id
+    WHERE (?1 = '' OR p.name = ?1) AND (?2 = '' OR r.status = ?2) AND (?3 = 0 OR r.id = ?3) ORDER BY r.id)SQL");
+  s.bind(1, filter.project).bind(2, filter.status).bind(3, only_id);
+  std::vector<RunRecord> out;
+  std::map<int64_t, size_t> index;
+  while (s.step()) {
+    RunRecord r;
+    r.id = s.int64(0);
+    r.uid = s.text(1);
+    r.project = s.text(2);
+    r.name = s.text(3);
+    r.group = s.text(4);
+    r.tags = nlohmann::json::parse(s.text(5), nullptr, false);
+    r.notes = s.text(6);
+    r.config = nlohmann::json::parse(s.text(7), nullptr, false);
+    r.status = s.text(8);
+    r.created_at = s.real(9);
+    r.heartbeat_at = s.real(10);
+    r.finished_at = s.real(11);
+    r.summary = nlohmann::json::object();
+    if (!filter.tag.empty() && std::find(r.tags.begin(), r.tags.end(), filter.tag) == r.tags.end()) continue;
+    index[r.id] = out.size();
+    out.push_back(std::move(r));
+  }
+  // Summaries of the runs in one pass over the (small) summaries table.
+  Stmt sum(*db_, "SELECT s.run_id, k.name, s.last, s.last_step, s.min, s.max, s.count, s.goal "
+                 "FROM summaries s JOIN metric_keys k ON k.id = s.key_id WHERE ?1 = 0 OR s.run_id = ?1");
+  sum.bind(1, only_id);
+  while (sum.step()) {
+    auto it = index.find(sum.int64(0));
+    if (it == index.end()) continue;
+    const double mn = column_or_nan(sum, 4), mx = column_or_nan(sum, 5);
+    const std::string goal = sum.text(7);
+    nlohmann::json entry = {{"last", number_or_null(column_or_nan(sum, 2))},
+                            {"last_step", sum.int64(3)},
+                            {"min", number_or_null(mn)},
+                            {"max", number_or_null(mx)},
+                            {"count", sum.int64(6)},
+                            {"goal", goal}};
+    if (!goal.empty()) entry["best"] = number_or_null(goal == "min" ? mn : mx);
+    out[it->second].summary[sum.text(1)] = entry;
+  }
+  return out;
+}
+
+std::vector<RunRecord> Query::runs(const RunFilter& filter) {
+  std::vector<RunRecord> out = load(filter, 0);
+  std::vector<RunRecord> kept;
+  for (auto& r : out) {
+    bool ok = true;
+    for (const auto& c : filter.where) ok = ok && matches(r, c);
+    if (ok) kept.push_back(std::move(r));
+  }
+  std::stable_sort(kept.begin(), kept.end(), [&](const RunRecord& a, const RunRecord& b) {
+    const nlohmann::json x = value_at(a, filter.sort_by), y = value_at(b, filter.sort_by);
+    if (x.is_null() != y.is_null()) return y.is_null();  // runs without the value last
+    if (x.is_null()) return false;
+    const int c = compare(x, y);
+    return filter.descending ? c > 0 : c < 0;
+  });
+  if (filter.limit && kept.size() > filter.limit) kept.resize(filter.limit);
+  return kept;
+}
+
+RunRecord Query::run(int64_t id) {
+  auto found = load({}, id);
+  if (!found.empty()) return found.front();
+  throw std::invalid_argument("no run with id " + std::to_string(id) + " in " + db_->path());
+}
+
+std::vector<std::string> Query::metric_keys(int64_t run_id) {
+  Stmt s(*db_, "SELECT k.name FROM summaries s JOIN metric_keys k ON k.id = s.key_id WHERE s.run_id = ? AND s.count > 0 ORDER BY k.name");
+  s.bind(1, run_id);
+  std::vector<std::string> out;
+  while (s.step()) out.push_back(s.text(0));
+  return out;
+}
+
+std::vector<Bucket> Query::points(int64_t run_id, const std::string& key, int64_t x0, int64_t x1) {
+  Stmt s(*db_, "SELECT m.step, m.value, m.wall FROM metrics m JOIN metric_keys k ON k.id = m.key_id "
+               "WHERE m.run_id = ? AND k.name = ? AND m.step BETWEEN ? AND ? ORDER BY m.step");
+  s.bind(1, run_id).bind(2, key).bind(3, x0).bind(4, x1);
+  std::vector<Bucket> out;
+  while (s.step()) {
+    const double v = column_or_nan(s, 1);
+    out.push_back({s.int64(0), s.int64(0), v, v, v, s.real(2), 1});
+  }
+  return out;
+}
+
+std::vector<Bucket> Query::series(int64_t run_id, const std::string& key, int64_t x0, int64_t x1, int buckets) {
+  if (buckets < 1 || x1 < x0) return {};
+  const double span = static_cast<double>(x1) - static_cast<double>(x0) + 1;
+  const double per_bucket = span / buckets;
+  int64_t width = 1;
+  for (int64_t w : kTierWidths)
+    if (w <= per_bucket) width = w;
+  std::vector<Bucket> rows;
+  if (width == 1) {
+    rows = points(run_id, key, x0, x1);
+  } else {
+    // Whole tier buckets inside [x0, x1]; the partial ones at either edge from raw points.
+    const int64_t first_full = bucket_of(x0 + width - 1, width), last_full = bucket_of(x1 + 1, width) - 1;
+    rows = points(run_id, key, x0, std::min(x1, first_full * width - 1));
+    Stmt s(*db_, "SELECT t.bucket, t.min, t.max, t.last, t.last_step, t.last_wall, t.count FROM metric_tiers t "
+                 "JOIN metric_keys k ON k.id = t.key_id WHERE t.run_id = ? AND k.name = ? AND t.width = ? "
+                 "AND t.bucket BETWEEN ? AND ? ORDER BY t.bucket");
+    s.bind(1, run_id).bind(2, key).bind(3, width).bind(4, first_full).bind(5, last_full);
+    while (s.step())
+      rows.push_back({s.int64(0) * width, s.int64(4), column_or_nan(s, 1), column_or_nan(s, 2), column_or_nan(s, 3),
+                      s.real(5), s.int64(6)});
+    if (last_full >= first_full) {
+      auto tail = points(run_id, key, std::max(x0, (last_full + 1) * width), x1);
+      rows.insert(rows.end(), tail.begin(), tail.end());
+    }
+  }
+  // Merge rows into output buckets by where each row starts.
+  std::vector<Bucket> out;
+  int64_t current = -1;
+  for (const Bucket& r : rows) {
+    const int64_t index = std::min<int64_t>(buckets - 1, static_cast<int64_t>((r.first_step - x0) / per_bucket));
+    if (index != current) {
+      out.push_back(r);
+      current = index;
+      continue;
+    }
+    Bucket& b = out.back();
+    if (!std::isnan(r.min)) b.min = std::isnan(b.min) ? r.min : std::min(b.min, r.min);
+    if (!std::isnan(r.max)) b.max = std::isnan(b.max) ? r.max : std::max(b.max, r.max);
+    if (r.last_step >= b.last_step) b.last = r.last, b.last_step = r.last_step, b.last_wall = r.last_wall;
+    b.count += r.count;
+  }
+  return out;
+}
+
+std::optional<std::pair<int64_t, int64_t>> Query::steps_between(int64_t run_id, const std::string& key, double w0,
+                                                                double w1) {
+  int64_t key_id, min_step, max_step;
+  {
+    Stmt s(*db_, "SELECT k.id, (SELECT min(step) FROM metrics m WHERE m.run_id = ?1 AND m.key_id = k.id), s.last_step "
+                 "FROM metric_keys k JOIN summaries s ON s.key_id = k.id AND s.run_id = ?1 WHERE k.name = ?2 AND s.count > 0");
+    s.bind(1, run_id).bind(2, key);
+    if (!s.step()) return std::nullopt;
+    key_id = s.int64(0), min_step = s.int64(1), max_step = s.int64(2);
+  }
+  Stmt tier(*db_, "SELECT min(bucket) FROM metric_tiers WHERE run_id = ? AND key_id = ? AND width = ? "
+                  "AND bucket BETWEEN ? AND ? AND last_wall >= ?");
+  Stmt raw(*db_, "SELECT min(step) FROM metrics WHERE run_id = ? AND key_id = ? AND step BETWEEN ? AND ? AND wall >= ?");
+  // The first step whose wall time is >= w: the first coarse bucket whose last point reaches w
+  // holds it; narrow down through the finer tiers, then look at the points.
+  auto first_step_at = [&](double w) -> std::optional<int64_t> {
+    int64_t lo = min_step, hi = max_step;
+    for (size_t i = std::size(kTierWidths); i-- > 0;) {
+      const int64_t width = kTierWidths[i];
+      tier.bind(1, run_id).bind(2, key_id).bind(3, width).bind(4, bucket_of(lo, width)).bind(5, bucket_of(hi, width)).bind(6, w);
+      const bool found = tier.step() && !tier.is_null(0);
+      const int64_t bucket = found ? tier.int64(0) : 0;
+      tier.reset();
+      if (!found) return std::nullopt;
+      lo = std::max(lo, bucket * width);
+      hi = std::min(hi, bucket * width + width - 1);
+    }
+    raw.bind(1, run_id).bind(2, key_id).bind(3, lo).bind(4, hi).bind(5, w);
+    const bool found = raw.step() && !raw.is_null(0);
+    const int64_t step = found ? raw.int64(0) : 0;
+    raw.reset();
+    return found ? std::optional<int64_t>(step) : std::nullopt;
+  };
+  const auto first = first_step_at(w0);
+  if (!first) return std::nullopt;
+  // The last step with wall <= w1 is the last point before the first step past w1.
+  int64_t last = max_step;
+  if (const auto past = first_step_at(std::nextafter(w1, INFINITY))) {
+    Stmt before(*db_, "SELECT max(step) FROM metrics WHERE run_id = ? AND key_id = ? AND step < ?");
+    before.bind(1, run_id).bind(2, key_id).bind(3, *past);
+    if (!before.step() || before.is_null(0)) return std::nullopt;
+    last = before.int64(0);
+  }
+  if (last < *first) return std::nullopt;
+  return std::make_pair(*first, last);
+}
+
+std::vector<int64_t> Query::table_steps(int64_t run_id, const std::string& name) {
+  Stmt s(*db_, "SELECT step FROM run_tables WHERE run_id = ? AND name = ? ORDER BY step");
+  s.bind(1, run_id).bind(2, name);
+  std::vector<int64_t> out;
+  while (s.step()) out.push_back(s.int64(0));
+  return out;
+}
+
+nlohmann::json Query::table(int64_t run_id, const std::string& name, int64_t step) {
+  Stmt s(*db_, "SELECT columns, rows FROM run_tables WHERE run_id = ? AND name = ? AND step = ?");
+  s.bind(1, run_id).bind(2, name).bind(3, step);
+  if (!s.step()) return nullptr;
+  return {{"columns", nlohmann::json::parse(s.text(0))}, {"rows", nlohmann::json::parse(s.text(1))}};
+}
+
+nlohmann::json Query::console(int64_t run_id, int64_t after_seq, int64_t limit) {
+  Stmt s(*db_, "SELECT seq, wall, stream, line FROM console WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?");
+  s.bind(1, run_id).bind(2, after_seq).bind(3, limit);
+  nlohmann::json out = nlohmann::json::array();
+  while (s.step()) out.push_back({{"seq", s.int64(0)}, {"wall", s.real(1)}, {"stream", s.text(2)}, {"line", s.text(3)}});
+  return out;
+}
+
+void Query::export_history_csv(int64_t run_id, std::ostream& out) {
+  run(run_id);  // throws for an unknown run
+  std::map<int64_t, size_t> column;  // key id → column
+  std::vector<std::string> names;
+  {
+    Stmt s(*db_, "SELECT k.id, k.name FROM summaries s JOIN metric_keys k ON k.id = s.key_id "
+                 "WHERE s.run_id = ? AND s.count > 0 ORDER BY k.name");
+    s.bind(1, run_id);
+    while (s.step()) {
+      column[s.int64(0)] = names.size();
+      names.push_back(s.text(1));
+    }
+  }
+  auto csv_field = [](const std::string& text) {
+    if (text.find_first_of(",\"\n\r") == std::string::npos) return text;
+    std::string q = "\"";
+    for (char c : text) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+    return q + "\"";
+  };
+  out << "step,wall";
+  for (const auto& n : names) out << "," << csv_field(n);
+  out << "\n";
+  Stmt s(*db_, "SELECT step, key_id, value, wall FROM metrics WHERE run_id = ? ORDER BY step, key_id");
+  s.bind(1, run_id);
+  std::vector<std::optional<double>> row(names.size());
+  std::optional<int64_t> step;
+  double wall = 0;
+  auto emit = [&] {
+    out << *step << "," << format_double(wall);
+    for (auto& v : row) {
+      out << ",";
+      if (v) out << format_double(*v);
+      v.reset();
+    }
+    out << "\n";
+  };
+  while (s.step()) {
+    if (step && *step != s.int64(0)) emit();
+    if (!step || *step != s.int64(0)) wall = s.real(3);
+    step = s.int64(0);
+    auto it = column.find(s.int64(1));
+    if (it != column.end()) row[it->second] = column_or_nan(s, 2);
+  }
+  if (step) emit();
+}
+
+}  // namespace tracker

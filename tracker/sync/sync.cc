@@ -1,0 +1,146 @@
+#include "tracker/sync/sync.h"
+
+#include <filesystem>
+#include <vector>
+
+#include "tracker/db/schema.h"
+#include "tracker/store/artifacts.h"
+#include "tracker/store/store.h"
+
+namespace fs = std::filesystem;
+
+namespace tracker {
+namespace {
+
+int64_t changes(Db& db) { return sqlite3_changes(db.handle()); }
+
+int64_t run_sql(Db& db, const char* sql) {
+  Stmt s(db, sql);
+  s.run();
+  return changes(db);
+}
+
+}  // namespace
+
+SyncReport sync_databases(const std::string& from, const std::string& to) {
+  if (!fs::exists(from)) throw DbError(from + ": no such database file");
+  if (fs::exists(to) && fs::equivalent(from, to)) throw std::invalid_argument("--from and --to are the same database");
+  open_database(from, OpenMode::kReadWrite);  // refuses foreign, newer or corrupt files; upgrades an older one
+  auto db = open_database(to, OpenMode::kReadWrite);
+  {
+    Stmt attach(*db, "ATTACH DATABASE ? AS src");
+    attach.bind(1, from).run();
+  }
+  SyncReport report;
+  WriteTransaction tx(*db);
+  run_sql(*db, "INSERT OR IGNORE INTO main.projects(name) SELECT name FROM src.projects");
+  report.runs_added = run_sql(*db, R"SQL(
+    INSERT INTO main.runs(uid, project_id, name, group_name, tags, notes, config, status, created_at, heartbeat_at, finished_at)
+    SELECT r.uid, (SELECT id FROM main.projects WHERE name = p.name), r.name, r.group_name, r.tags, r.notes, r.config,
+           r.status, r.created_at, r.heartbeat_at, r.finished_at
+    FROM src.runs r JOIN src.projects p ON p.id = r.project_id
+    WHERE r.uid NOT IN (SELECT uid FROM main.runs) ORDER BY r.id)SQL");
+  report.runs_updated = run_sql(*db, R"SQL(
+    UPDATE main.runs SET status = s.status, heartbeat_at = s.heartbeat_at, finished_at = s.finished_at
+    FROM (SELECT uid, status, heartbeat_at, finished_at FROM src.runs) AS s
+    WHERE s.uid = runs.uid AND s.heartbeat_at > runs.heartbeat_at)SQL");
+  run_sql(*db, "INSERT OR IGNORE INTO main.metric_keys(name) SELECT name FROM src.metric_keys");
+  run_sql(*db, "CREATE TEMP TABLE run_map AS SELECT s.id AS src_id, m.id AS dst_id FROM src.runs s JOIN main.runs m ON m.uid = s.uid");
+  run_sql(*db, "CREATE TEMP TABLE key_map AS SELECT s.id AS src_id, m.id AS dst_id FROM src.metric_keys s "
+               "JOIN main.metric_keys m ON m.name = s.name");
+
+  std::vector<std::pair<int64_t, int64_t>> runs;  // (src, dst)
+  {
+    Stmt s(*db, "SELECT src_id, dst_id FROM temp.run_map ORDER BY src_id");
+    while (s.step()) runs.emplace_back(s.int64(0), s.int64(1));
+  }
+  Stmt points(*db, R"SQL(
+    INSERT OR IGNORE INTO main.metrics(run_id, key_id, step, value, wall)
+    SELECT ?2, k.dst_id, x.step, x.value, x.wall FROM src.metrics x JOIN temp.key_map k ON k.src_id = x.key_id
+    WHERE x.run_id = ?1)SQL");
+  Stmt goals(*db, R"SQL(
+    INSERT INTO main.summaries(run_id, key_id, last, last_step, min, max, count, goal)
+    SELECT ?2, k.dst_id, NULL, -1, NULL, NULL, 0, s.goal FROM src.summaries s JOIN temp.key_map k ON k.src_id = s.key_id
+    WHERE s.run_id = ?1 AND s.goal != ''
+    ON CONFLICT(run_id, key_id) DO UPDATE SET goal = excluded.goal WHERE goal = '')SQL");
+  for (auto [src, dst] : runs) {
+    points.bind(1, src).bind(2, dst).run();
+    const int64_t added = changes(*db);
+    goals.bind(1, src).bind(2, dst).run();
+    if (added > 0) rebuild_aggregates(*db, dst);
+    report.points_added += added;
+  }
+  report.rows_added += run_sql(*db, R"SQL(
+    INSERT OR IGNORE INTO main.run_tables(run_id, name, step, columns, rows)
+    SELECT m.dst_id, t.name, t.step, t.columns, t.rows FROM src.run_tables t JOIN temp.run_map m ON m.src_id = t.run_id)SQL");
+  report.rows_added += run_sql(*db, R"SQL(
+    INSERT OR IGNORE INTO main.histograms(run_id, key_id, step, lo, hi, counts)
+    SELECT m.dst_id, k.dst_id, h.step, h.lo, h.hi, h.counts FROM src.histograms h
+    JOIN temp.run_map m ON m.src_id = h.run_id JOIN temp.key_map k ON k.src_id = h.key_id)SQL");
+  report.rows_added += run_sql(*db, R"SQL(
+    INSERT OR IGNORE INTO main.console(run_id, seq, wall, stream, line)
+    SELECT m.dst_id, c.seq, c.wall, c.stream, c.line FROM src.console c JOIN temp.run_map m ON m.src_id = c.run_id)SQL");
+
+  // Artifacts: versions by digest, files by content.
+  {
+    struct SrcVersion {
+      int64_t id, version, size;
+      std::string name, type, digest, metadata, run_uid;
+      double created_at;
+    };
+    std::vector<SrcVersion> versions;
+    Stmt s(*db, "SELECT v.id, v.version, v.size, a.name, a.type, v.digest, v.metadata, coalesce(v.run_uid, ''), v.created_at "
+                "FROM src.artifact_versions v JOIN src.artifacts a ON a.id = v.artifact_id ORDER BY a.name, v.version");
+    while (s.step())
+      versions.push_back({s.int64(0), s.int64(1), s.int64(2), s.text(3), s.text(4), s.text(5), s.text(6), s.text(7), s.real(8)});
+    run_sql(*db, "CREATE TEMP TABLE version_map(src_id INTEGER PRIMARY KEY, dst_id INTEGER)");
+    for (const auto& v : versions) {
+      Stmt ins(*db, "INSERT OR IGNORE INTO main.artifacts(name, type) VALUES(?, ?)");
+      ins.bind(1, v.name).bind(2, v.type).run();
+      Stmt a(*db, "SELECT id, type FROM main.artifacts WHERE name = ?");
+      a.bind(1, v.name);
+      a.step();
+      const int64_t artifact_id = a.int64(0);
+      if (a.text(1) != v.type)
+        throw std::runtime_error("artifact '" + v.name + "' is a " + a.text(1) + " in " + to + " but a " + v.type + " in " + from);
+      Stmt same(*db, "SELECT id FROM main.artifact_versions WHERE artifact_id = ? AND digest = ?");
+      same.bind(1, artifact_id).bind(2, v.digest);
+      int64_t dst;
+      if (same.step()) {
+        dst = same.int64(0);
+      } else {
+        Stmt files(*db, "SELECT sha256 FROM src.artifact_files WHERE version_id = ?");
+        files.bind(1, v.id);
+        while (files.step()) report.files_copied += copy_stored_file(from, to, files.text(0));
+        Stmt insert(*db, "INSERT INTO main.artifact_versions(artifact_id, version, digest, size, metadata, run_uid, created_at) "
+                         "VALUES(?1, (SELECT coalesce(max(version) + 1, 0) FROM main.artifact_versions WHERE artifact_id = ?1), "
+                         "?2, ?3, ?4, nullif(?5, ''), ?6)");
+        insert.bind(1, artifact_id).bind(2, v.digest).bind(3, v.size).bind(4, v.metadata).bind(5, v.run_uid).bind(6, v.created_at).run();
+        dst = sqlite3_last_insert_rowid(db->handle());
+        Stmt copy_files(*db, "INSERT INTO main.artifact_files(version_id, path, sha256, size) "
+                             "SELECT ?2, path, sha256, size FROM src.artifact_files WHERE version_id = ?1");
+        copy_files.bind(1, v.id).bind(2, dst).run();
+        Stmt latest(*db, "INSERT OR REPLACE INTO main.artifact_aliases(artifact_id, alias, version_id) VALUES(?, 'latest', ?)");
+        latest.bind(1, artifact_id).bind(2, dst).run();
+        ++report.artifact_versions_added;
+      }
+      Stmt map(*db, "INSERT INTO temp.version_map(src_id, dst_id) VALUES(?, ?)");
+      map.bind(1, v.id).bind(2, dst).run();
+    }
+    // Aliases the target lacks; the target's own aliases stay where they are.
+    run_sql(*db, R"SQL(
+      INSERT OR IGNORE INTO main.artifact_aliases(artifact_id, alias, version_id)
+      SELECT (SELECT artifact_id FROM main.artifact_versions WHERE id = m.dst_id), l.alias, m.dst_id
+      FROM src.artifact_aliases l JOIN temp.version_map m ON m.src_id = l.version_id WHERE l.alias != 'latest')SQL");
+    run_sql(*db, "INSERT OR IGNORE INTO main.artifact_usage(run_uid, version_id) "
+                 "SELECT u.run_uid, m.dst_id FROM src.artifact_usage u JOIN temp.version_map m ON m.src_id = u.version_id");
+  }
+  run_sql(*db, "DROP TABLE temp.run_map");
+  run_sql(*db, "DROP TABLE temp.key_map");
+  run_sql(*db, "DROP TABLE temp.version_map");
+  tx.commit();
+  db->exec("DETACH DATABASE src");
+  return report;
+}
+
+}  // namespace tracker
