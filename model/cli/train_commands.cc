@@ -4,17 +4,11 @@
 
 #include <atomic>
 #include <cmath>
-#include <filesystem>
 #include <iostream>
 
 #include "model/cli/handlers.h"
-#include "model/io/model_folder.h"
-#include "model/net/evaluate.h"
-#include "model/net/generate.h"
-#include "model/net/runtime.h"
+#include "model/train/evaluation.h"
 #include "model/train/trainer.h"
-#include "tracker/query/query.h"
-#include "tracker/run/run.h"
 
 namespace i3 {
 namespace {
@@ -38,31 +32,21 @@ extern "C" void request_stop(int sig) {
 }
 
 int train_cmd(const Args& args) {
-  TrainOptions options;
-  options.db_path = args.get("db", "i3lab.db");
-  const std::vector<std::string> overrides = args.get_all("set");
   if (args.has("print-defaults")) {
     std::cout << default_train_config().dump(2) << "\n";
     return 0;
   }
   if (args.positional().size() > 1) throw UsageError("give one CONFIG file");
   if (args.has("from") && !args.has("resume")) throw UsageError("--from needs --resume RUN_ID");
-  TrainConfig config;
-  if (args.has("resume")) {
-    options.resume_run = args.get_int("resume", -1);
-    options.resume_from = args.get("from", "latest");
-    if (!args.positional().empty()) {
-      config = TrainConfig::load(args.positional()[0], overrides);
-    } else {
-      // The run's own stored config (every key resolved), with --set on top.
-      const tracker::RunRecord record = tracker::Query(options.db_path).run(options.resume_run);
-      config = TrainConfig::parse(record.config, options.db_path + ": run " + std::to_string(record.id) + "'s config",
-                                  overrides);
-    }
-  } else {
-    if (args.positional().empty()) throw UsageError("give a CONFIG file (see configs/), or --resume RUN_ID");
-    config = TrainConfig::load(args.positional()[0], overrides);
-  }
+  if (!args.has("resume") && args.positional().empty()) throw UsageError("give a CONFIG file (see configs/), or --resume RUN_ID");
+  TrainOptions options;
+  options.db_path = args.get("db", "i3lab.db");
+  options.resume_run = args.get_int("resume", -1);
+  options.resume_from = args.get("from", "latest");
+  const std::vector<std::string> overrides = args.get_all("set");
+  // Resuming without a CONFIG trains on with the run's own stored config.
+  const TrainConfig config = args.positional().empty() ? stored_config(options.db_path, options.resume_run, overrides)
+                                                       : TrainConfig::load(args.positional()[0], overrides);
   if (args.has("print-config")) {
     std::cout << config.to_json().dump(2) << "\n";
     return 0;
@@ -85,96 +69,44 @@ int train_cmd(const Args& args) {
 // --- eval --------------------------------------------------------------------------------------
 
 int eval_cmd(const Args& args) {
-  set_default_threads();
-  const std::string model_ref = args.require("model"), db = args.get("db", "");
+  EvalJob job;
+  job.model = args.require("model");
+  job.db = args.get("db", "");
   const std::string split = args.get("split", "all");
   if (split != "all" && split != "val") throw UsageError("--split must be all or val");
+  job.val_split = split == "val";
+  job.data.path = args.require("data");
+  job.data.format = args.get("format", "text");
+  if (job.data.format != "text" && job.data.format != "jsonl") throw UsageError("--format must be text or jsonl");
+  job.data.field = args.get("field", "text");
+  job.data.separator = args.get("separator", "");
+  job.split.val_fraction = args.get_double("val-fraction", job.split.val_fraction);
+  job.split.split_seed = static_cast<uint64_t>(args.get_int("split-seed", 0));
+  job.cache_dir = args.get("cache-dir", job.cache_dir);
+  job.max_windows = args.get_int("max-windows", 0);
+  job.batch = args.get_int("batch", job.batch);
+  if (job.batch < 1) throw UsageError("--batch must be at least 1");
+  if (job.max_windows < 0) throw UsageError("--max-windows must be ≥ 0 (0: all)");
+  job.device = args.get("device", job.device);
+  job.project = args.get("project", job.project);
+  job.name = args.get("name", "");
+  if (args.has("prompt")) job.prompts = args.get_all("prompt");
+  job.sample_tokens = args.get_int("sample-tokens", job.sample_tokens);
 
-  // The model: a folder, or a tracker artifact fetched into a scratch folder.
-  ModelFolder folder;
-  std::optional<tracker::ArtifactVersion> artifact;
-  const std::string prefix = "artifact:";
-  if (model_ref.rfind(prefix, 0) == 0) {
-    const std::string db_path = db.empty() ? "i3lab.db" : db;
-    artifact = tracker::find_artifact(db_path, model_ref.substr(prefix.size()));
-    const std::filesystem::path dir =
-        std::filesystem::path(tracker::artifact_root(db_path)) / "tmp" / ("eval-" + std::to_string(getpid()));
-    tracker::fetch_artifact(db_path, *artifact, dir.string());
-    try {
-      folder = load_model_folder(dir.string());
-    } catch (...) {
-      std::filesystem::remove_all(dir);
-      throw;
-    }
-    std::filesystem::remove_all(dir);
-  } else {
-    folder = load_model_folder(model_ref);
-  }
-  for (const auto& w : folder.warnings) std::cerr << "warning: " << w << "\n";
-  if (!folder.tokenizer) throw std::runtime_error(model_ref + ": the model has no vocabulary (tokenizer.json)");
-  folder.model->to(parse_device(args.get("device", "cpu")));
-
-  // The tokens: the whole source, or the held-out part a training run with this source would use.
-  DataSource source;
-  source.path = args.require("data");
-  source.format = args.get("format", "text");
-  source.field = args.get("field", "text");
-  source.separator = args.get("separator", "");
-  if (source.format != "text" && source.format != "jsonl") throw UsageError("--format must be text or jsonl");
-  DataOptions data_options;
-  data_options.val_fraction = split == "val" ? args.get_double("val-fraction", 0.01) : 0.0;
-  data_options.split_seed = static_cast<uint64_t>(args.get_int("split-seed", 0));
-  auto cache = TokenCache::open(args.get("cache-dir", "data/cache"), {source}, *folder.tokenizer, data_options);
-  const std::vector<int64_t> tokens = cache->gather(split == "val" ? cache->val() : cache->train());
-  const torch::Tensor windows = eval_windows(tokens, folder.config.context + 1, args.get_int("max-windows", 0));
-  if (windows.size(0) == 0) throw std::runtime_error(source.path + ": no tokens to evaluate in the " + split + " split");
-  const EvalResult result = evaluate(folder.model, windows, args.get_int("batch", 8));
-
-  Json out;
-  out["loss"] = result.loss;
-  out["perplexity"] = std::exp(result.loss);
-  out["tokens"] = result.tokens;
-  out["windows"] = windows.size(0);
-  out["model"] = model_ref;
-  if (!db.empty()) {
-    // A tracked evaluation run: metrics at the checkpoint's step, samples, and lineage.
-    tracker::Store store(db);
-    tracker::RunSpec spec;
-    spec.project = args.get("project", "i3");
-    spec.name = args.get("name", "");
-    spec.tags = {"eval"};
-    spec.config = {{"job", "eval"}, {"model", model_ref}, {"data", source.path}, {"split", split},
-                   {"windows", windows.size(0)}, {"tokens", result.tokens}};
-    tracker::Run run = tracker::Run::create(store, spec);
-    int64_t step = 0;
-    if (artifact) {
-      run.use_artifact(artifact->name + ":v" + std::to_string(artifact->version));
-      step = artifact->metadata.value("step", int64_t{0});
-    }
-    run.log(step, {{"val/loss", result.loss}, {"val/perplexity", std::exp(result.loss)}});
-    std::vector<std::string> prompts = args.get_all("prompt");
-    if (prompts.empty()) prompts = {"hello", "user: tell me", "once upon a time"};
-    nlohmann::json rows = nlohmann::json::array();
-    SamplingOptions sampling;
-    sampling.max_new_tokens = args.get_int("sample-tokens", 50);
-    sampling.temperature = 0.8;
-    sampling.top_k = 40;
-    for (const auto& prompt : prompts) {
-      std::vector<int64_t> ids;
-      for (int32_t id : folder.tokenizer->encode(std::string_view(prompt))) ids.push_back(id);
-      rows.push_back({step, prompt, generate(folder.model, *folder.tokenizer, ids, sampling).text, sampling.temperature,
-                      sampling.top_k});
-    }
-    run.log_table("samples", step, {"step", "prompt", "output", "temperature", "top_k"}, rows);
-    run.finish();
-    out["run_id"] = run.id();
-  }
+  const EvalReport report = run_evaluation(job);
+  for (const auto& w : report.warnings) std::cerr << "warning: " << w << "\n";
   if (args.has("json")) {
+    Json out;
+    out["loss"] = report.loss;
+    out["perplexity"] = report.perplexity;
+    out["tokens"] = report.tokens;
+    out["windows"] = report.windows;
+    out["model"] = job.model;
+    if (report.run_id) out["run_id"] = report.run_id;
     std::cout << out.dump() << "\n";
   } else {
-    std::cout << "loss: " << result.loss << "\nperplexity: " << std::exp(result.loss) << "\ntokens: " << result.tokens
-              << "\n";
-    if (out.contains("run_id")) std::cout << "run: " << out["run_id"] << "\n";
+    std::cout << "loss: " << report.loss << "\nperplexity: " << report.perplexity << "\ntokens: " << report.tokens << "\n";
+    if (report.run_id) std::cout << "run: " << report.run_id << "\n";
   }
   return 0;
 }

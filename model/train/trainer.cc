@@ -1,27 +1,23 @@
 #include "model/train/trainer.h"
 
-#include <unistd.h>
-
-#include <chrono>
-#include <cstdarg>
+#include <algorithm>
 #include <cmath>
+#include <cstdarg>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <limits>
-#include <map>
 #include <optional>
 
 #include "common/util/clock.h"
-#include "common/util/files.h"
 #include "model/data/samplers.h"
-#include "model/io/model_folder.h"
-#include "model/io/safetensors.h"
+#include "model/data/token_cache.h"
 #include "model/net/evaluate.h"
-#include "model/net/generate.h"
 #include "model/net/runtime.h"
+#include "model/train/checkpoint.h"
 #include "model/train/optimizer.h"
+#include "model/train/samples.h"
+#include "tracker/db/content.h"
 #include "tracker/query/query.h"
 #include "tracker/run/run.h"
 #include "tracker/run/system_metrics.h"
@@ -30,9 +26,9 @@ namespace i3 {
 namespace {
 
 namespace fs = std::filesystem;
+using nlohmann::json;
 using util::Clock;
 using util::seconds_since;
-using nlohmann::json;
 
 // Under on_nonfinite "skip", this many skipped updates in a row stop the run: the model has
 // diverged and more skipping only burns time.
@@ -93,7 +89,7 @@ class Batches {
   std::optional<EpochWindows> epoch_;
 };
 
-// What a checkpoint records besides weights and optimizer moments.
+// How far training has come, and the validation losses checkpoints record.
 struct Progress {
   int64_t step = 0, tokens_seen = 0;
   double val_loss = std::numeric_limits<double>::quiet_NaN();  // at `val_step`
@@ -101,358 +97,387 @@ struct Progress {
   double best_val_loss = std::numeric_limits<double>::infinity();
 };
 
-// Copies checkpoint weights into the model's (flat-buffer) parameters.
-void load_weights(I3Model& model, const std::vector<std::pair<std::string, torch::Tensor>>& weights, const std::string& origin) {
-  std::map<std::string, torch::Tensor> by_name(weights.begin(), weights.end());
-  torch::NoGradGuard no_grad;
-  for (auto& [name, p] : model->state_dict()) {
-    auto it = by_name.find(name);
-    if (it == by_name.end()) throw std::runtime_error(origin + ": no tensor " + name);
-    if (it->second.sizes() != p.sizes()) throw std::runtime_error(origin + ": " + name + " has the wrong shape for this config");
-    p.copy_(it->second);
-    by_name.erase(it);
-  }
-  if (!by_name.empty()) throw std::runtime_error(origin + ": unexpected tensor " + by_name.begin()->first);
-}
+// One training run, phase by phase in the order train() calls them.
+class Trainer {
+ public:
+  // Set-up: everything that can fail on bad input fails here, before a run is touched.
+  Trainer(TrainConfig config, const TrainOptions& options);
+  // Weights, moments, sampler and progress from the checkpoint options.resume_from of run
+  // options.resume_run.
+  void restore();
+  // The run in the tracker: created, or re-opened with its history after the checkpoint
+  // deleted.
+  void open_run();
+  // The loop; marks the run finished, stopped or failed.
+  TrainResult loop();
 
-// A scratch folder under the database's artifact store (same file system as the store).
-fs::path scratch_dir(const std::string& db_path, const std::string& what) {
-  return fs::path(tracker::artifact_root(db_path)) / "tmp" / (what + "-" + std::to_string(getpid()));
-}
-
-// Writes a checkpoint folder and logs it as the next version of the run's checkpoint artifact.
-std::string write_checkpoint(tracker::Run& run, const std::string& db_path, I3Model& model, const ChunkTokenizer& tokenizer,
-                             const FlatAdamW& optimizer, const Batches& batches, const Progress& progress,
-                             const json& config, bool best) {
-  const std::string name = checkpoint_artifact_name(run.uid());
-  const fs::path dir = scratch_dir(db_path, name);
-  fs::remove_all(dir);
-  try {
-    save_model_folder(dir.string(), model, &tokenizer);
-    safetensors::save((dir / "optimizer.safetensors").string(), optimizer.state());
-    const auto nan_as_null = [](double v) { return std::isfinite(v) ? json(v) : json(); };
-    json state = {{"step", progress.step},
-                  {"tokens_seen", progress.tokens_seen},
-                  {"sampler", batches.state()},
-                  {"val_loss", progress.val_step == progress.step ? nan_as_null(progress.val_loss) : json()},
-                  {"best_val_loss", nan_as_null(progress.best_val_loss)},
-                  {"config", config}};
-    std::ofstream((dir / "trainer_state.json").string()) << state.dump(2) << "\n";
-    json metadata = {{"step", progress.step}, {"tokens_seen", progress.tokens_seen}, {"val_loss", state["val_loss"]}};
-    tracker::ArtifactVersion v =
-        run.log_artifact(name, "checkpoint", dir.string(), metadata, best ? std::vector<std::string>{"best"} : std::vector<std::string>{});
-    fs::remove_all(dir);
-    return name + ":v" + std::to_string(v.version);
-  } catch (...) {
-    std::error_code ignored;
-    fs::remove_all(dir, ignored);
-    throw;
-  }
-}
-
-// Deletes the versions of checkpoint artifact `name` older than its newest `keep`, except
-// those an alias names (best) or another run used (an evaluation's lineage). Returns them.
-std::vector<std::string> prune_checkpoints(tracker::Store& store, const std::string& name, int64_t keep) {
-  std::vector<tracker::ArtifactVersion> versions;
-  for (auto& v : tracker::list_artifacts(store.path()))
-    if (v.name == name) versions.push_back(std::move(v));
-  std::sort(versions.begin(), versions.end(), [](const auto& a, const auto& b) { return a.version > b.version; });
-  std::vector<std::string> deleted;
-  for (size_t i = static_cast<size_t>(keep); i < versions.size(); ++i) {
-    if (!versions[i].aliases.empty() || !versions[i].used_by.empty()) continue;
-    const std::string ref = name + ":v" + std::to_string(versions[i].version);
-    tracker::delete_artifact_version(store, ref);
-    deleted.push_back(ref);
-  }
-  return deleted;
-}
-
-// Restores model, optimizer, sampler and progress from checkpoint `ref` of a run.
-Progress read_checkpoint(const std::string& db_path, const std::string& ref, I3Model& model, FlatAdamW& optimizer,
-                         Batches& batches) {
-  tracker::ArtifactVersion version = tracker::find_artifact(db_path, ref);
-  const fs::path dir = scratch_dir(db_path, "resume");
-  fs::remove_all(dir);
-  try {
-    tracker::fetch_artifact(db_path, version, dir.string());
-    const std::string origin = "checkpoint " + ref;
-    load_weights(model, read_weights(dir.string()), origin);
-    optimizer.load_state(safetensors::load((dir / "optimizer.safetensors").string()).tensors);
-    const json state = json::parse(util::read_file((dir / "trainer_state.json").string()));
-    batches.restore(state.at("sampler"), origin);
-    Progress p;
-    p.step = state.at("step");
-    p.tokens_seen = state.at("tokens_seen");
-    if (state.at("best_val_loss").is_number()) p.best_val_loss = state["best_val_loss"];
-    fs::remove_all(dir);
-    return p;
-  } catch (...) {
-    std::error_code ignored;
-    fs::remove_all(dir, ignored);
-    throw;
-  }
-}
-
-// Histograms of every parameter and its gradient, like W&B's watch().
-void log_watch(tracker::Run& run, I3Model& model, int64_t step) {
-  auto histogram = [&](const std::string& key, const torch::Tensor& t) {
-    torch::Tensor v = t.detach().flatten().to(torch::kFloat32);
-    v = v.masked_select(torch::isfinite(v)).cpu();
-    if (v.numel() == 0) return run.log_histogram(key, step, 0.0, 0.0, {});
-    const double lo = v.min().item<double>(), hi = v.max().item<double>();
-    if (hi <= lo) return run.log_histogram(key, step, lo, hi, {v.numel()});
-    torch::Tensor counts = torch::histc(v, 64, lo, hi).to(torch::kLong);
-    run.log_histogram(key, step, lo, hi, std::vector<int64_t>(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + 64));
+ private:
+  struct Update {
+    torch::Tensor loss;       // mean over the micro-batches, 0-dim float64 on the device
+    torch::Tensor grad_norm;  // before clipping, 0-dim float64 on the device
   };
-  for (auto& [name, p] : model->state_dict()) {
-    histogram("parameters/" + name, p);
-    if (p.grad().defined()) histogram("gradients/" + name, p.grad());
-  }
-}
+  Update forward_backward();
+  void log_progress(int64_t step, double lr, const torch::Tensor& grad_norm);
+  void log_watch(int64_t step);
+  void validate(int64_t step, bool samples);
+  void checkpoint();
+  std::vector<std::string> prune_checkpoints();
+  void say(const std::string& line);
 
-// One row per prompt: [step, prompt, output, temperature, top_k].
-json sample_rows(I3Model& model, const ChunkTokenizer& tokenizer, const TrainConfig& c, int64_t step) {
-  json rows = json::array();
-  for (size_t i = 0; i < c.prompts.size(); ++i) {
-    const std::string& prompt = c.prompts[i];
-    std::vector<int64_t> ids;
-    for (int32_t id : tokenizer.encode(std::string_view(prompt))) ids.push_back(id);
-    SamplingOptions options;
-    options.max_new_tokens = c.sample_tokens;
-    options.temperature = c.temperature;
-    options.top_k = c.top_k;
-    options.seed = (c.seed * 1000003 + static_cast<uint64_t>(step)) * 131 + i;  // a draw per seed, step and prompt
-    rows.push_back({step, prompt, generate(model, tokenizer, ids, options).text, c.temperature, c.top_k});
-  }
-  model->train();
-  return rows;
-}
+  const TrainOptions& options_;
+  const torch::Device device_;
+  const bool bf16_;
+  const ChunkTokenizer tokenizer_;
+  const TrainConfig c_;
+  std::unique_ptr<TokenCache> cache_;
+  std::optional<Batches> batches_;
+  torch::Tensor val_windows_;  // [N, context + 1]
+  I3Model model_{nullptr};
+  std::optional<FlatAdamW> optimizer_;
+  Progress progress_;
+  int64_t system_samples_ = 0;  // a resumed run's system/* metrics continue after these
+  std::optional<tracker::Store> store_;
+  std::optional<tracker::Run> run_;
+  TrainResult result_;
 
-}  // namespace
+  // Since the last log line: the summed step losses, updates, steps, and the training time
+  // (wall time less evaluation, samples and checkpoints).
+  torch::Tensor loss_sum_;
+  int64_t updates_ = 0, steps_ = 0, skipped_total_ = 0;
+  Clock::time_point interval_start_;
+  double excluded_seconds_ = 0;
+};
 
-std::string checkpoint_artifact_name(const std::string& run_uid) { return "ckpt-" + run_uid.substr(0, 8); }
-
-TrainResult train(TrainConfig c, const TrainOptions& options) {
-  // --- Set-up: everything that can fail on bad input fails here, before a run is touched. ---
-  set_default_threads();
-  const torch::Device device = parse_device(c.device);
-  const bool bf16 = c.dtype == "bfloat16";
-  if (bf16 && !device.is_cuda())
-    throw std::invalid_argument("train.dtype \"bfloat16\" needs a CUDA device; train.device is \"" + c.device + "\"");
-  ChunkTokenizer tokenizer = ChunkTokenizer::load(c.vocab);
+// The config with the vocabulary's size filled in and the shape checked.
+TrainConfig with_vocabulary(TrainConfig c, const ChunkTokenizer& tokenizer) {
   if (c.model.vocab_size == 0) c.set_vocab_size(tokenizer.vocab_size());
   if (c.model.vocab_size < tokenizer.vocab_size())
     throw std::invalid_argument("model.vocab_size " + std::to_string(c.model.vocab_size) + " is smaller than the " +
                                 std::to_string(tokenizer.vocab_size()) + " ids of " + c.vocab);
   c.model.validate();
-  const int64_t T = c.model.context;
-  std::unique_ptr<TokenCache> cache = TokenCache::open(c.cache_dir, c.sources, tokenizer, c.data);
-  Batches batches(c, *cache);
-  const torch::Tensor val_windows = eval_windows(cache->gather(cache->val()), T + 1, c.eval_batches * c.batch_size);
-  const bool has_val = val_windows.size(0) > 0;
+  return c;
+}
 
-  torch::manual_seed(c.seed);
-  I3Model model(c.model);
-  model->to(device);
-  model->train();
-  FlatAdamW optimizer(model->state_dict(), c.adamw);
+// The device to train on, once LibTorch's threads are set (they must be before any work).
+torch::Device training_device(const TrainConfig& c) {
+  set_default_threads();
+  const torch::Device device = parse_device(c.device);
+  if (c.dtype == "bfloat16" && !device.is_cuda())
+    throw std::invalid_argument("train.dtype \"bfloat16\" needs a CUDA device; train.device is \"" + c.device + "\"");
+  return device;
+}
 
-  Progress progress;
-  int64_t system_samples = 0;  // a resumed run's system/* metrics continue after these
-  if (options.resume_run >= 0) {
-    const tracker::RunRecord record = tracker::Query(options.db_path).run(options.resume_run);
-    for (auto it = record.summary.begin(); it != record.summary.end(); ++it)
-      if (it.key().rfind("system/", 0) == 0 && it.value()["last_step"].is_number_integer())
-        system_samples = std::max(system_samples, it.value()["last_step"].get<int64_t>() + 1);
-    const std::string ref = checkpoint_artifact_name(record.uid) + ":" + options.resume_from;
-    try {
-      progress = read_checkpoint(options.db_path, ref, model, optimizer, batches);
-    } catch (const std::invalid_argument& e) {
-      throw std::invalid_argument("run " + std::to_string(record.id) + " has no checkpoint " + ref + " to resume from (" +
-                                  e.what() + ")");
-    }
+Trainer::Trainer(TrainConfig config, const TrainOptions& options)
+    : options_(options),
+      device_(training_device(config)),
+      bf16_(config.dtype == "bfloat16"),
+      tokenizer_(ChunkTokenizer::load(config.vocab)),
+      c_(with_vocabulary(std::move(config), tokenizer_)) {
+  cache_ = TokenCache::open(c_.cache_dir, c_.sources, tokenizer_, c_.data);
+  batches_.emplace(c_, *cache_);
+  val_windows_ = eval_windows(cache_->gather(cache_->val()), c_.model.context + 1, c_.eval_batches * c_.batch_size);
+  torch::manual_seed(c_.seed);
+  model_ = I3Model(c_.model);
+  model_->to(device_);
+  model_->train();
+  optimizer_.emplace(model_->state_dict(), c_.adamw);
+}
+
+void Trainer::restore() {
+  tracker::Query query(options_.db_path);
+  const tracker::RunRecord record = query.run(options_.resume_run);
+  for (auto it = record.summary.begin(); it != record.summary.end(); ++it)
+    if (it.key().rfind("system/", 0) == 0 && it.value()["last_step"].is_number_integer())
+      system_samples_ = std::max(system_samples_, it.value()["last_step"].get<int64_t>() + 1);
+  const std::string ref = checkpoint_artifact_name(record.uid) + ":" + options_.resume_from;
+  tracker::ArtifactVersion version;
+  try {
+    version = query.artifact(ref);
+  } catch (const tracker::NotFound& e) {
+    throw tracker::NotFound("run " + std::to_string(record.id) + " has no checkpoint " + ref + " to resume from (" +
+                            e.what() + ")");
   }
-  tracker::Store store(options.db_path);
-  std::optional<tracker::Run> run_holder;
-  if (options.resume_run >= 0) {
-    run_holder.emplace(tracker::Run::resume(store, options.resume_run, progress.step));
-    run_holder->set_config(c.to_json());  // with any --set changes (e.g. a larger max_iters)
+  const std::string dir = tracker::ContentStore(options_.db_path).scratch_dir("resume");
+  try {
+    query.fetch_artifact(version, dir);
+    const std::string origin = "checkpoint " + ref;
+    const TrainerState state = read_checkpoint(dir, model_, *optimizer_, origin);
+    batches_->restore(state.sampler, origin);
+    progress_.step = state.step;
+    progress_.tokens_seen = state.tokens_seen;
+    progress_.best_val_loss = state.best_val_loss;
+  } catch (...) {
+    std::error_code ignored;
+    fs::remove_all(dir, ignored);
+    throw;
+  }
+  fs::remove_all(dir);
+}
+
+void Trainer::open_run() {
+  store_.emplace(options_.db_path);
+  if (options_.resume_run >= 0) {
+    run_.emplace(tracker::Run::resume(*store_, options_.resume_run, progress_.step));
+    run_->set_config(c_.to_json());  // with any --set changes (e.g. a larger max_iters)
   } else {
     tracker::RunSpec spec;
-    spec.project = c.project;
-    spec.name = c.name;
-    spec.group = c.group;
-    spec.tags = c.tags;
-    spec.notes = c.notes;
-    spec.config = c.to_json();
-    run_holder.emplace(tracker::Run::create(store, spec));
+    spec.project = c_.project;
+    spec.name = c_.name;
+    spec.group = c_.group;
+    spec.tags = c_.tags;
+    spec.notes = c_.notes;
+    spec.config = c_.to_json();
+    run_.emplace(tracker::Run::create(*store_, spec));
   }
-  tracker::Run& run = *run_holder;
-  run.define_metric("train/loss", tracker::Goal::kMinimize);
-  run.define_metric("val/loss", tracker::Goal::kMinimize);
-  run.define_metric("val/perplexity", tracker::Goal::kMinimize);
-  if (options.on_start) options.on_start(run.id(), checkpoint_artifact_name(run.uid()));
-  auto say = [&](const std::string& line) {
-    std::cerr << line << std::endl;
-    run.log_console("stderr", line);
-  };
+  run_->define_metric("train/loss", tracker::Goal::kMinimize);
+  run_->define_metric("val/loss", tracker::Goal::kMinimize);
+  run_->define_metric("val/perplexity", tracker::Goal::kMinimize);
+  result_.run_id = run_->id();
+  if (options_.on_start) options_.on_start(run_->id(), checkpoint_artifact_name(run_->uid()));
+}
 
-  TrainResult result;
-  result.run_id = run.id();
+void Trainer::say(const std::string& line) {
+  std::cerr << line << std::endl;
+  run_->log_console("stderr", line);
+}
+
+TrainResult Trainer::loop() {
+  tracker::Run& run = *run_;
   try {
-    tracker::SystemMonitor system_monitor(run, std::chrono::seconds(10), system_samples);  // system/* and the heartbeat
-    const int64_t tokens_per_step = c.batch_size * c.grad_accum * T;
-    say(format("training %s (%lld parameters) on %s%s: %lld tokens per step, steps %lld → %lld", c.model_preset.c_str(),
-               static_cast<long long>(c.model.parameter_count()), device.str().c_str(), bf16 ? " in bf16 autocast" : "",
-               static_cast<long long>(tokens_per_step), static_cast<long long>(progress.step),
-               static_cast<long long>(c.max_iters)));
-    say(format("data: %lld training and %lld validation documents, %lld tokens in %s", static_cast<long long>(cache->documents(false)),
-               static_cast<long long>(cache->documents(true)), static_cast<long long>(cache->size()), cache->path().c_str()));
-    if (options.resume_run >= 0)
+    tracker::SystemMonitor system_monitor(run, std::chrono::seconds(10), system_samples_);  // system/* and the heartbeat
+    const int64_t tokens_per_step = c_.batch_size * c_.grad_accum * c_.model.context;
+    say(format("training %s (%lld parameters) on %s%s: %lld tokens per step, steps %lld → %lld", c_.model_preset.c_str(),
+               static_cast<long long>(c_.model.parameter_count()), device_.str().c_str(), bf16_ ? " in bf16 autocast" : "",
+               static_cast<long long>(tokens_per_step), static_cast<long long>(progress_.step),
+               static_cast<long long>(c_.max_iters)));
+    say(format("data: %lld training and %lld validation documents, %lld tokens in %s",
+               static_cast<long long>(cache_->documents(false)), static_cast<long long>(cache_->documents(true)),
+               static_cast<long long>(cache_->size()), cache_->path().c_str()));
+    if (options_.resume_run >= 0)
       say(format("resumed from checkpoint %s:%s at step %lld; history after it was replaced",
-                 checkpoint_artifact_name(run.uid()).c_str(), options.resume_from.c_str(),
-                 static_cast<long long>(progress.step)));
-    if (!has_val)
+                 checkpoint_artifact_name(run.uid()).c_str(), options_.resume_from.c_str(),
+                 static_cast<long long>(progress_.step)));
+    if (val_windows_.size(0) == 0)
       say("warning: no validation tokens (data.val_fraction is 0 or the data is tiny): no val/loss and no \"best\" checkpoint");
 
-    // Held-out loss and samples at `step`; updates progress.
-    auto validate = [&](int64_t step, bool samples) {
-      if (has_val) {
-        const EvalResult e = evaluate(model, val_windows, c.batch_size, bf16);
-        model->train();
-        progress.val_loss = e.loss;
-        progress.val_step = step;
-        run.log(step, {{"val/loss", e.loss}, {"val/perplexity", std::exp(e.loss)}});
-        say(format("step %lld: val loss %.4f, perplexity %.2f (%lld tokens)", static_cast<long long>(step), e.loss,
-                   std::exp(e.loss), static_cast<long long>(e.tokens)));
-      }
-      if (samples && !c.prompts.empty() && c.sample_tokens > 0)
-        run.log_table("samples", step, {"step", "prompt", "output", "temperature", "top_k"},
-                      sample_rows(model, tokenizer, c, step));
-    };
-    auto checkpoint = [&] {
-      const bool best = progress.val_step == progress.step && progress.val_loss < progress.best_val_loss;
-      if (best) progress.best_val_loss = progress.val_loss;
-      result.checkpoint = write_checkpoint(run, options.db_path, model, tokenizer, optimizer, batches, progress, c.to_json(), best);
-      say("checkpoint " + result.checkpoint + (best ? " (best)" : ""));
-      if (c.checkpoint_keep_last > 0)
-        for (const std::string& ref : prune_checkpoints(store, checkpoint_artifact_name(run.uid()), c.checkpoint_keep_last))
-          say("deleted checkpoint " + ref + " (checkpoint.keep_last " + std::to_string(c.checkpoint_keep_last) + ")");
-    };
+    if (progress_.step == 0 && c_.eval_interval > 0) validate(0, true);
 
-    if (progress.step == 0 && c.eval_interval > 0) validate(0, true);
-
-    // Accumulated since the last log line.
-    torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
-    int64_t updates = 0, steps = 0, skipped_total = 0;
-    // Training time since the last log line: wall time less evaluation, samples and
-    // checkpoints. Read after the log step's item() has waited for the device, so on a GPU
-    // it counts the queued work too.
-    auto interval_start = Clock::now();
-    double excluded_seconds = 0;
+    loss_sum_ = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
+    interval_start_ = Clock::now();
     int consecutive_skips = 0;
-    int64_t last_checkpoint = options.resume_run >= 0 ? progress.step : -1;
+    int64_t last_checkpoint = options_.resume_run >= 0 ? progress_.step : -1;
     bool stopped = false;
-
-    while (progress.step < c.max_iters) {
-      if (options.stop && options.stop->load()) {
+    while (progress_.step < c_.max_iters) {
+      if (options_.stop && options_.stop->load()) {
         stopped = true;
         break;
       }
-      const double lr = c.schedule.at(progress.step);
-      optimizer.zero_grad();
-      torch::Tensor step_loss = torch::zeros({}, loss_sum.options());
-      for (int64_t micro = 0; micro < c.grad_accum; ++micro) {
-        torch::Tensor batch = batches.next(device);  // [B, T+1]
-        torch::Tensor loss;
-        {
-          CudaBf16Autocast autocast(bf16);
-          loss = I3ModelImpl::loss(model->forward(batch.narrow(1, 0, T)), batch.narrow(1, 1, T));
-        }
-        (loss / static_cast<double>(c.grad_accum)).backward();
-        step_loss += loss.detach().to(torch::kFloat64);
-      }
-      step_loss /= static_cast<double>(c.grad_accum);
-      const torch::Tensor grad_norm = optimizer.clip_grad_norm(c.grad_clip);
+      const double lr = c_.schedule.at(progress_.step);
+      const Update update = forward_backward();
 
-      const int64_t step = progress.step + 1;
-      const bool last = step == c.max_iters;
-      const bool log_now = step % c.log_interval == 0 || step == 1 || last;
-      const bool eval_now = c.eval_interval > 0 && (step % c.eval_interval == 0 || last);
-      const bool checkpoint_now = (c.checkpoint_interval > 0 && step % c.checkpoint_interval == 0) || last;
+      const int64_t step = progress_.step + 1;
+      const bool last = step == c_.max_iters;
+      const bool log_now = step % c_.log_interval == 0 || step == 1 || last;
+      const bool eval_now = c_.eval_interval > 0 && (step % c_.eval_interval == 0 || last);
+      const bool checkpoint_now = (c_.checkpoint_interval > 0 && step % c_.checkpoint_interval == 0) || last;
       // On a CPU the check is free; on an accelerator it waits for the device, so it happens
       // only where the host waits anyway, unless skipping needs it every step.
       bool finite = true;
-      if (device.is_cpu() || c.on_nonfinite == "skip" || log_now || eval_now || checkpoint_now)
-        finite = torch::isfinite(loss_sum + step_loss + grad_norm).item<bool>();
+      if (device_.is_cpu() || c_.on_nonfinite == "skip" || log_now || eval_now || checkpoint_now)
+        finite = torch::isfinite(loss_sum_ + update.loss + update.grad_norm).item<bool>();
       if (finite) {
-        optimizer.step(lr);
-        loss_sum += step_loss;
-        ++updates;
+        optimizer_->step(lr);
+        loss_sum_ += update.loss;
+        ++updates_;
         consecutive_skips = 0;
-      } else if (c.on_nonfinite == "stop") {
+      } else if (c_.on_nonfinite == "stop") {
         throw std::runtime_error(format("non-finite loss or gradient norm by step %lld (lr %.3g): lower optim.lr, check "
                                         "the data, or set train.on_nonfinite to \"skip\"; the last checkpoint is intact",
                                         static_cast<long long>(step), lr));
       } else {
-        ++skipped_total;
+        ++skipped_total_;
         if (++consecutive_skips > kMaxConsecutiveSkips)
           throw std::runtime_error(format("%d updates in a row skipped for a non-finite loss (last at step %lld): the "
                                           "model has diverged; lower optim.lr and resume from an earlier checkpoint",
                                           consecutive_skips, static_cast<long long>(step)));
         say(format("step %lld: non-finite loss or gradient norm, update skipped", static_cast<long long>(step)));
       }
-      progress.step = step;
-      progress.tokens_seen += tokens_per_step;
-      ++steps;
+      progress_.step = step;
+      progress_.tokens_seen += tokens_per_step;
+      ++steps_;
 
-      if (log_now) {
-        const double loss = updates > 0 ? loss_sum.item<double>() / updates : std::numeric_limits<double>::quiet_NaN();
-        const double norm = grad_norm.item<double>();
-        const double busy_seconds = seconds_since(interval_start) - excluded_seconds;
-        const double tokens_per_sec = steps * tokens_per_step / std::max(busy_seconds, 1e-9);
-        std::vector<std::pair<std::string, double>> metrics = {
-            {"train/loss", loss},
-            {"train/perplexity", std::exp(loss)},
-            {"train/grad_norm", norm},
-            {"train/learning_rate", lr},
-            {"train/tokens_per_sec", tokens_per_sec},
-            {"train/tokens_seen", static_cast<double>(progress.tokens_seen)}};
-        if (skipped_total > 0) metrics.emplace_back("train/skipped_steps", static_cast<double>(skipped_total));
-        run.log(step, metrics);
-        const double eta = (c.max_iters - step) * busy_seconds / steps;
-        say(format("step %lld/%lld | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | ETA %s",
-                   static_cast<long long>(step), static_cast<long long>(c.max_iters), loss, lr, norm, tokens_per_sec,
-                   duration_text(eta).c_str()));
-        loss_sum.zero_();
-        updates = steps = 0;
-        interval_start = Clock::now();
-        excluded_seconds = 0;
-      }
+      if (log_now) log_progress(step, lr, update.grad_norm);
       const auto extras_start = Clock::now();
-      if (c.watch_interval > 0 && step % c.watch_interval == 0) log_watch(run, model, step);
+      if (c_.watch_interval > 0 && step % c_.watch_interval == 0) log_watch(step);
       if (eval_now || checkpoint_now) validate(step, eval_now);
       if (checkpoint_now) {
         checkpoint();
         last_checkpoint = step;
       }
-      excluded_seconds += seconds_since(extras_start);
+      excluded_seconds_ += seconds_since(extras_start);
     }
 
     if (stopped) {
-      say(format("stopping at step %lld", static_cast<long long>(progress.step)));
-      if (progress.step != last_checkpoint) checkpoint();
+      say(format("stopping at step %lld", static_cast<long long>(progress_.step)));
+      if (progress_.step != last_checkpoint) checkpoint();
     }
-    result.status = stopped ? "stopped" : "finished";
-    result.step = progress.step;
-    result.val_loss = progress.val_loss;
+    result_.status = stopped ? "stopped" : "finished";
+    result_.step = progress_.step;
+    result_.val_loss = progress_.val_loss;
   } catch (const std::exception& e) {
     say(std::string("error: ") + e.what());
     run.finish("failed");
     throw;
   }
-  run.finish(result.status);
-  return result;
+  run.finish(result_.status);
+  return result_;
+}
+
+// grad_accum micro-batches forward and backward; the gradients clipped, not yet applied.
+Trainer::Update Trainer::forward_backward() {
+  const int64_t T = c_.model.context;
+  optimizer_->zero_grad();
+  torch::Tensor step_loss = torch::zeros({}, loss_sum_.options());
+  for (int64_t micro = 0; micro < c_.grad_accum; ++micro) {
+    torch::Tensor batch = batches_->next(device_);  // [B, T+1]
+    torch::Tensor loss;
+    {
+      CudaBf16Autocast autocast(bf16_);
+      loss = I3ModelImpl::loss(model_->forward(batch.narrow(1, 0, T)), batch.narrow(1, 1, T));
+    }
+    (loss / static_cast<double>(c_.grad_accum)).backward();
+    step_loss += loss.detach().to(torch::kFloat64);
+  }
+  step_loss /= static_cast<double>(c_.grad_accum);
+  return {step_loss, optimizer_->clip_grad_norm(c_.grad_clip)};
+}
+
+// train/* metrics and the progress line; starts the next interval.
+void Trainer::log_progress(int64_t step, double lr, const torch::Tensor& grad_norm) {
+  const double loss = updates_ > 0 ? loss_sum_.item<double>() / updates_ : std::numeric_limits<double>::quiet_NaN();
+  const double norm = grad_norm.item<double>();
+  // Read after item() waited for the device, so on a GPU this counts the queued work too.
+  const double busy_seconds = seconds_since(interval_start_) - excluded_seconds_;
+  const int64_t tokens_per_step = c_.batch_size * c_.grad_accum * c_.model.context;
+  const double tokens_per_sec = steps_ * tokens_per_step / std::max(busy_seconds, 1e-9);
+  std::vector<std::pair<std::string, double>> metrics = {{"train/loss", loss},
+                                                         {"train/perplexity", std::exp(loss)},
+                                                         {"train/grad_norm", norm},
+                                                         {"train/learning_rate", lr},
+                                                         {"train/tokens_per_sec", tokens_per_sec},
+                                                         {"train/tokens_seen", static_cast<double>(progress_.tokens_seen)}};
+  if (skipped_total_ > 0) metrics.emplace_back("train/skipped_steps", static_cast<double>(skipped_total_));
+  run_->log(step, metrics);
+  const double eta = (c_.max_iters - step) * busy_seconds / steps_;
+  say(format("step %lld/%lld | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | ETA %s", static_cast<long long>(step),
+             static_cast<long long>(c_.max_iters), loss, lr, norm, tokens_per_sec, duration_text(eta).c_str()));
+  loss_sum_.zero_();
+  updates_ = steps_ = 0;
+  interval_start_ = Clock::now();
+  excluded_seconds_ = 0;
+}
+
+// Histograms of every parameter and its gradient, like W&B's watch().
+void Trainer::log_watch(int64_t step) {
+  auto histogram = [&](const std::string& key, const torch::Tensor& t) {
+    torch::Tensor v = t.detach().flatten().to(torch::kFloat32);
+    v = v.masked_select(torch::isfinite(v)).cpu();
+    if (v.numel() == 0) return run_->log_histogram(key, step, 0.0, 0.0, {});
+    const double lo = v.min().item<double>(), hi = v.max().item<double>();
+    if (hi <= lo) return run_->log_histogram(key, step, lo, hi, {v.numel()});
+    torch::Tensor counts = torch::histc(v, 64, lo, hi).to(torch::kLong);
+    run_->log_histogram(key, step, lo, hi, std::vector<int64_t>(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + 64));
+  };
+  for (auto& [name, p] : model_->state_dict()) {
+    histogram("parameters/" + name, p);
+    if (p.grad().defined()) histogram("gradients/" + name, p.grad());
+  }
+}
+
+// Held-out loss at `step` (and, with `samples`, the samples table).
+void Trainer::validate(int64_t step, bool samples) {
+  if (val_windows_.size(0) > 0) {
+    const EvalResult e = evaluate(model_, val_windows_, c_.batch_size, bf16_);
+    model_->train();
+    progress_.val_loss = e.loss;
+    progress_.val_step = step;
+    run_->log(step, {{"val/loss", e.loss}, {"val/perplexity", std::exp(e.loss)}});
+    say(format("step %lld: val loss %.4f, perplexity %.2f (%lld tokens)", static_cast<long long>(step), e.loss,
+               std::exp(e.loss), static_cast<long long>(e.tokens)));
+  }
+  if (samples && !c_.prompts.empty() && c_.sample_tokens > 0) {
+    SamplingOptions options;
+    options.max_new_tokens = c_.sample_tokens;
+    options.temperature = c_.temperature;
+    options.top_k = c_.top_k;
+    // A draw of its own per seed, step and prompt.
+    auto seed_of = [&](size_t i) { return (c_.seed * 1000003 + static_cast<uint64_t>(step)) * 131 + i; };
+    run_->log_table(kSamplesTable, step, sample_columns(), sample_rows(model_, tokenizer_, c_.prompts, options, step, seed_of));
+    model_->train();
+  }
+}
+
+// Writes a checkpoint and logs it as the next version of the run's checkpoint artifact.
+void Trainer::checkpoint() {
+  tracker::Run& run = *run_;
+  const bool best = progress_.val_step == progress_.step && progress_.val_loss < progress_.best_val_loss;
+  if (best) progress_.best_val_loss = progress_.val_loss;
+  TrainerState state;
+  state.step = progress_.step;
+  state.tokens_seen = progress_.tokens_seen;
+  state.sampler = batches_->state();
+  if (progress_.val_step == progress_.step) state.val_loss = progress_.val_loss;
+  state.best_val_loss = progress_.best_val_loss;
+  state.config = c_.to_json();
+  const std::string name = checkpoint_artifact_name(run.uid());
+  const std::string dir = run.scratch_dir(name);
+  tracker::ArtifactVersion version;
+  try {
+    write_checkpoint(dir, model_, tokenizer_, *optimizer_, state);
+    const json metadata = {{"step", state.step},
+                           {"tokens_seen", state.tokens_seen},
+                           {"val_loss", std::isfinite(state.val_loss) ? json(state.val_loss) : json()}};
+    version = run.log_artifact(name, "checkpoint", dir, metadata, best ? std::vector<std::string>{"best"} : std::vector<std::string>{});
+  } catch (...) {
+    std::error_code ignored;
+    fs::remove_all(dir, ignored);
+    throw;
+  }
+  fs::remove_all(dir);
+  result_.checkpoint = name + ":v" + std::to_string(version.version);
+  say("checkpoint " + result_.checkpoint + (best ? " (best)" : ""));
+  if (c_.checkpoint_keep_last > 0)
+    for (const std::string& ref : prune_checkpoints())
+      say("deleted checkpoint " + ref + " (checkpoint.keep_last " + std::to_string(c_.checkpoint_keep_last) + ")");
+}
+
+// Deletes the checkpoints older than the newest checkpoint.keep_last, except those an alias
+// names (best) or another run used (an evaluation's lineage). Returns them.
+std::vector<std::string> Trainer::prune_checkpoints() {
+  std::vector<tracker::ArtifactVersion> versions = tracker::Query(options_.db_path).artifacts(checkpoint_artifact_name(run_->uid()));
+  std::sort(versions.begin(), versions.end(), [](const auto& a, const auto& b) { return a.version > b.version; });
+  std::vector<std::string> deleted;
+  for (size_t i = static_cast<size_t>(c_.checkpoint_keep_last); i < versions.size(); ++i) {
+    if (!versions[i].aliases.empty() || !versions[i].used_by.empty()) continue;
+    const std::string ref = versions[i].name + ":v" + std::to_string(versions[i].version);
+    run_->delete_artifact_version(ref);
+    deleted.push_back(ref);
+  }
+  return deleted;
+}
+
+}  // namespace
+
+TrainResult train(TrainConfig config, const TrainOptions& options) {
+  Trainer trainer(std::move(config), options);
+  if (options.resume_run >= 0) trainer.restore();
+  trainer.open_run();
+  return trainer.loop();
+}
+
+TrainConfig stored_config(const std::string& db_path, int64_t run_id, const std::vector<std::string>& overrides) {
+  const tracker::RunRecord record = tracker::Query(db_path).run(run_id);
+  return TrainConfig::parse(record.config, db_path + ": run " + std::to_string(record.id) + "'s config", overrides);
 }
 
 }  // namespace i3

@@ -7,26 +7,19 @@
 // "step N" means N updates done. Logged: train/* every log_interval steps (the loss is the
 // mean over the steps since the last log) and at step 1; val/loss, val/perplexity and the
 // `samples` table at step 0, every eval_interval and at the end; watch histograms
-// (parameters/NAME, gradients/NAME) every watch_interval.
+// (parameters/NAME, gradients/NAME) every watch_interval; system metrics every 10 s.
 //
-// Checkpoints are versions of the tracker artifact "ckpt-" + the first 8 characters of the run
-// uid, written every checkpoint.interval steps, at the end and when stopped. Each is a folder:
-//   config.json, model.safetensors, tokenizer.json  a model folder (model_folder.h): works with
-//                                                   eval, generate and score as it is
-//   optimizer.safetensors                           FlatAdamW::state()
-//   trainer_state.json                              {"step", "tokens_seen", "sampler", "val_loss",
-//                                                    "best_val_loss", "config"}
-// The alias "latest" is the newest; "best" the one with the lowest validation loss (every
-// checkpoint is evaluated). Training has no randomness besides the data sampler (no dropout;
-// samples are seeded by train.seed and the step), so sampler state + weights + optimizer
-// moments make resuming exact: on one thread, 10 steps + resume + 10 steps give the losses of
-// 20 steps straight.
+// Checkpoints (checkpoint.h) are written every checkpoint.interval steps, at the end and when
+// stopped, as versions of the run's checkpoint artifact; "best" is the one with the lowest
+// validation loss (every checkpoint is evaluated). Resuming from one is exact: on one thread,
+// 10 steps + resume + 10 steps give the losses of 20 steps straight.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "model/config/train_config.h"
 
@@ -41,7 +34,7 @@ struct TrainOptions {
   // Polled between steps; when it becomes true (SIGINT/SIGTERM): checkpoint, status "stopped".
   const std::atomic<bool>* stop = nullptr;
   // Called with the run id once the run exists (the CLI prints it).
-  std::function<void(int64_t run_id, const std::string& name)> on_start;
+  std::function<void(int64_t run_id, const std::string& checkpoint_artifact)> on_start;
 };
 
 struct TrainResult {
@@ -58,7 +51,9 @@ struct TrainResult {
 // "failed" with the reason in its console log. The last checkpoint stays intact.
 TrainResult train(TrainConfig config, const TrainOptions& options);
 
-// The checkpoint artifact name of a run.
-std::string checkpoint_artifact_name(const std::string& run_uid);
+// The config a resumed run trains on when no config file is given: the one run `run_id` of
+// `db_path` stored (every key resolved), with `overrides` ("train.max_iters=2000") on top.
+// Throws NotFound for an unknown run, std::invalid_argument for a bad override.
+TrainConfig stored_config(const std::string& db_path, int64_t run_id, const std::vector<std::string>& overrides);
 
 }  // namespace i3

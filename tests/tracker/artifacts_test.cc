@@ -8,10 +8,11 @@
 #include <thread>
 
 #include "tests/test_paths.h"
+#include "tests/tracker/db_dump.h"
+#include "tracker/db/content.h"
 #include "tracker/query/query.h"
 #include "tracker/run/run.h"
 #include "tracker/run/system_metrics.h"
-#include "tracker/store/artifacts.h"
 #include "tracker/sync/sync.h"
 
 namespace fs = std::filesystem;
@@ -42,9 +43,9 @@ TEST(Artifacts, VersionsOnlyWhenContentChangesWithAliasesAndLineage) {
   ArtifactVersion v1 = producer.log_artifact("i3-tiny", "model", folder.string(), {{"step", 200}});
   EXPECT_EQ(v1.version, 1);
   EXPECT_EQ(v1.aliases, (std::vector<std::string>{"latest"}));
-  EXPECT_EQ(use_artifact(store, "", "i3-tiny:best").version, 0);
+  EXPECT_EQ(Query(db).artifact("i3-tiny:best").version, 0);
   set_alias(store, "i3-tiny", "best", 1);
-  EXPECT_EQ(use_artifact(store, "", "i3-tiny:best").version, 1);
+  EXPECT_EQ(Query(db).artifact("i3-tiny:best").version, 1);
   EXPECT_THROW(producer.log_artifact("i3-tiny", "dataset", folder.string()), std::invalid_argument);
   EXPECT_THROW(producer.log_artifact("bad:name", "model", folder.string()), std::invalid_argument);
   EXPECT_THROW(producer.log_artifact("x", "model", (folder / "nope").string()), std::invalid_argument);
@@ -56,18 +57,18 @@ TEST(Artifacts, VersionsOnlyWhenContentChangesWithAliasesAndLineage) {
   EXPECT_THROW(consumer.use_artifact("nothing"), std::invalid_argument);
   store.flush();
 
-  ArtifactVersion found = find_artifact(db, "i3-tiny:v0");
+  ArtifactVersion found = Query(db).artifact("i3-tiny:v0");
   EXPECT_EQ(found.used_by, (std::vector<std::string>{consumer.uid()}));
   EXPECT_EQ(found.metadata["step"], 100);
-  EXPECT_EQ(find_artifact(db, "i3-tiny").version, 1);  // no alias: latest
-  EXPECT_EQ(list_artifacts(db).size(), 2u);
+  EXPECT_EQ(Query(db).artifact("i3-tiny").version, 1);  // no alias: latest
+  EXPECT_EQ(Query(db).artifacts().size(), 2u);
   // The weights file is stored once although two versions hold it.
   size_t stored = 0;
-  for (const auto& e : fs::recursive_directory_iterator(artifact_root(db) + "/sha256")) stored += e.is_regular_file();
+  for (const auto& e : fs::recursive_directory_iterator(ContentStore(db).root() + "/sha256")) stored += e.is_regular_file();
   EXPECT_EQ(stored, 3u);
 
   const fs::path out = test_path("out");
-  fetch_artifact(db, found, out.string());
+  Query(db).fetch_artifact(found, out.string());
   EXPECT_EQ(file_contents(out / "config.json"), "{\"d_model\": 8}");
   EXPECT_EQ(file_contents(out / "weights" / "model.safetensors"), std::string(100000, '\x01'));
 }
@@ -78,10 +79,10 @@ TEST(Artifacts, ADamagedFileIsAnErrorOnRead) {
   write_file(file, "precious weights");
   Store store(db);
   ArtifactVersion v = tracker::Run::create(store, {"p"}).log_artifact("ckpt", "checkpoint", file.string());
-  const fs::path stored = fs::path(artifact_root(db)) / "sha256" / v.files[0].sha256.substr(0, 2) / v.files[0].sha256.substr(2);
+  const fs::path stored = fs::path(ContentStore(db).root()) / "sha256" / v.files[0].sha256.substr(0, 2) / v.files[0].sha256.substr(2);
   write_file(stored, "precious weightz");
   try {
-    fetch_artifact(db, v, test_path("out"));
+    Query(db).fetch_artifact(v, test_path("out"));
     FAIL() << "damage not detected";
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("ckpt:v0: file " + file.filename().string() + " is damaged"), std::string::npos)
@@ -89,12 +90,12 @@ TEST(Artifacts, ADamagedFileIsAnErrorOnRead) {
   }
   EXPECT_FALSE(fs::exists(fs::path(test_path("out")) / file.filename()));
   fs::remove(stored);
-  EXPECT_THROW(fetch_artifact(db, v, test_path("out")), std::runtime_error);
+  EXPECT_THROW(Query(db).fetch_artifact(v, test_path("out")), std::runtime_error);
 }
 
 size_t stored_file_count(const std::string& db) {
   size_t n = 0;
-  for (const auto& e : fs::recursive_directory_iterator(artifact_root(db))) n += e.is_regular_file();
+  for (const auto& e : fs::recursive_directory_iterator(ContentStore(db).root())) n += e.is_regular_file();
   return n;  // everything under the store: content files plus anything left in staging
 }
 
@@ -124,19 +125,19 @@ TEST(Artifacts, DeletingAVersionRemovesOnlyTheFilesNoOtherVersionHolds) {
   }
   EXPECT_THROW(delete_artifact_version(store, "ckpt:latest"), std::invalid_argument);
   EXPECT_THROW(delete_artifact_version(store, "ckpt:v9"), std::invalid_argument);
-  EXPECT_EQ(list_artifacts(db).size(), 3u);
+  EXPECT_EQ(Query(db).artifacts().size(), 3u);
 
   set_alias(store, "ckpt", "best", 2);
   ArtifactVersion gone = delete_artifact_version(store, "ckpt:v1");
   EXPECT_EQ(gone.version, 1);
   EXPECT_EQ(stored_file_count(db), 4u);  // "B" went; "w" stays, v0 holds it
   const fs::path out = test_path("out");
-  fetch_artifact(db, find_artifact(db, "ckpt:v0"), out.string());
+  Query(db).fetch_artifact(Query(db).artifact("ckpt:v0"), out.string());
   EXPECT_EQ(file_contents(out / "weights.bin"), std::string(5000, 'w'));
 
   delete_artifact_version(store, "ckpt:v0");
   EXPECT_EQ(stored_file_count(db), 2u);  // only v2's files remain
-  std::vector<ArtifactVersion> left = list_artifacts(db);
+  std::vector<ArtifactVersion> left = Query(db).artifacts();
   ASSERT_EQ(left.size(), 1u);
   EXPECT_EQ(left[0].version, 2);
   EXPECT_EQ(left[0].aliases, (std::vector<std::string>{"best", "latest"}));
@@ -147,7 +148,7 @@ TEST(Artifacts, DeletingAVersionRemovesOnlyTheFilesNoOtherVersionHolds) {
   ArtifactVersion back = run.log_artifact("ckpt", "checkpoint", folder.string());
   EXPECT_EQ(back.version, 3);
   fs::remove_all(out);
-  fetch_artifact(db, back, out.string());
+  Query(db).fetch_artifact(back, out.string());
   EXPECT_EQ(file_contents(out / "config.json"), "A");
 }
 
@@ -167,7 +168,7 @@ TEST(Artifacts, DeletesDoNotLoseFilesAConcurrentWriterIsLogging) {
     for (int i = 0; i < 40; ++i) {
       ArtifactVersion with_shared = run.log_artifact(name, "checkpoint", shared.string());
       try {
-        fetch_artifact(db, with_shared, test_path(name + "-out-" + std::to_string(i)));
+        Query(db).fetch_artifact(with_shared, test_path(name + "-out-" + std::to_string(i)));
       } catch (const std::runtime_error&) {
         ++*unreadable;
       }
@@ -181,28 +182,7 @@ TEST(Artifacts, DeletesDoNotLoseFilesAConcurrentWriterIsLogging) {
   a.join();
   b.join();
   EXPECT_EQ(unreadable_a + unreadable_b, 0);
-  EXPECT_EQ(list_artifacts(db).size(), 80u);  // each writer's 40 "own" versions
-}
-
-// Every row of every table, as text: equal dumps mean equal databases.
-std::string dump(const std::string& db_path) {
-  Query q(db_path);
-  std::string out;
-  for (const char* table : {"projects", "runs", "metric_keys", "metrics", "metric_tiers", "summaries", "run_tables",
-                            "histograms", "console", "artifacts", "artifact_versions", "artifact_files",
-                            "artifact_aliases", "artifact_usage"}) {
-    // Rows as text, sorted: the comparison must not depend on scan order.
-    std::vector<std::string> rows;
-    Stmt s(q.db(), (std::string("SELECT * FROM ") + table).c_str());
-    while (s.step()) {
-      std::string row = table;
-      for (int c = 0; c < s.columns(); ++c) row += "|" + s.text(c);
-      rows.push_back(row);
-    }
-    std::sort(rows.begin(), rows.end());
-    for (const auto& r : rows) out += r + "\n";
-  }
-  return out;
+  EXPECT_EQ(Query(db).artifacts().size(), 80u);  // each writer's 40 "own" versions
 }
 
 TEST(Sync, MergesOfflineRunsIdempotently) {
@@ -237,12 +217,12 @@ TEST(Sync, MergesOfflineRunsIdempotently) {
   EXPECT_EQ(first.rows_added, 3);
   EXPECT_EQ(first.artifact_versions_added, 1);
   EXPECT_EQ(first.files_copied, 1);
-  const std::string after_first = dump(central);
+  const std::string after_first = db_dump(central);
 
   SyncReport second = sync_databases(local, central);
   EXPECT_EQ(second.runs_added + second.runs_updated + second.points_added + second.rows_added +
                 second.artifact_versions_added + second.files_copied, 0);
-  EXPECT_EQ(dump(central), after_first) << "a second sync changed the target";
+  EXPECT_EQ(db_dump(central), after_first) << "a second sync changed the target";
 
   Query q(central);
   auto runs = q.runs({"p"});
@@ -259,12 +239,12 @@ TEST(Sync, MergesOfflineRunsIdempotently) {
   EXPECT_EQ(q.table_steps(r.id, "samples"), (std::vector<int64_t>{1000}));
   EXPECT_EQ(q.console(r.id).size(), 1u);
   // The synced checkpoint follows the central one: v1, latest, with the offline run's alias.
-  ArtifactVersion v = find_artifact(central, "ckpt:best");
+  ArtifactVersion v = Query(central).artifact("ckpt:best");
   EXPECT_EQ(v.version, 1);
   EXPECT_EQ(v.run_uid, offline_uid);
-  EXPECT_EQ(find_artifact(central, "ckpt:latest").id, v.id);
+  EXPECT_EQ(Query(central).artifact("ckpt:latest").id, v.id);
   const fs::path out = test_path("out");
-  fetch_artifact(central, v, out.string());
+  Query(central).fetch_artifact(v, out.string());
   EXPECT_EQ(file_contents(out / file.filename()), "weights v0");
 
   // More offline progress syncs as a continuation of the same run.

@@ -235,8 +235,7 @@ TEST(TrackerQuery, WallTimeRangesMapToSteps) {
   auto wall_of = [](int64_t step) { return 1000.0 + step * 0.01 + (step >= 200000 ? 500.0 : 0.0); };
   for (int64_t step = 0; step < 300000; ++step) {
     if (step % 3 == 1) continue;
-    const std::pair<std::string_view, double> point{"loss", 1.0};
-    store.log_points(run.id(), step, wall_of(step), &point, 1);
+    store.submit({run.uid(), 0, Metrics{step, wall_of(step), {{"loss", 1.0}}}});  // a chosen wall time
   }
   store.flush();
   Query q(path);

@@ -20,6 +20,15 @@ namespace {
 using util::Clock;
 using util::seconds_since;
 
+// A summary value in a table for people: 5 significant digits (--json keeps every digit).
+std::string for_people(const nlohmann::json& v) {
+  if (!v.is_number()) return v.is_null() ? "nan" : v.dump();
+  if (v.is_number_integer()) return v.dump();
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.5g", v.get<double>());
+  return buf;
+}
+
 int runs_cmd(const cli::Args& args) {
   Query q(args.get("db", "i3lab.db"));
   RunFilter filter;
@@ -43,7 +52,7 @@ int runs_cmd(const cli::Args& args) {
     std::string summary;
     for (auto it = r.summary.begin(); it != r.summary.end() && summary.size() < 80; ++it)
       if (it.key().rfind("system/", 0) != 0)
-        summary += it.key() + "=" + (it.value()["last"].is_null() ? "nan" : it.value()["last"].dump()) + " ";
+        summary += it.key() + "=" + for_people(it.value()["last"]) + " ";
     std::cout << std::setw(6) << r.id << std::setw(28) << r.name.substr(0, 27) << std::setw(12) << r.project.substr(0, 11)
               << std::setw(14) << r.status << summary << "\n";
   }
@@ -53,7 +62,7 @@ int runs_cmd(const cli::Args& args) {
 int export_history(const cli::Args& args) {
   const int64_t run = args.get_int("run", 0);
   if (run < 1) throw cli::UsageError("--run ID (a positive run id) is required");
-  Query(args.get("db", "i3lab.db")).export_history_csv(run, std::cout);
+  Query(args.get("db", "i3lab.db")).export_history_csv(run, std::cout, args.has("system"));
   return 0;
 }
 
@@ -70,7 +79,7 @@ int sync_cmd(const cli::Args& args) {
 
 int artifacts_cmd(const cli::Args& args) {
   nlohmann::json out = nlohmann::json::array();
-  for (const auto& v : list_artifacts(args.get("db", "i3lab.db"))) out.push_back(v.to_json());
+  for (const auto& v : Query(args.get("db", "i3lab.db")).artifacts()) out.push_back(v.to_json());
   if (args.has("json")) {
     std::cout << out.dump() << "\n";
     return 0;
@@ -84,8 +93,9 @@ int artifacts_cmd(const cli::Args& args) {
 int artifact_get(const cli::Args& args) {
   if (args.positional().size() != 1) throw cli::UsageError("give one artifact reference NAME[:ALIAS|:vN]");
   const std::string db = args.get("db", "i3lab.db");
-  ArtifactVersion v = find_artifact(db, args.positional()[0]);
-  fetch_artifact(db, v, args.require("out"));
+  Query q(db);
+  ArtifactVersion v = q.artifact(args.positional()[0]);
+  q.fetch_artifact(v, args.require("out"));
   std::cerr << "fetched " << v.name << ":v" << v.version << " (" << v.files.size() << " files, verified) into "
             << args.get("out") << "\n";
   return 0;
@@ -94,7 +104,7 @@ int artifact_get(const cli::Args& args) {
 int artifact_delete(const cli::Args& args) {
   if (args.positional().size() != 1) throw cli::UsageError("give one artifact reference NAME:vN");
   const std::string db = args.get("db", "i3lab.db");
-  find_artifact(db, args.positional()[0]);  // a missing version or database: an error, no new file
+  Query(db).artifact(args.positional()[0]);  // a missing version or database: an error, no new file
   Store store(db);
   ArtifactVersion v = delete_artifact_version(store, args.positional()[0]);
   std::cerr << "deleted " << v.name << ":v" << v.version << " (" << v.size << " bytes in " << v.files.size()
@@ -113,9 +123,11 @@ std::vector<cli::Command> tracker_commands() {
        "summary.val/loss.min, name, status. --db defaults to i3lab.db.\n",
        {{"db", "project", "status", "tag", "where", "sort", "limit"}, {"desc", "json"}}, runs_cmd},
       {"export-history", "a run's metric history as CSV",
-       "usage: i3lab export-history [--db FILE] --run ID\n\n"
-       "One row per step (columns step, wall, then each key); NaN and ±inf as nan, inf, -inf.\n",
-       {{"db", "run"}, {}}, export_history},
+       "usage: i3lab export-history [--db FILE] --run ID [--system]\n\n"
+       "One row per step (columns step, wall, then each key); NaN and ±inf as nan, inf, -inf.\n"
+       "System metrics (system/*) are sampled every 10 s on their own axis, not at training steps:\n"
+       "--system exports only them, one row per sample (columns sample, wall, then each key).\n",
+       {{"db", "run"}, {"system"}}, export_history},
       {"sync", "merge one tracker database into another (idempotent)",
        "usage: i3lab sync --from LOCAL.db --to OTHER.db [--json]\n\n"
        "Adds the runs, points, tables, histograms, console lines and artifact versions of LOCAL.db that\n"

@@ -76,6 +76,11 @@ CREATE TABLE artifact_aliases(
 CREATE TABLE artifact_usage(
   run_uid TEXT NOT NULL, version_id INTEGER NOT NULL, PRIMARY KEY(run_uid, version_id)) WITHOUT ROWID;
 )SQL",
+    // 3: the highest event sequence number applied per run (tracker/events/events.h), so a
+    // replayed stream of a run's events is applied once.
+    R"SQL(
+ALTER TABLE runs ADD COLUMN event_seq INTEGER NOT NULL DEFAULT 0;
+)SQL",
 };
 
 int64_t pragma_int(Db& db, const char* pragma) {

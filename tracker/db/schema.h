@@ -11,6 +11,7 @@
 // NaN; ±inf are stored as they are.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -19,6 +20,12 @@
 namespace tracker {
 
 constexpr int32_t kApplicationId = 0x69336c62;  // "i3lb"
+
+// Bucket widths (in steps) of the metric downsampling tiers (table metric_tiers), finest first.
+constexpr int64_t kTierWidths[] = {16, 256, 4096, 65536};
+// The tier bucket holding `step`: floor(step / width), also for negative steps.
+inline int64_t bucket_of(int64_t step, int64_t width) { return step >= 0 ? step / width : -((-step + width - 1) / width); }
+
 int schema_version();                           // migrations this build knows
 
 enum class OpenMode { kReadWrite, kReadOnly };

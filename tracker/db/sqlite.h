@@ -1,5 +1,6 @@
 // A thin RAII layer over SQLite: a connection, prepared statements, transactions.
-// Errors throw DbError with the database path and SQLite's message.
+// Errors throw DbError with the database path and SQLite's message; lookups of what is not
+// there throw NotFound.
 #pragma once
 
 #include <sqlite3.h>
@@ -13,6 +14,13 @@ namespace tracker {
 
 struct DbError : std::runtime_error {
   using std::runtime_error::runtime_error;
+};
+
+// A run, artifact or artifact version that the database does not hold: its own type, so that
+// a caller can tell "there is no checkpoint v3" from "checkpoint v3 is damaged". It is an
+// invalid_argument to callers that need not tell: they asked for something that is not there.
+struct NotFound : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
 };
 
 class Db {

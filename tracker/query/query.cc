@@ -7,7 +7,6 @@
 #include <optional>
 
 #include "tracker/db/schema.h"
-#include "tracker/store/store.h"
 
 namespace tracker {
 namespace {
@@ -171,7 +170,7 @@ std::vector<RunRecord> Query::runs(const RunFilter& filter) {
 RunRecord Query::run(int64_t id) {
   auto found = load({}, id);
   if (!found.empty()) return found.front();
-  throw std::invalid_argument("no run with id " + std::to_string(id) + " in " + db_->path());
+  throw NotFound("no run with id " + std::to_string(id) + " in " + db_->path());
 }
 
 std::vector<std::string> Query::metric_keys(int64_t run_id) {
@@ -309,14 +308,14 @@ nlohmann::json Query::console(int64_t run_id, int64_t after_seq, int64_t limit) 
   return out;
 }
 
-void Query::export_history_csv(int64_t run_id, std::ostream& out) {
+void Query::export_history_csv(int64_t run_id, std::ostream& out, bool system) {
   run(run_id);  // throws for an unknown run
   std::map<int64_t, size_t> column;  // key id → column
   std::vector<std::string> names;
   {
     Stmt s(*db_, "SELECT k.id, k.name FROM summaries s JOIN metric_keys k ON k.id = s.key_id "
-                 "WHERE s.run_id = ? AND s.count > 0 ORDER BY k.name");
-    s.bind(1, run_id);
+                 "WHERE s.run_id = ? AND s.count > 0 AND (k.name GLOB 'system/*') = ? ORDER BY k.name");
+    s.bind(1, run_id).bind(2, int64_t{system});
     while (s.step()) {
       column[s.int64(0)] = names.size();
       names.push_back(s.text(1));
@@ -328,7 +327,7 @@ void Query::export_history_csv(int64_t run_id, std::ostream& out) {
     for (char c : text) q += c == '"' ? std::string("\"\"") : std::string(1, c);
     return q + "\"";
   };
-  out << "step,wall";
+  out << (system ? "sample" : "step") << ",wall";
   for (const auto& n : names) out << "," << csv_field(n);
   out << "\n";
   Stmt s(*db_, "SELECT step, key_id, value, wall FROM metrics WHERE run_id = ? ORDER BY step, key_id");
@@ -346,11 +345,12 @@ void Query::export_history_csv(int64_t run_id, std::ostream& out) {
     out << "\n";
   };
   while (s.step()) {
+    auto it = column.find(s.int64(1));
+    if (it == column.end()) continue;  // a key of the other axis
     if (step && *step != s.int64(0)) emit();
     if (!step || *step != s.int64(0)) wall = s.real(3);
     step = s.int64(0);
-    auto it = column.find(s.int64(1));
-    if (it != column.end()) row[it->second] = column_or_nan(s, 2);
+    row[it->second] = column_or_nan(s, 2);
   }
   if (step) emit();
 }

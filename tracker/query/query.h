@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "tracker/db/sqlite.h"
+#include "tracker/events/artifact.h"
 
 namespace tracker {
 
@@ -51,7 +52,7 @@ class Query {
   explicit Query(const std::string& path);
 
   std::vector<RunRecord> runs(const RunFilter& filter = {});
-  // REQUIRES: the run exists (throws std::invalid_argument naming it otherwise).
+  // Throws NotFound naming the run if there is none with this id.
   RunRecord run(int64_t id);
   std::vector<std::string> metric_keys(int64_t run_id);
   // Steps in [x0, x1] of one series in at most about `buckets` buckets, from the finest
@@ -70,9 +71,20 @@ class Query {
   nlohmann::json table(int64_t run_id, const std::string& name, int64_t step);
   // Console lines in order: [{"seq", "wall", "stream", "line"}].
   nlohmann::json console(int64_t run_id, int64_t after_seq = -1, int64_t limit = 1000);
-  // The run's whole history as CSV: one row per step, one column per key (sorted), NaN and
-  // ±inf written as nan/inf/-inf, missing values empty.
-  void export_history_csv(int64_t run_id, std::ostream& out);
+  // The run's history as CSV: one row per step, one column per key (sorted), NaN and ±inf
+  // written as nan/inf/-inf, missing values empty. System metrics (system/* keys) are sampled
+  // on their own axis (sample number, every 10 s) rather than at training steps, so they are
+  // left out; with `system`, only they are written, one row per sample (column "sample").
+  void export_history_csv(int64_t run_id, std::ostream& out, bool system = false);
+
+  // Artifact versions (tracker/events/artifact.h). `ref` is "NAME", "NAME:ALIAS" or "NAME:vN"
+  // (NAME alone: its latest). Throws NotFound if nothing matches.
+  ArtifactVersion artifact(const std::string& ref);
+  // Every version of artifact `name` (of every artifact if empty), by name, then version.
+  std::vector<ArtifactVersion> artifacts(const std::string& name = "");
+  // Copies `version`'s files into folder `dest` (created), verifying each file's SHA-256.
+  // Throws std::runtime_error naming the file if one is missing or damaged.
+  void fetch_artifact(const ArtifactVersion& version, const std::string& dest);
 
   Db& db() { return *db_; }
 

@@ -1,29 +1,17 @@
 #include "tracker/run/run.h"
 
-#include "common/util/clock.h"
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <random>
 #include <stdexcept>
 
+#include "common/util/clock.h"
+#include "tracker/store/apply.h"
+
 namespace tracker {
 namespace {
-
-void check_name(const std::string& what, const std::string& name, bool allow_empty = false) {
-  if ((!allow_empty && name.empty()) || name.size() > kMaxNameBytes)
-    throw std::invalid_argument(what + " must be 1.." + std::to_string(kMaxNameBytes) + " bytes, got " +
-                                std::to_string(name.size()));
-}
-
-std::string checked_dump(const std::string& what, const nlohmann::json& j) {
-  std::string text = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  if (text.size() > kMaxJsonBytes)
-    throw std::invalid_argument(what + " is " + std::to_string(text.size()) + " bytes of JSON; the limit is " +
-                                std::to_string(kMaxJsonBytes));
-  return text;
-}
 
 std::string new_uid() {
   std::random_device rd;
@@ -35,110 +23,63 @@ std::string new_uid() {
   return buf;
 }
 
-// Deletes run `run`'s points after `step` (but not sampled system metrics), then rebuilds its
-// tiers and summaries from what remains.
-void rewind(Db& db, int64_t run, int64_t step) {
-  for (const char* sql : {"DELETE FROM run_tables WHERE run_id = ? AND step > ?",
-                          "DELETE FROM histograms WHERE run_id = ? AND step > ?",
-                          "DELETE FROM metrics WHERE run_id = ? AND step > ? AND key_id NOT IN "
-                          "(SELECT id FROM metric_keys WHERE name GLOB 'system/*')"}) {
-    Stmt del(db, sql);
-    del.bind(1, run).bind(2, step).run();
-  }
-  rebuild_aggregates(db, run);
-}
-
 }  // namespace
 
-bool is_final_status(const std::string& s) {
-  return s == "finished" || s == "failed" || s == "stopped" || s == "crashed" || s == "early-stopped" || s == "cancelled";
+Run::Run(Run&& other) noexcept
+    : sink_(other.sink_), id_(other.id_), uid_(std::move(other.uid_)), last_seq_(other.last_seq_) {}
+
+void Run::send(EventBody body) {
+  Event event{uid_, 0, std::move(body)};
+  check(event);
+  std::lock_guard<std::mutex> lock(mu_);
+  event.seq = ++last_seq_;
+  sink_->submit(std::move(event));
 }
 
-Run Run::create(Store& store, const RunSpec& spec) {
-  check_name("project name", spec.project);
-  check_name("run name", spec.name, /*allow_empty=*/true);
-  check_name("group name", spec.group, true);
-  for (const auto& tag : spec.tags) check_name("tag", tag);
-  if (!spec.config.is_object()) throw std::invalid_argument("run config must be a JSON object");
-  const std::string config = checked_dump("run config", spec.config);
-  const std::string tags = checked_dump("tags", spec.tags);
-  if (spec.notes.size() > kMaxJsonBytes) throw std::invalid_argument("run notes are over the size limit");
-  const std::string uid = new_uid();
-  const std::string name = spec.name.empty() ? "run-" + uid.substr(0, 8) : spec.name;
-  int64_t id = 0;
-  store.execute([&](Db& db) {
-    Stmt project(db, "INSERT INTO projects(name) VALUES(?) ON CONFLICT(name) DO UPDATE SET name = name RETURNING id");
-    project.bind(1, spec.project);
-    if (!project.step()) db.fail("project");
-    const int64_t project_id = project.int64(0);
-    project.reset();
-    Stmt insert(db, "INSERT INTO runs(uid, project_id, name, group_name, tags, notes, config, status, created_at, heartbeat_at) "
-                    "VALUES(?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)");
-    const double t = util::unix_time();
-    insert.bind(1, uid).bind(2, project_id).bind(3, name).bind(4, spec.group).bind(5, tags).bind(6, spec.notes);
-    insert.bind(7, config).bind(8, t).bind(9, t).run();
-    id = sqlite3_last_insert_rowid(db.handle());
-  });
-  return Run(&store, id, uid, 0);
+Applied Run::send_and_wait(EventBody body) {
+  Event event{uid_, 0, std::move(body)};
+  check(event);
+  std::future<Applied> result;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    event.seq = ++last_seq_;
+    result = sink_->submit_for_result(std::move(event));
+  }
+  return result.get();
+}
+
+Run Run::create(Sink& sink, const RunSpec& spec) {
+  Run run(&sink, 0, new_uid(), 0);
+  run.id_ = run.send_and_wait(RunCreated{spec.project, spec.name, spec.group, spec.tags, spec.notes, spec.config,
+                                         util::unix_time()})
+                .run_id;
+  return run;
 }
 
 Run Run::resume(Store& store, int64_t run_id, int64_t from_step) {
-  std::string uid;
-  int64_t next_seq = 0;
-  store.execute([&](Db& db) {
-    Stmt find(db, "SELECT uid, (SELECT coalesce(max(seq) + 1, 0) FROM console WHERE run_id = ?1) FROM runs WHERE id = ?1");
-    find.bind(1, run_id);
-    if (!find.step()) throw std::invalid_argument("no run with id " + std::to_string(run_id) + " in " + store.path());
-    uid = find.text(0);
-    next_seq = find.int64(1);
-    if (from_step >= 0) rewind(db, run_id, from_step);
-    Stmt update(db, "UPDATE runs SET status = 'running', heartbeat_at = ?, finished_at = NULL WHERE id = ?");
-    update.bind(1, util::unix_time()).bind(2, run_id).run();
-  });
-  return Run(&store, run_id, uid, next_seq);
+  Store::RunPosition position = store.run_position(run_id);
+  Run run(&store, run_id, std::move(position.uid), position.seq);
+  run.send_and_wait(RunResumed{std::max<int64_t>(from_step, -1), util::unix_time()});
+  return run;
 }
 
 void Run::log(int64_t step, std::initializer_list<std::pair<std::string_view, double>> values) {
-  store_->log_points(id_, step, util::unix_time(), values.begin(), values.size());
+  Metrics m{step, util::unix_time(), {}};
+  m.values.reserve(values.size());
+  for (const auto& [k, v] : values) m.values.emplace_back(k, v);
+  send(std::move(m));
 }
 
 void Run::log(int64_t step, const std::vector<std::pair<std::string, double>>& values) {
-  std::vector<std::pair<std::string_view, double>> views;
-  views.reserve(values.size());
-  for (const auto& [k, v] : values) views.emplace_back(k, v);
-  store_->log_points(id_, step, util::unix_time(), views.data(), views.size());
+  send(Metrics{step, util::unix_time(), values});
 }
 
 void Run::define_metric(const std::string& key, Goal goal) {
-  check_name("metric key", key);
-  const char* g = goal == Goal::kMinimize ? "min" : goal == Goal::kMaximize ? "max" : "";
-  const int64_t run = id_;
-  Store* store = store_;
-  store_->enqueue([store, run, key, g](Db& db) {
-    const int64_t key_id = store->key_id(db, key);
-    Stmt s(db, "INSERT INTO summaries(run_id, key_id, last, last_step, min, max, count, goal) VALUES(?, ?, NULL, -1, NULL, NULL, 0, ?) "
-               "ON CONFLICT(run_id, key_id) DO UPDATE SET goal = excluded.goal");
-    s.bind(1, run).bind(2, key_id).bind(3, g).run();
-  });
+  send(MetricGoal{key, goal == Goal::kMinimize ? "min" : goal == Goal::kMaximize ? "max" : ""});
 }
 
 void Run::log_table(const std::string& name, int64_t step, const nlohmann::json& columns, const nlohmann::json& rows) {
-  check_name("table name", name);
-  if (!columns.is_array() || columns.empty()) throw std::invalid_argument("table '" + name + "': columns must be a non-empty array");
-  for (const auto& c : columns)
-    if (!c.is_string()) throw std::invalid_argument("table '" + name + "': column names must be strings");
-  if (!rows.is_array()) throw std::invalid_argument("table '" + name + "': rows must be an array");
-  for (size_t i = 0; i < rows.size(); ++i)
-    if (!rows[i].is_array() || rows[i].size() != columns.size())
-      throw std::invalid_argument("table '" + name + "': row " + std::to_string(i) + " does not have " +
-                                  std::to_string(columns.size()) + " values");
-  std::string cols = checked_dump("table '" + name + "' columns", columns);
-  std::string body = checked_dump("table '" + name + "'", rows);
-  const int64_t run = id_;
-  store_->enqueue([run, name, step, cols = std::move(cols), body = std::move(body)](Db& db) {
-    Stmt s(db, "INSERT OR REPLACE INTO run_tables(run_id, name, step, columns, rows) VALUES(?, ?, ?, ?, ?)");
-    s.bind(1, run).bind(2, name).bind(3, step).bind(4, cols).bind(5, body).run();
-  });
+  send(Table{name, step, columns, rows});
 }
 
 void Run::log_histogram(const std::string& key, int64_t step, const std::vector<double>& values, int bins) {
@@ -157,56 +98,58 @@ void Run::log_histogram(const std::string& key, int64_t step, const std::vector<
 }
 
 void Run::log_histogram(const std::string& key, int64_t step, double lo, double hi, const std::vector<int64_t>& counts) {
-  check_name("histogram key", key);
-  if (!(std::isfinite(lo) && std::isfinite(hi) && lo <= hi)) throw std::invalid_argument("histogram range must be finite, lo <= hi");
-  const std::string body = checked_dump("histogram", counts);
-  const int64_t run = id_;
-  Store* store = store_;
-  store_->enqueue([store, run, key, step, lo, hi, body](Db& db) {
-    Stmt s(db, "INSERT OR REPLACE INTO histograms(run_id, key_id, step, lo, hi, counts) VALUES(?, ?, ?, ?, ?, ?)");
-    s.bind(1, run).bind(2, store->key_id(db, key)).bind(3, step).bind(4, lo).bind(5, hi).bind(6, body).run();
-  });
+  send(Histogram{key, step, lo, hi, counts});
 }
 
 void Run::log_console(const std::string& stream, const std::string& line) {
-  if (stream != "stdout" && stream != "stderr") throw std::invalid_argument("console stream must be stdout or stderr");
-  const std::string text = line.size() > kMaxLineBytes ? line.substr(0, kMaxLineBytes) + "…[cut]" : line;
-  const int64_t run = id_, seq = console_seq_++;
-  const double wall = util::unix_time();
-  store_->enqueue([run, seq, wall, stream, text](Db& db) {
-    Stmt s(db, "INSERT OR REPLACE INTO console(run_id, seq, wall, stream, line) VALUES(?, ?, ?, ?, ?)");
-    s.bind(1, run).bind(2, seq).bind(3, wall).bind(4, stream).bind(5, text).run();
-  });
+  static const std::string kCut = "…[cut]";
+  send(ConsoleLine{stream, line.size() > kMaxLineBytes ? line.substr(0, kMaxLineBytes - kCut.size()) + kCut : line,
+                   util::unix_time()});
 }
 
-void Run::set_config(const nlohmann::json& config) {
-  if (!config.is_object()) throw std::invalid_argument("run config must be a JSON object");
-  const int64_t run = id_;
-  store_->enqueue([run, text = checked_dump("run config", config)](Db& db) {
-    Stmt s(db, "UPDATE runs SET config = ? WHERE id = ?");
-    s.bind(1, text).bind(2, run).run();
-  });
-}
+void Run::set_config(const nlohmann::json& config) { send(ConfigSet{config}); }
 
-void Run::heartbeat() {
-  const int64_t run = id_;
-  const double wall = util::unix_time();
-  store_->enqueue([run, wall](Db& db) {
-    Stmt s(db, "UPDATE runs SET heartbeat_at = ? WHERE id = ?");
-    s.bind(1, wall).bind(2, run).run();
-  });
-}
+void Run::heartbeat() { send(Heartbeat{util::unix_time()}); }
 
 void Run::finish(const std::string& status) {
-  if (!is_final_status(status))
-    throw std::invalid_argument("'" + status + "' is not a final status (finished, failed, stopped, crashed, early-stopped, cancelled)");
-  const int64_t run = id_;
-  const double wall = util::unix_time();
-  store_->enqueue([run, wall, status](Db& db) {
-    Stmt s(db, "UPDATE runs SET status = ?, finished_at = ?, heartbeat_at = ? WHERE id = ?");
-    s.bind(1, status).bind(2, wall).bind(3, wall).bind(4, run).run();
-  });
-  store_->flush();
+  send(RunFinished{status, util::unix_time()});
+  sink_->flush();
+}
+
+ArtifactVersion Run::log_artifact(const std::string& name, const std::string& type, const std::string& path,
+                                  const nlohmann::json& metadata, const std::vector<std::string>& aliases) {
+  namespace fs = std::filesystem;
+  ArtifactLogged e{name, type, metadata.is_null() ? nlohmann::json::object() : metadata, aliases, {}, 0};
+  std::vector<std::pair<std::string, std::string>> sources;  // relative path, file
+  if (fs::is_directory(path)) {
+    for (const auto& entry : fs::recursive_directory_iterator(path))
+      if (entry.is_regular_file()) sources.emplace_back(fs::relative(entry.path(), path).generic_string(), entry.path().string());
+    std::sort(sources.begin(), sources.end());
+    if (sources.empty()) throw std::invalid_argument(path + ": an empty folder is not an artifact");
+  } else if (fs::is_regular_file(path)) {
+    sources.emplace_back(fs::path(path).filename().string(), path);
+  } else {
+    throw std::invalid_argument(path + ": no such file or folder");
+  }
+  for (const auto& [relative, source] : sources) e.files.push_back({relative, std::string(64, '0'), 0});
+  check(Event{uid_, 1, e});  // names and metadata, before copying any bytes
+  // A file found stored may be deleted by another process before our event applies (the
+  // applier then reports MissingContent): store the files again and resend.
+  for (int attempt = 1;; ++attempt) {
+    for (size_t i = 0; i < sources.size(); ++i) e.files[i] = sink_->content().put(sources[i].second, sources[i].first);
+    e.wall = util::unix_time();
+    try {
+      return *send_and_wait(e).artifact;
+    } catch (const MissingContent&) {
+      if (attempt == 3) throw;
+    }
+  }
+}
+
+ArtifactVersion Run::use_artifact(const std::string& ref) { return *send_and_wait(ArtifactUsed{ref}).artifact; }
+
+ArtifactVersion Run::delete_artifact_version(const std::string& ref) {
+  return *send_and_wait(ArtifactDeleted{ref}).artifact;
 }
 
 }  // namespace tracker

@@ -1,74 +1,23 @@
 #include "tracker/store/store.h"
 
 #include <chrono>
-#include <cmath>
-#include <future>
-#include <algorithm>
-#include <tuple>
+#include <variant>
 
 #include "tracker/db/schema.h"
+#include "tracker/store/apply.h"
 
 namespace tracker {
 namespace {
 
-// Running aggregate of points: what a summary row and a tier bucket hold.
-struct Agg {
-  double min = NAN, max = NAN;  // NaN: no non-NaN value yet
-  double last = NAN, last_wall = 0;
-  int64_t last_step = INT64_MIN;
-  int64_t count = 0;
-  void add(int64_t step, double value, double wall) {
-    if (!std::isnan(value)) {
-      min = std::isnan(min) ? value : std::min(min, value);
-      max = std::isnan(max) ? value : std::max(max, value);
-    }
-    if (step >= last_step) last_step = step, last = value, last_wall = wall;
-    ++count;
-  }
-};
-
-void bind_value(Stmt& s, int i, double v) {
-  if (std::isnan(v)) {
-    s.bind_null(i);
-  } else {
-    s.bind(i, v);
-  }
+size_t points_in(const Event& e) {
+  const auto* m = std::get_if<Metrics>(&e.body);
+  return m ? m->values.size() : 0;
 }
 
 }  // namespace
 
-void rebuild_aggregates(Db& db, int64_t run) {
-  Stmt clear(db, "DELETE FROM metric_tiers WHERE run_id = ?");
-  clear.bind(1, run).run();
-  Stmt tiers(db, R"SQL(
-    INSERT INTO metric_tiers(run_id, key_id, width, bucket, min, max, last, last_step, last_wall, count)
-    SELECT run_id, key_id, ?2, CASE WHEN step >= 0 THEN step / ?2 ELSE (step - ?2 + 1) / ?2 END AS b,
-           min(value), max(value), NULL, max(step), 0, count(*)
-    FROM metrics WHERE run_id = ?1 GROUP BY key_id, b)SQL");
-  for (int64_t width : kTierWidths) tiers.bind(1, run).bind(2, width).run();
-  Stmt tier_last(db, R"SQL(
-    UPDATE metric_tiers SET (last, last_wall) = (SELECT value, wall FROM metrics m WHERE m.run_id = metric_tiers.run_id
-      AND m.key_id = metric_tiers.key_id AND m.step = metric_tiers.last_step) WHERE run_id = ?)SQL");
-  tier_last.bind(1, run).run();
-  Stmt reset(db, "UPDATE summaries SET last = NULL, last_step = -1, min = NULL, max = NULL, count = 0 WHERE run_id = ?");
-  reset.bind(1, run).run();
-  Stmt summaries(db, R"SQL(
-    INSERT INTO summaries(run_id, key_id, last, last_step, min, max, count)
-    SELECT run_id, key_id, NULL, max(step), min(value), max(value), count(*) FROM metrics WHERE run_id = ? GROUP BY key_id
-    ON CONFLICT(run_id, key_id) DO UPDATE SET
-      last_step = excluded.last_step, min = excluded.min, max = excluded.max, count = excluded.count)SQL");
-  summaries.bind(1, run).run();
-  Stmt summary_last(db, R"SQL(
-    UPDATE summaries SET last = (SELECT value FROM metrics m WHERE m.run_id = summaries.run_id
-      AND m.key_id = summaries.key_id AND m.step = summaries.last_step) WHERE run_id = ?)SQL");
-  summary_last.bind(1, run).run();
-  Stmt empty(db, "DELETE FROM summaries WHERE run_id = ? AND count = 0 AND goal = ''");
-  empty.bind(1, run).run();
-}
-
 Store::Store(const std::string& path, Options options)
-    : path_(path), options_(options), db_(open_database(path, OpenMode::kReadWrite)) {
-  points_.reserve(options_.batch_points);
+    : path_(path), options_(options), db_(open_database(path, OpenMode::kReadWrite)), content_(path) {
   writer_ = std::thread([this] { writer_loop(); });
 }
 
@@ -85,55 +34,27 @@ void Store::check_error_locked() const {
   if (error_) std::rethrow_exception(error_);
 }
 
-void Store::log_points(int64_t run_id, int64_t step, double wall, const std::pair<std::string_view, double>* values,
-                       size_t count) {
+void Store::enqueue(Queued queued) {
+  const size_t points = points_in(queued.event);
   std::unique_lock<std::mutex> lock(mu_);
   check_error_locked();
-  space_cv_.wait(lock, [&] { return points_.size() + count <= options_.max_pending_points || error_ || points_.empty(); });
+  space_cv_.wait(lock, [&] { return queued_points_ + points <= options_.max_pending_points || error_ || queue_.empty(); });
   check_error_locked();
-  for (size_t i = 0; i < count; ++i) {
-    const std::string_view key = values[i].first;
-    auto it = interned_.find(key);
-    if (it == interned_.end()) {
-      if (key.empty() || key.size() > kMaxNameBytes)
-        throw std::invalid_argument("metric key '" + std::string(key.substr(0, 64)) + "' must be 1.." +
-                                    std::to_string(kMaxNameBytes) + " bytes");
-      it = interned_.emplace(std::string(key), static_cast<uint32_t>(names_.size())).first;
-      names_.emplace_back(key);
-    }
-    points_.push_back({run_id, step, values[i].second, wall, it->second});
-  }
+  const bool wake = queued.result.has_value();
+  queue_.push_back(std::move(queued));
+  queued_points_ += points;
   ++queued_;
-  if (points_.size() >= options_.batch_points) work_cv_.notify_one();
+  if (wake) result_waiting_ = true;
+  if (wake || queued_points_ >= options_.batch_points) work_cv_.notify_one();
 }
 
-void Store::enqueue(std::function<void(Db&)> write) {
-  std::lock_guard<std::mutex> lock(mu_);
-  check_error_locked();
-  writes_.push_back(std::move(write));
-  ++queued_;
-  work_cv_.notify_one();
-}
+void Store::submit(Event event) { enqueue({std::move(event), std::nullopt}); }
 
-void Store::execute(const std::function<void(Db&)>& write) {
-  auto done = std::make_shared<std::promise<void>>();
-  std::future<void> result = done->get_future();
-  // Runs inside the batch's transaction, in a savepoint so that its failure is its own.
-  enqueue([write, done](Db& db) {
-    db.exec("SAVEPOINT execute");
-    try {
-      write(db);
-      db.exec("RELEASE execute");
-    } catch (...) {
-      db.exec("ROLLBACK TO execute");
-      db.exec("RELEASE execute");
-      done->set_exception(std::current_exception());
-      return;
-    }
-    done->set_value();
-  });
-  flush();
-  result.get();
+std::future<Applied> Store::submit_for_result(Event event) {
+  std::promise<Applied> promise;
+  std::future<Applied> result = promise.get_future();
+  enqueue({std::move(event), std::move(promise)});
+  return result;
 }
 
 void Store::flush() {
@@ -145,53 +66,54 @@ void Store::flush() {
   check_error_locked();
 }
 
-int64_t Store::key_id(Db& db, std::string_view name) {
-  auto it = key_ids_.find(name);
-  if (it != key_ids_.end()) return it->second;
-  Stmt insert(db, "INSERT OR IGNORE INTO metric_keys(name) VALUES(?)");
-  insert.bind(1, name).run();
-  Stmt select(db, "SELECT id FROM metric_keys WHERE name = ?");
-  select.bind(1, name);
-  if (!select.step()) db.fail("metric key vanished");
-  const int64_t id = select.int64(0);
-  key_ids_.emplace(std::string(name), id);
-  return id;
+Store::RunPosition Store::run_position(int64_t run_id) {
+  flush();
+  auto db = open_database(path_, OpenMode::kReadOnly);
+  Stmt s(*db, "SELECT uid, event_seq FROM runs WHERE id = ?");
+  s.bind(1, run_id);
+  if (!s.step()) throw NotFound("no run with id " + std::to_string(run_id) + " in " + path_);
+  return {s.text(0), static_cast<uint64_t>(s.int64(1))};
 }
 
 void Store::writer_loop() {
-  std::vector<Point> points;
-  std::vector<std::function<void(Db&)>> writes;
-  points.reserve(options_.batch_points);
+  std::vector<Queued> batch;
   while (true) {
     uint64_t ticket;
     bool stop;
     {
       std::unique_lock<std::mutex> lock(mu_);
       work_cv_.wait_for(lock, std::chrono::milliseconds(options_.flush_interval_ms), [&] {
-        return stopping_ || flush_requested_ || !writes_.empty() || points_.size() >= options_.batch_points;
+        return stopping_ || flush_requested_ || result_waiting_ || queued_points_ >= options_.batch_points;
       });
-      points.swap(points_);
-      writes.swap(writes_);
+      batch.swap(queue_);
+      queued_points_ = 0;
       ticket = queued_;
-      flush_requested_ = false;
+      flush_requested_ = result_waiting_ = false;
       stop = stopping_;
     }
     space_cv_.notify_all();
-    if (!points.empty() || !writes.empty()) {
+    if (!batch.empty()) {
       try {
-        write_batch(points, writes);
+        write_batch(batch);
       } catch (...) {
-        // The transaction rolled back: keep the writer's error for every later call, so the
-        // caller learns that data past the last flush() was not stored.
-        std::lock_guard<std::mutex> lock(mu_);
-        error_ = std::current_exception();
+        // The transaction rolled back: keep the writer's error for every later call, so callers
+        // learn that what they submitted since the last flush() was not stored. Waiters of this
+        // batch and of anything queued meanwhile get it too.
+        std::vector<Queued> rest;
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          error_ = std::current_exception();
+          rest.swap(queue_);
+        }
+        for (auto* list : {&batch, &rest})
+          for (auto& q : *list)
+            if (q.result) q.result->set_exception(error_);
         done_cv_.notify_all();
         space_cv_.notify_all();
         return;
       }
     }
-    points.clear();
-    writes.clear();
+    batch.clear();
     {
       std::lock_guard<std::mutex> lock(mu_);
       committed_ = ticket;
@@ -199,87 +121,57 @@ void Store::writer_loop() {
     done_cv_.notify_all();
     if (stop) {
       std::lock_guard<std::mutex> lock(mu_);
-      if (points_.empty() && writes_.empty()) return;
+      if (queue_.empty()) return;
     }
   }
 }
 
-void Store::write_batch(std::vector<Point>& points, std::vector<std::function<void(Db&)>>& writes) {
+void Store::write_batch(std::vector<Queued>& batch) {
   Db& db = *db_;
-  WriteTransaction tx(db);
-  if (!points.empty()) {
-    std::vector<int64_t> ids;  // local key index → metric_keys.id
-    {
-      std::vector<std::string> names;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        names = names_;  // grows only: the snapshot covers every index in `points`
+  Applier applier(db, content_);
+  std::vector<std::pair<std::promise<Applied>*, Applied>> done;
+  std::vector<std::pair<std::promise<Applied>*, std::exception_ptr>> failed;
+  try {
+    WriteTransaction tx(db);
+    for (Queued& q : batch) {
+      if (!q.result) {
+        applier.apply(q.event);  // a failure here is the writer's
+        continue;
       }
-      for (const auto& name : names) ids.push_back(key_id(db, name));
-    }
-    // In (run, key, step) order the inserts walk the clustered index forwards and each
-    // series' aggregates are one linear pass. Stable: of two points at one step the later wins.
-    std::stable_sort(points.begin(), points.end(), [&](const Point& a, const Point& b) {
-      return std::tie(a.run_id, ids[a.key], a.step) < std::tie(b.run_id, ids[b.key], b.step);
-    });
-    Stmt insert(db, "INSERT OR REPLACE INTO metrics(run_id, key_id, step, value, wall) VALUES(?, ?, ?, ?, ?)");
-    for (const Point& p : points) {
-      insert.bind(1, p.run_id).bind(2, ids[p.key]).bind(3, p.step);
-      bind_value(insert, 4, p.value);
-      insert.bind(5, p.wall).run();
-    }
-    // Merge this batch's aggregates into the stored ones.
-    Stmt summary(db, R"SQL(
-      INSERT INTO summaries(run_id, key_id, last, last_step, min, max, count) VALUES(?, ?, ?, ?, ?, ?, ?)
-      ON CONFLICT(run_id, key_id) DO UPDATE SET
-        last = CASE WHEN excluded.last_step >= last_step THEN excluded.last ELSE last END,
-        last_step = max(last_step, excluded.last_step),
-        min = min(coalesce(min, excluded.min), coalesce(excluded.min, min)),
-        max = max(coalesce(max, excluded.max), coalesce(excluded.max, max)),
-        count = count + excluded.count)SQL");
-    Stmt tier(db, R"SQL(
-      INSERT INTO metric_tiers(run_id, key_id, width, bucket, min, max, last, last_step, last_wall, count)
-      VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-      ON CONFLICT(run_id, key_id, width, bucket) DO UPDATE SET
-        last = CASE WHEN excluded.last_step >= last_step THEN excluded.last ELSE last END,
-        last_wall = CASE WHEN excluded.last_step >= last_step THEN excluded.last_wall ELSE last_wall END,
-        last_step = max(last_step, excluded.last_step),
-        min = min(coalesce(min, excluded.min), coalesce(excluded.min, min)),
-        max = max(coalesce(max, excluded.max), coalesce(excluded.max, max)),
-        count = count + excluded.count)SQL");
-    auto write_agg = [](Stmt& s, int first, const Agg& a) {
-      bind_value(s, first, a.min);
-      bind_value(s, first + 1, a.max);
-      bind_value(s, first + 2, a.last);
-      s.bind(first + 3, a.last_step);
-    };
-    for (size_t begin = 0; begin < points.size();) {
-      const int64_t run = points[begin].run_id, key = ids[points[begin].key];
-      size_t end = begin;
-      Agg all;
-      for (; end < points.size() && points[end].run_id == run && ids[points[end].key] == key; ++end)
-        all.add(points[end].step, points[end].value, points[end].wall);
-      summary.bind(1, run).bind(2, key);
-      bind_value(summary, 3, all.last);
-      summary.bind(4, all.last_step);
-      bind_value(summary, 5, all.min);
-      bind_value(summary, 6, all.max);
-      summary.bind(7, all.count).run();
-      for (int64_t width : kTierWidths) {
-        for (size_t i = begin; i < end;) {
-          const int64_t bucket = bucket_of(points[i].step, width);
-          Agg a;
-          for (; i < end && bucket_of(points[i].step, width) == bucket; ++i) a.add(points[i].step, points[i].value, points[i].wall);
-          tier.bind(1, run).bind(2, key).bind(3, width).bind(4, bucket);
-          write_agg(tier, 5, a);
-          tier.bind(9, a.last_wall).bind(10, a.count).run();
-        }
+      applier.write_points();  // outside the savepoint: its rollback must not lose them
+      db.exec("SAVEPOINT event");
+      try {
+        done.emplace_back(&*q.result, applier.apply(q.event));
+        db.exec("RELEASE event");
+      } catch (...) {
+        db.exec("ROLLBACK TO event");
+        db.exec("RELEASE event");
+        applier.forget_keys();
+        failed.emplace_back(&*q.result, std::current_exception());
       }
-      begin = end;
     }
+    applier.finish_batch();
+    tx.commit();
+  } catch (...) {
+    applier.rolled_back();
+    throw;
   }
-  for (auto& write : writes) write(db);
-  tx.commit();
+  applier.committed();
+  // Only now is what they made durable.
+  for (auto& [promise, applied] : done) promise->set_value(std::move(applied));
+  for (auto& [promise, error] : failed) promise->set_exception(error);
+}
+
+ArtifactVersion set_alias(Store& store, const std::string& name, const std::string& alias, int64_t version) {
+  Event e{"", 0, ArtifactAlias{name + ":v" + std::to_string(version), alias}};
+  check(e);
+  return *store.apply(std::move(e)).artifact;
+}
+
+ArtifactVersion delete_artifact_version(Store& store, const std::string& ref) {
+  Event e{"", 0, ArtifactDeleted{ref}};
+  check(e);
+  return *store.apply(std::move(e)).artifact;
 }
 
 }  // namespace tracker

@@ -3,9 +3,9 @@
 #include <filesystem>
 #include <vector>
 
+#include "tracker/db/content.h"
 #include "tracker/db/schema.h"
-#include "tracker/store/artifacts.h"
-#include "tracker/store/store.h"
+#include "tracker/store/apply.h"
 
 namespace fs = std::filesystem;
 
@@ -35,14 +35,16 @@ SyncReport sync_databases(const std::string& from, const std::string& to) {
   WriteTransaction tx(*db);
   run_sql(*db, "INSERT OR IGNORE INTO main.projects(name) SELECT name FROM src.projects");
   report.runs_added = run_sql(*db, R"SQL(
-    INSERT INTO main.runs(uid, project_id, name, group_name, tags, notes, config, status, created_at, heartbeat_at, finished_at)
+    INSERT INTO main.runs(uid, project_id, name, group_name, tags, notes, config, status, created_at, heartbeat_at, finished_at,
+                          event_seq)
     SELECT r.uid, (SELECT id FROM main.projects WHERE name = p.name), r.name, r.group_name, r.tags, r.notes, r.config,
-           r.status, r.created_at, r.heartbeat_at, r.finished_at
+           r.status, r.created_at, r.heartbeat_at, r.finished_at, r.event_seq
     FROM src.runs r JOIN src.projects p ON p.id = r.project_id
     WHERE r.uid NOT IN (SELECT uid FROM main.runs) ORDER BY r.id)SQL");
   report.runs_updated = run_sql(*db, R"SQL(
-    UPDATE main.runs SET status = s.status, heartbeat_at = s.heartbeat_at, finished_at = s.finished_at
-    FROM (SELECT uid, status, heartbeat_at, finished_at FROM src.runs) AS s
+    UPDATE main.runs SET status = s.status, heartbeat_at = s.heartbeat_at, finished_at = s.finished_at,
+                         event_seq = max(runs.event_seq, s.event_seq)
+    FROM (SELECT uid, status, heartbeat_at, finished_at, event_seq FROM src.runs) AS s
     WHERE s.uid = runs.uid AND s.heartbeat_at > runs.heartbeat_at)SQL");
   run_sql(*db, "INSERT OR IGNORE INTO main.metric_keys(name) SELECT name FROM src.metric_keys");
   run_sql(*db, "CREATE TEMP TABLE run_map AS SELECT s.id AS src_id, m.id AS dst_id FROM src.runs s JOIN main.runs m ON m.uid = s.uid");
@@ -81,51 +83,43 @@ SyncReport sync_databases(const std::string& from, const std::string& to) {
     INSERT OR IGNORE INTO main.console(run_id, seq, wall, stream, line)
     SELECT m.dst_id, c.seq, c.wall, c.stream, c.line FROM src.console c JOIN temp.run_map m ON m.src_id = c.run_id)SQL");
 
-  // Artifacts: versions by digest, files by content.
+  // Artifacts: versions by digest, made by the same path as a run's log_artifact (so numbered
+  // after the target's own versions); files by content, copied and verified first.
   {
-    struct SrcVersion {
-      int64_t id, version, size;
-      std::string name, type, digest, metadata, run_uid;
-      double created_at;
-    };
-    std::vector<SrcVersion> versions;
-    Stmt s(*db, "SELECT v.id, v.version, v.size, a.name, a.type, v.digest, v.metadata, coalesce(v.run_uid, ''), v.created_at "
-                "FROM src.artifact_versions v JOIN src.artifacts a ON a.id = v.artifact_id ORDER BY a.name, v.version");
-    while (s.step())
-      versions.push_back({s.int64(0), s.int64(1), s.int64(2), s.text(3), s.text(4), s.text(5), s.text(6), s.text(7), s.real(8)});
-    run_sql(*db, "CREATE TEMP TABLE version_map(src_id INTEGER PRIMARY KEY, dst_id INTEGER)");
-    for (const auto& v : versions) {
-      Stmt ins(*db, "INSERT OR IGNORE INTO main.artifacts(name, type) VALUES(?, ?)");
-      ins.bind(1, v.name).bind(2, v.type).run();
-      Stmt a(*db, "SELECT id, type FROM main.artifacts WHERE name = ?");
-      a.bind(1, v.name);
-      a.step();
-      const int64_t artifact_id = a.int64(0);
-      if (a.text(1) != v.type)
-        throw std::runtime_error("artifact '" + v.name + "' is a " + a.text(1) + " in " + to + " but a " + v.type + " in " + from);
-      Stmt same(*db, "SELECT id FROM main.artifact_versions WHERE artifact_id = ? AND digest = ?");
-      same.bind(1, artifact_id).bind(2, v.digest);
-      int64_t dst;
-      if (same.step()) {
-        dst = same.int64(0);
-      } else {
-        Stmt files(*db, "SELECT sha256 FROM src.artifact_files WHERE version_id = ?");
-        files.bind(1, v.id);
-        while (files.step()) report.files_copied += copy_stored_file(from, to, files.text(0));
-        Stmt insert(*db, "INSERT INTO main.artifact_versions(artifact_id, version, digest, size, metadata, run_uid, created_at) "
-                         "VALUES(?1, (SELECT coalesce(max(version) + 1, 0) FROM main.artifact_versions WHERE artifact_id = ?1), "
-                         "?2, ?3, ?4, nullif(?5, ''), ?6)");
-        insert.bind(1, artifact_id).bind(2, v.digest).bind(3, v.size).bind(4, v.metadata).bind(5, v.run_uid).bind(6, v.created_at).run();
-        dst = sqlite3_last_insert_rowid(db->handle());
-        Stmt copy_files(*db, "INSERT INTO main.artifact_files(version_id, path, sha256, size) "
-                             "SELECT ?2, path, sha256, size FROM src.artifact_files WHERE version_id = ?1");
-        copy_files.bind(1, v.id).bind(2, dst).run();
-        Stmt latest(*db, "INSERT OR REPLACE INTO main.artifact_aliases(artifact_id, alias, version_id) VALUES(?, 'latest', ?)");
-        latest.bind(1, artifact_id).bind(2, dst).run();
-        ++report.artifact_versions_added;
+    const ContentStore from_content(from), to_content(to);
+    Applier applier(*db, to_content);
+    std::vector<std::pair<int64_t, Event>> versions;  // source version id, the event that makes it
+    {
+      Stmt s(*db, "SELECT v.id, a.name, a.type, v.metadata, coalesce(v.run_uid, ''), v.created_at "
+                  "FROM src.artifact_versions v JOIN src.artifacts a ON a.id = v.artifact_id ORDER BY a.name, v.version");
+      Stmt files(*db, "SELECT path, sha256, size FROM src.artifact_files WHERE version_id = ? ORDER BY path");
+      while (s.step()) {
+        ArtifactLogged e{s.text(1), s.text(2), nlohmann::json::parse(s.text(3), nullptr, false), {}, {}, s.real(5)};
+        if (!e.metadata.is_object()) e.metadata = nlohmann::json::object();
+        files.bind(1, s.int64(0));
+        while (files.step()) e.files.push_back({files.text(0), files.text(1), files.int64(2)});
+        files.reset();
+        versions.emplace_back(s.int64(0), Event{s.text(4), 0, std::move(e)});
       }
-      Stmt map(*db, "INSERT INTO temp.version_map(src_id, dst_id) VALUES(?, ?)");
-      map.bind(1, v.id).bind(2, dst).run();
+    }
+    run_sql(*db, "CREATE TEMP TABLE version_map(src_id INTEGER PRIMARY KEY, dst_id INTEGER)");
+    Stmt map(*db, "INSERT INTO temp.version_map(src_id, dst_id) VALUES(?, ?)");
+    for (auto& [src_id, event] : versions) {
+      const auto& logged = std::get<ArtifactLogged>(event.body);
+      Stmt same(*db, "SELECT 1 FROM main.artifact_versions v JOIN main.artifacts a ON a.id = v.artifact_id "
+                     "WHERE a.name = ? AND v.digest = ?");
+      same.bind(1, logged.name).bind(2, manifest_digest(logged.files));
+      const bool present = same.step();
+      if (!present)
+        for (const auto& f : logged.files) report.files_copied += to_content.copy_from(from_content, f.sha256);
+      ArtifactVersion v;
+      try {
+        v = *applier.apply(event).artifact;
+      } catch (const std::invalid_argument& e) {
+        throw std::runtime_error(std::string(e.what()) + " (syncing " + from + " into " + to + ")");
+      }
+      report.artifact_versions_added += !present;
+      map.bind(1, src_id).bind(2, v.id).run();
     }
     // Aliases the target lacks; the target's own aliases stay where they are.
     run_sql(*db, R"SQL(

@@ -12,10 +12,12 @@
 #include <thread>
 
 #include "model/config/train_config.h"
+#include "model/io/safetensors.h"
 #include "tests/i3lab_process.h"
 #include "tests/test_paths.h"
+#include "tracker/db/content.h"
 #include "tracker/query/query.h"
-#include "tracker/store/artifacts.h"
+#include "tracker/run/run.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -115,7 +117,7 @@ TEST_F(Training, ResumeIsExactAndRewindsHistory) {
   const tracker::RunRecord record = tracker::Query(db_).run(split);
   EXPECT_EQ(record.status, "finished");
   EXPECT_EQ(record.config["train"]["max_iters"], 20);  // the stored config follows --set on resume
-  const tracker::ArtifactVersion latest = tracker::find_artifact(db_, checkpoint_name(split) + ":latest");
+  const tracker::ArtifactVersion latest = tracker::Query(db_).artifact(checkpoint_name(split) + ":latest");
   EXPECT_EQ(latest.version, 2);
   EXPECT_EQ(latest.metadata["step"], 20);
   std::vector<std::string> files;
@@ -124,9 +126,9 @@ TEST_F(Training, ResumeIsExactAndRewindsHistory) {
   EXPECT_EQ(files, (std::vector<std::string>{"config.json", "model.safetensors", "optimizer.safetensors",
                                              "tokenizer.json", "trainer_state.json"}));
   // "best" is the checkpoint with the lowest validation loss.
-  const tracker::ArtifactVersion best = tracker::find_artifact(db_, checkpoint_name(split) + ":best");
+  const tracker::ArtifactVersion best = tracker::Query(db_).artifact(checkpoint_name(split) + ":best");
   double lowest = INFINITY;
-  for (const auto& v : tracker::list_artifacts(db_))
+  for (const auto& v : tracker::Query(db_).artifacts())
     if (v.name == checkpoint_name(split)) lowest = std::min(lowest, v.metadata["val_loss"].get<double>());
   EXPECT_EQ(best.metadata["val_loss"].get<double>(), lowest);
 }
@@ -156,11 +158,11 @@ TEST_F(Training, KeepLastDeletesOldCheckpointsButNotBestOrUsedOnes) {
   const std::string name = checkpoint_name(run);
   auto versions = [&] {
     std::set<int64_t> out;
-    for (const auto& v : tracker::list_artifacts(db_))
+    for (const auto& v : tracker::Query(db_).artifacts())
       if (v.name == name) out.insert(v.version);
     return out;
   };
-  const int64_t best = tracker::find_artifact(db_, name + ":best").version;
+  const int64_t best = tracker::Query(db_).artifact(name + ":best").version;
   std::set<int64_t> expected = {2, 3, best};
   EXPECT_EQ(versions(), expected);
 
@@ -169,7 +171,7 @@ TEST_F(Training, KeepLastDeletesOldCheckpointsButNotBestOrUsedOnes) {
   ASSERT_EQ(e.status, 0) << e.err;
   const I3labResult resumed = i3lab({"train", "--resume", std::to_string(run), "--db", db_, "--set", "train.max_iters=12"});
   ASSERT_EQ(resumed.status, 0) << resumed.err;
-  const int64_t best_now = tracker::find_artifact(db_, name + ":best").version;
+  const int64_t best_now = tracker::Query(db_).artifact(name + ":best").version;
   if (best_now != 3) {
     EXPECT_NE(resumed.err.find("deleted checkpoint " + name + ":v3 (checkpoint.keep_last 2)"), std::string::npos) << resumed.err;
   }
@@ -178,10 +180,10 @@ TEST_F(Training, KeepLastDeletesOldCheckpointsButNotBestOrUsedOnes) {
 
   // The content store holds exactly the files of the versions left.
   std::set<std::string> held;
-  for (const auto& v : tracker::list_artifacts(db_))
+  for (const auto& v : tracker::Query(db_).artifacts())
     for (const auto& f : v.files) held.insert(f.sha256);
   std::set<std::string> stored;
-  for (const auto& entry : fs::recursive_directory_iterator(tracker::artifact_root(db_) + "/sha256"))
+  for (const auto& entry : fs::recursive_directory_iterator(tracker::ContentStore(db_).root() + "/sha256"))
     if (entry.is_regular_file())
       stored.insert(entry.path().parent_path().filename().string() + entry.path().filename().string());
   EXPECT_EQ(stored, held);
@@ -237,7 +239,7 @@ TEST_F(Training, SigtermCheckpointsAndMarksTheRunStopped) {
   EXPECT_EQ(record.status, "stopped");
   const int64_t last_step = record.summary["train/loss"]["last_step"];
   EXPECT_GE(last_step, 3);
-  const tracker::ArtifactVersion latest = tracker::find_artifact(db_, checkpoint_name(run) + ":latest");
+  const tracker::ArtifactVersion latest = tracker::Query(db_).artifact(checkpoint_name(run) + ":latest");
   EXPECT_EQ(latest.metadata["step"], last_step);  // the checkpoint holds the last step taken
 
   // It carries on from there, with its stored config.
@@ -260,7 +262,7 @@ TEST_F(Training, NonFiniteLossStopsOrSkips) {
   EXPECT_NE(stop.err.find("train.on_nonfinite"), std::string::npos);
   const int64_t stopped = std::stoll(stop.out);
   EXPECT_EQ(tracker::Query(db_).run(stopped).status, "failed");
-  EXPECT_TRUE(tracker::list_artifacts(db_).empty());  // no checkpoint of a broken model
+  EXPECT_TRUE(tracker::Query(db_).artifacts().empty());  // no checkpoint of a broken model
   EXPECT_EQ(series(stopped, "train/loss").size(), 1u);  // step 1 only
 
   args.insert(args.end(), {"--set", "train.on_nonfinite=skip"});
@@ -291,7 +293,7 @@ TEST_F(Training, EvalMatchesTheRunsValidationAndIsTracked) {
   EXPECT_EQ(record.tags, json({"eval"}));
   EXPECT_EQ(record.summary["val/loss"]["last_step"], 20);
   EXPECT_EQ(tracker::Query(db_).table(eval_run, "samples", 20)["rows"].size(), 3u);
-  const tracker::ArtifactVersion best = tracker::find_artifact(db_, checkpoint_name(run) + ":best");
+  const tracker::ArtifactVersion best = tracker::Query(db_).artifact(checkpoint_name(run) + ":best");
   EXPECT_EQ(best.used_by, std::vector<std::string>{record.uid});
 
   // An untrained model folder on the whole file scores worse.
@@ -300,6 +302,31 @@ TEST_F(Training, EvalMatchesTheRunsValidationAndIsTracked) {
       i3lab({"eval", "--model", dir_ + "/init", "--data", corpus_, "--cache-dir", dir_ + "/cache", "--json"});
   ASSERT_EQ(untrained.status, 0) << untrained.err;
   EXPECT_GT(json::parse(untrained.out)["loss"].get<double>(), trained_val + 0.5);
+}
+
+// A checkpoint that is there but damaged is reported as damaged, not as missing.
+TEST_F(Training, ADamagedCheckpointIsNotReportedAsAMissingOne) {
+  const int64_t run = train({"--set", "train.max_iters=3"});
+  const std::string name = checkpoint_name(run);
+  // v1: v0 with an optimizer state of the wrong shape.
+  const std::string copy = dir_ + "/ckpt";
+  tracker::Query(db_).fetch_artifact(tracker::Query(db_).artifact(name + ":v0"), copy);
+  safetensors::save(copy + "/optimizer.safetensors",
+                    {{"step", torch::tensor(3)}, {"exp_avg.0", torch::zeros({7})}, {"exp_avg_sq.0", torch::zeros({7})}});
+  {
+    tracker::Store store(db_);
+    tracker::Run::create(store, {"test"}).log_artifact(name, "checkpoint", copy);
+  }
+  const I3labResult damaged = i3lab({"train", "--resume", std::to_string(run), "--from", "v1", "--db", db_});
+  EXPECT_EQ(damaged.status, 1);
+  EXPECT_NE(damaged.err.find("checkpoint " + name + ":v1: optimizer state exp_avg.0 has the wrong shape"), std::string::npos)
+      << damaged.err;
+  EXPECT_EQ(damaged.err.find("has no checkpoint"), std::string::npos) << damaged.err;
+  const I3labResult missing = i3lab({"train", "--resume", std::to_string(run), "--from", "v7", "--db", db_});
+  EXPECT_EQ(missing.status, 1);
+  EXPECT_NE(missing.err.find("run " + std::to_string(run) + " has no checkpoint " + name + ":v7 to resume from"),
+            std::string::npos)
+      << missing.err;
 }
 
 TEST_F(Training, BadConfigIsAClearErrorAndCreatesNoRun) {

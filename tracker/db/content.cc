@@ -1,0 +1,119 @@
+#include "tracker/db/content.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <stdexcept>
+
+#include "common/util/sha256.h"
+
+namespace fs = std::filesystem;
+
+namespace tracker {
+namespace {
+
+// Copies `from` into the new file `tmp`, hashing the bytes on the way.
+struct Copied {
+  std::string sha;
+  uint64_t size = 0;
+};
+Copied copy_hashing(const std::string& from, const std::string& tmp) {
+  std::ifstream in(from, std::ios::binary);
+  if (!in) throw std::runtime_error(from + ": cannot open");
+  std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+  if (!out) throw std::runtime_error(tmp + ": cannot write");
+  util::Sha256 h;
+  Copied c;
+  char buf[1 << 16];
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+    h.update(buf, static_cast<size_t>(in.gcount()));
+    out.write(buf, in.gcount());
+    c.size += static_cast<uint64_t>(in.gcount());
+  }
+  if (in.bad() || !out.flush()) {
+    out.close();
+    fs::remove(tmp);
+    throw std::runtime_error(from + ": copy failed (disk full?)");
+  }
+  c.sha = h.hex();
+  return c;
+}
+
+}  // namespace
+
+ContentStore::ContentStore(const std::string& db_path) : root_(db_path + ".artifacts") {}
+
+std::string ContentStore::path_of(const std::string& sha) const {
+  return (fs::path(root_) / "sha256" / sha.substr(0, 2) / sha.substr(2)).string();
+}
+
+bool ContentStore::has(const std::string& sha) const { return fs::exists(path_of(sha)); }
+
+std::string ContentStore::temp_name(const std::string& dir) const {
+  static thread_local std::mt19937_64 gen(std::random_device{}() ^ static_cast<uint64_t>(::getpid()));
+  fs::create_directories(dir);
+  return (fs::path(dir) / ("tmp-" + std::to_string(gen()))).string();
+}
+
+ArtifactFile ContentStore::put(const std::string& source, const std::string& relative) const {
+  const std::string tmp = temp_name((fs::path(root_) / "staging").string());
+  const Copied c = copy_hashing(source, tmp);
+  const fs::path final_path = path_of(c.sha);
+  if (fs::exists(final_path)) {
+    fs::remove(tmp);
+  } else {
+    fs::create_directories(final_path.parent_path());
+    fs::rename(tmp, final_path);
+  }
+  return {relative, c.sha, static_cast<int64_t>(c.size)};
+}
+
+bool ContentStore::copy_from(const ContentStore& from, const std::string& sha) const {
+  const fs::path target = path_of(sha), source = from.path_of(sha);
+  if (fs::exists(target)) return false;
+  if (!fs::exists(source)) throw std::runtime_error(source.string() + ": artifact file missing");
+  const std::string tmp = temp_name(target.parent_path().string());
+  if (copy_hashing(source.string(), tmp).sha != sha) {
+    fs::remove(tmp);
+    throw std::runtime_error(source.string() + ": damaged artifact file (its sha256 does not match its name)");
+  }
+  fs::rename(tmp, target);
+  return true;
+}
+
+void ContentStore::fetch(const ArtifactFile& file, const std::string& target, const std::string& label) const {
+  const fs::path stored = path_of(file.sha256);
+  if (!fs::exists(stored)) throw std::runtime_error(label + ": file " + file.path + " is missing from " + root_);
+  const std::string tmp = temp_name(fs::path(target).parent_path().string());
+  const Copied c = copy_hashing(stored.string(), tmp);
+  if (c.sha != file.sha256) {
+    fs::remove(tmp);
+    throw std::runtime_error(label + ": file " + file.path + " is damaged in " + root_ + " (sha256 " + c.sha +
+                             ", expected " + file.sha256 + ")");
+  }
+  fs::rename(tmp, target);
+}
+
+std::string ContentStore::move_aside(const std::string& sha) const {
+  const fs::path stored = path_of(sha);
+  if (!fs::exists(stored)) return "";
+  const std::string moved = temp_name((fs::path(root_) / "staging").string());
+  fs::rename(stored, moved);
+  return moved;
+}
+
+void ContentStore::restore(const std::string& sha, const std::string& moved) const {
+  std::error_code ignored;
+  if (!moved.empty() && !fs::exists(path_of(sha))) fs::rename(moved, path_of(sha), ignored);
+}
+
+std::string ContentStore::scratch_dir(const std::string& what) const {
+  const fs::path dir = fs::path(root_) / "tmp" / (what + "-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir.string();
+}
+
+}  // namespace tracker

@@ -1,0 +1,52 @@
+// The content store of a database DB: the bytes of artifact files, each stored once, under
+// DB.artifacts/sha256/AB/CDEF… (named by the SHA-256 of the content), however many versions
+// hold it. The database records which versions hold which files (schema.h); this is the disk.
+//
+// Writes are atomic: a file is copied to a temporary name in DB.artifacts/staging and renamed
+// into place, so a stored file is always complete, and concurrent writers of the same content
+// each rename a complete copy. Reading a file back re-hashes it: a damaged file is an error,
+// never data.
+#pragma once
+
+#include <string>
+
+#include "tracker/events/artifact.h"
+
+namespace tracker {
+
+class ContentStore {
+ public:
+  // The content store beside the database file `db_path`. Creates nothing yet.
+  explicit ContentStore(const std::string& db_path);
+
+  const std::string& root() const { return root_; }  // DB.artifacts
+  std::string path_of(const std::string& sha256) const;
+  bool has(const std::string& sha256) const;
+
+  // Copies the file `source` in, hashing it on the way, and returns its record under the name
+  // `relative`. Throws std::runtime_error naming the file if it cannot be read or written.
+  ArtifactFile put(const std::string& source, const std::string& relative) const;
+  // Copies stored file `sha256` of `from` into this store, verifying it (one read). Returns
+  // false if this store has it already. Throws std::runtime_error if the source copy is missing
+  // or damaged.
+  bool copy_from(const ContentStore& from, const std::string& sha256) const;
+  // Copies stored `file` to the path `target` (its folder created), verifying its SHA-256.
+  // Throws std::runtime_error naming `label` and the file if it is missing or damaged.
+  void fetch(const ArtifactFile& file, const std::string& target, const std::string& label) const;
+
+  // Moves stored file `sha256` aside (into staging) and returns where it went, or "" if it was
+  // not there: a delete inside a transaction that may still roll back. restore() puts it back;
+  // std::filesystem::remove() of the returned path finishes the delete after the commit.
+  std::string move_aside(const std::string& sha256) const;
+  void restore(const std::string& sha256, const std::string& moved) const;
+
+  // A new, empty folder under the store for files about to be logged (on the store's file
+  // system, so nothing crosses devices). `what` names it; the caller removes it.
+  std::string scratch_dir(const std::string& what) const;
+
+ private:
+  std::string temp_name(const std::string& dir) const;
+  std::string root_;
+};
+
+}  // namespace tracker

@@ -1,0 +1,81 @@
+// Applying events to a tracker database: the one path by which anything is written into it.
+//
+// An Applier works inside a write transaction its caller owns (the Store's writer thread, or
+// sync) and applies events in the order given. Per run it checks the event's sequence number
+// against the highest the database has applied (runs.event_seq) and skips what it has seen.
+// Metric points are buffered and written sorted by (run, key, step), with the summaries and
+// downsampling tiers they change, in one pass per batch; an event that must see them first (a
+// rewind) writes them before itself.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tracker/db/content.h"
+#include "tracker/db/sqlite.h"
+#include "tracker/events/events.h"
+#include "tracker/store/sink.h"
+
+namespace tracker {
+
+// An artifact_logged event names a file its receiver's content store lacks: the producer must
+// put the file there (ContentStore::put) and send the event again. Also what a producer sees
+// when another process deleted a file it had found stored a moment before.
+struct MissingContent : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+class Applier {
+ public:
+  Applier(Db& db, const ContentStore& content) : db_(db), content_(content) {}
+
+  // Applies `event` (or reports it a duplicate). Throws, having changed none of its own state,
+  // for an event that cannot apply: NotFound (an unknown run or artifact reference),
+  // std::invalid_argument (an alias still on a version to delete, a type clash),
+  // MissingContent; the caller rolls its database changes back (a savepoint).
+  Applied apply(const Event& event);
+  // Writes the buffered metric points. Before a savepoint, so a rollback cannot lose them.
+  void write_points();
+  // Writes the buffered points and each touched run's event_seq: call before committing.
+  void finish_batch();
+  // After the transaction committed: removes the files of deleted versions from the content
+  // store. After it rolled back: puts them back and forgets what it cached.
+  void committed();
+  void rolled_back();
+  // After a savepoint rolled back: forgets cached metric key ids (they may be gone).
+  void forget_keys() { key_ids_.clear(); }
+
+ private:
+  struct RunState {
+    int64_t id = 0;
+    uint64_t seq = 0;  // highest applied
+    bool dirty = false;
+  };
+  struct Point {
+    int64_t run_id, key_id, step;
+    double value, wall;
+  };
+  RunState* find_run(const std::string& uid);
+  int64_t key_id(const std::string& name);
+  int64_t run_id_of(const Event& event);
+  void rewind(int64_t run_id, int64_t step);
+  ArtifactVersion log_artifact(const std::string& run_uid, const ArtifactLogged& e);
+  ArtifactVersion delete_artifact(const std::string& ref);
+
+  Db& db_;
+  const ContentStore& content_;
+  std::map<std::string, RunState, std::less<>> runs_;      // this batch's runs by uid
+  std::map<std::string, int64_t, std::less<>> key_ids_;    // metric key → metric_keys.id
+  std::vector<Point> points_;
+  std::vector<std::pair<std::string, std::string>> moved_;  // deleted files: sha256, where they wait
+};
+
+// Recomputes run `run_id`'s downsampling tiers and summaries from its points (keeping each
+// summary's goal). For changes that bypass the point buffer: rewinds and merges.
+void rebuild_aggregates(Db& db, int64_t run_id);
+
+}  // namespace tracker
