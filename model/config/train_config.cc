@@ -1,57 +1,202 @@
 #include "model/config/train_config.h"
 
+#include <functional>
 #include <stdexcept>
 
 #include "common/util/files.h"
 
 namespace i3 {
+namespace {
 
 using nlohmann::json;
 
-json default_train_config() {
-  return json{
-      {"project", "i3"},
-      {"name", ""},
-      {"group", ""},
-      {"tags", json::array()},
-      {"notes", ""},
-      {"model", {{"preset", "i3-80m"}}},
-      {"data",
-       {{"vocab", ""},
-        {"sources", json::array()},
-        {"val_fraction", 0.01},
-        {"split_seed", 0},
-        {"separator_token", -1},
-        {"sampler", "random"},
-        {"batch_size", 4},
-        {"cache_dir", "data/cache"}}},
-      {"optim",
-       {{"lr", 3e-4},
-        {"lr_floor", 0.1},
-        {"warmup_iters", 100},
-        {"lr_decay_iters", 0},
-        {"weight_decay", 0.01},
-        {"decay_all", true},
-        {"beta1", 0.9},
-        {"beta2", 0.999},
-        {"eps", 1e-8},
-        {"grad_clip", 1.0},
-        {"grad_accum", 1}}},
-      {"train", {{"max_iters", 5000}, {"seed", 0}, {"device", "auto"}, {"dtype", "float32"}, {"on_nonfinite", "stop"}}},
-      {"logging",
-       {{"log_interval", 10},
-        {"eval_interval", 500},
-        {"eval_batches", 20},
-        {"watch_interval", 0},
-        {"prompts", {"hello", "user: tell me", "once upon a time"}},
-        {"sample_tokens", 50},
-        {"temperature", 0.8},
-        {"top_k", 40}}},
-      {"checkpoint", {{"interval", 1000}, {"keep_last", 0}}},
-  };
+// Throws "ORIGIN: "KEY" WHY" for the key being read.
+using Reject = std::function<void(const std::string& why)>;
+
+// One key of a training config: the single source of its path, default, check and meaning.
+// Before `read` runs, the value is known to have the default's JSON type (an integer is also a
+// number); `read` checks its range and stores it into the struct.
+struct Key {
+  const char* path;
+  json default_value;
+  const char* meaning;
+  void (*read)(TrainConfig& c, const json& v, const Reject& reject);
+};
+
+std::vector<std::string> non_empty_strings(const json& v, const Reject& reject) {
+  std::vector<std::string> out;
+  for (const auto& s : v) {
+    if (!s.is_string() || s.get<std::string>().empty()) reject("must be an array of non-empty strings");
+    out.push_back(s);
+  }
+  return out;
 }
 
-namespace {
+DataSource parse_source(const json& s, const std::string& where) {
+  if (!s.is_object()) throw std::invalid_argument(where + " must be an object such as {\"path\": \"data/*.txt\"}");
+  DataSource out;
+  for (auto it = s.begin(); it != s.end(); ++it) {
+    const std::string& k = it.key();
+    const json& v = it.value();
+    auto need = [&](bool ok, const char* what) {
+      if (!ok) throw std::invalid_argument(where + "." + k + " must be " + what + ", got " + v.dump());
+    };
+    if (k == "path") need(v.is_string() && !v.get<std::string>().empty(), "a file or glob"), out.path = v;
+    else if (k == "format") need(v == "text" || v == "jsonl", "\"text\" or \"jsonl\""), out.format = v;
+    else if (k == "field") need(v.is_string(), "a string"), out.field = v;
+    else if (k == "separator") need(v.is_string(), "a string"), out.separator = v;
+    else if (k == "weight") need(v.is_number() && v.get<double>() >= 0, "a number ≥ 0"), out.weight = v;
+    else throw std::invalid_argument(where + ": unknown key \"" + k + "\" (known: path, format, field, separator, weight)");
+  }
+  if (out.path.empty()) throw std::invalid_argument(where + " lacks \"path\"");
+  return out;
+}
+
+// The table, in the order of the docs. Keys "model" and "data.sources" hold structures that
+// their read functions check themselves.
+const std::vector<Key>& keys() {
+  static const std::vector<Key> table = {
+      // The run in the tracker.
+      {"project", "i3", "the run's project",
+       [](TrainConfig& c, const json& v, const Reject& no) { if ((c.project = v).empty()) no("must not be empty"); }},
+      {"name", "", "the run's name (empty: run-<uid8>)", [](TrainConfig& c, const json& v, const Reject&) { c.name = v; }},
+      {"group", "", "a group of runs (a sweep, say)", [](TrainConfig& c, const json& v, const Reject&) { c.group = v; }},
+      {"tags", json::array(), "tags (strings)",
+       [](TrainConfig& c, const json& v, const Reject& no) {
+         for (const auto& t : v) {
+           if (!t.is_string()) no("must be an array of strings");
+           c.tags.push_back(t);
+         }
+       }},
+      {"notes", "", "free text", [](TrainConfig& c, const json& v, const Reject&) { c.notes = v; }},
+      // The model: read by TrainConfig::parse (a preset, then model_config.h keys over it).
+      {"model", {{"preset", "i3-80m"}},
+       "`preset` (i3-80m, i3-demo, i3-tiny) plus any shape key: d_model, n_heads, d_state, n_hybrid, n_attn, ffn_mult, "
+       "context, vocab_size (0: the vocabulary's)",
+       nullptr},
+      // Data.
+      {"data.vocab", "", "REQUIRED: a chunk vocabulary from `i3lab tokenizer build`",
+       [](TrainConfig& c, const json& v, const Reject& no) {
+         if ((c.vocab = v).empty()) no("is required: a vocabulary file from `i3lab tokenizer build`");
+       }},
+      {"data.sources", json::array(),
+       "REQUIRED: [{\"path\": FILE|GLOB|FOLDER, \"format\": \"text\"|\"jsonl\", \"field\": \"text\", \"separator\": \"\", "
+       "\"weight\": 0}]",
+       nullptr},
+      {"data.val_fraction", 0.01, "fraction of documents held out for validation",
+       [](TrainConfig& c, const json& v, const Reject& no) {
+         c.data.val_fraction = v;
+         if (!(c.data.val_fraction >= 0 && c.data.val_fraction < 1)) no("must be in [0, 1)");
+       }},
+      {"data.split_seed", 0, "seed of the document split",
+       [](TrainConfig& c, const json& v, const Reject& no) {
+         if (v.get<int64_t>() < 0) no("must be ≥ 0");
+         c.data.split_seed = v.get<uint64_t>();
+       }},
+      {"data.separator_token", -1, "≥ 0: this id between documents (-1: none, as published)",
+       [](TrainConfig& c, const json& v, const Reject& no) {
+         if ((c.data.separator_token = v) < -1) no("must be ≥ -1 (-1: none)");
+       }},
+      {"data.sampler", "random", "\"random\" windows (published) or \"epoch\" (each window once per epoch)",
+       [](TrainConfig& c, const json& v, const Reject& no) {
+         if ((c.sampler = v) != "random" && c.sampler != "epoch") no("must be \"random\" or \"epoch\"");
+       }},
+      {"data.batch_size", 4, "windows per micro-batch",
+       [](TrainConfig& c, const json& v, const Reject& no) { if ((c.batch_size = v) < 1) no("must be at least 1"); }},
+      {"data.cache_dir", "data/cache", "where token caches are kept",
+       [](TrainConfig& c, const json& v, const Reject&) { c.cache_dir = v; }},
+      // Optimisation.
+      {"optim.lr", 3e-4, "peak learning rate",
+       [](TrainConfig& c, const json& v, const Reject& no) { if (!((c.schedule.peak = v) > 0)) no("must be positive"); }},
+      {"optim.lr_floor", 0.1, "the final rate as a fraction of the peak",
+       [](TrainConfig& c, const json& v, const Reject& no) {
+         c.schedule.floor = v;
+         if (!(c.schedule.floor >= 0 && c.schedule.floor <= 1)) no("must be in [0, 1]");
+       }},
+      {"optim.warmup_iters", 100, "steps of linear warm-up",
+       [](TrainConfig& c, const json& v, const Reject& no) { if ((c.schedule.warmup = v) < 0) no("must be ≥ 0"); }},
+      {"optim.lr_decay_iters", 0, "length of the cosine decay (0: train.max_iters)",
+       [](TrainConfig& c, const json& v, const Reject& no) {
+         if ((c.schedule.max_iters = v) < 0) no("must be ≥ 0 (0: train.max_iters)");
+       }},
+      {"optim.weight_decay", 0.01, "AdamW's decoupled weight decay",
+       [](TrainConfig& c, const json& v, const Reject& no) { if (!((c.adamw.weight_decay = v) >= 0)) no("must be ≥ 0"); }},
+      {"optim.decay_all", true, "decay every parameter (published); false: not biases, norms, embeddings, mixing vectors",
+       [](TrainConfig& c, const json& v, const Reject&) { c.adamw.decay_all = v; }},
+      {"optim.beta1", 0.9, "AdamW β1",
+       [](TrainConfig& c, const json& v, const Reject& no) {
+         if (!((c.adamw.beta1 = v) >= 0 && c.adamw.beta1 < 1)) no("must be in [0, 1)");
+       }},
+      {"optim.beta2", 0.999, "AdamW β2",
+       [](TrainConfig& c, const json& v, const Reject& no) {
+         if (!((c.adamw.beta2 = v) >= 0 && c.adamw.beta2 < 1)) no("must be in [0, 1)");
+       }},
+      {"optim.eps", 1e-8, "AdamW ε",
+       [](TrainConfig& c, const json& v, const Reject& no) { if (!((c.adamw.eps = v) > 0)) no("must be positive"); }},
+      {"optim.grad_clip", 1.0, "global gradient-norm limit (0: no clipping)",
+       [](TrainConfig& c, const json& v, const Reject& no) {
+         if (!((c.grad_clip = v) >= 0)) no("must be ≥ 0 (0: no clipping)");
+       }},
+      {"optim.grad_accum", 1, "micro-batches per step",
+       [](TrainConfig& c, const json& v, const Reject& no) { if ((c.grad_accum = v) < 1) no("must be at least 1"); }},
+      // The run.
+      {"train.max_iters", 5000, "optimizer steps to train to",
+       [](TrainConfig& c, const json& v, const Reject& no) { if ((c.max_iters = v) < 1) no("must be at least 1"); }},
+      {"train.seed", 0, "seed of initialisation, sampling and samples",
+       [](TrainConfig& c, const json& v, const Reject& no) {
+         if (v.get<int64_t>() < 0) no("must be ≥ 0");
+         c.seed = v.get<uint64_t>();
+       }},
+      {"train.device", "auto", "\"auto\", \"cpu\", \"cuda\" or \"cuda:N\"",
+       [](TrainConfig& c, const json& v, const Reject&) { c.device = v; }},
+      {"train.dtype", "float32", "\"float32\", or \"bfloat16\" autocast (CUDA only)",
+       [](TrainConfig& c, const json& v, const Reject& no) {
+         if ((c.dtype = v) != "float32" && c.dtype != "bfloat16") no("must be \"float32\" or \"bfloat16\"");
+       }},
+      {"train.on_nonfinite", "stop", "a NaN or infinite loss: \"stop\" (fail) or \"skip\" the update",
+       [](TrainConfig& c, const json& v, const Reject& no) {
+         if ((c.on_nonfinite = v) != "stop" && c.on_nonfinite != "skip") no("must be \"stop\" or \"skip\"");
+       }},
+      // Logging.
+      {"logging.log_interval", 10, "steps between train/* points and progress lines",
+       [](TrainConfig& c, const json& v, const Reject& no) { if ((c.log_interval = v) < 1) no("must be at least 1"); }},
+      {"logging.eval_interval", 500, "steps between validations and samples (0: only at the end and checkpoints)",
+       [](TrainConfig& c, const json& v, const Reject& no) { if ((c.eval_interval = v) < 0) no("must be ≥ 0 (0: off)"); }},
+      {"logging.eval_batches", 20, "validation windows = eval_batches × batch_size",
+       [](TrainConfig& c, const json& v, const Reject& no) { if ((c.eval_batches = v) < 1) no("must be at least 1"); }},
+      {"logging.watch_interval", 0, "steps between parameter and gradient histograms (0: off)",
+       [](TrainConfig& c, const json& v, const Reject& no) { if ((c.watch_interval = v) < 0) no("must be ≥ 0 (0: off)"); }},
+      {"logging.prompts", {"hello", "user: tell me", "once upon a time"}, "prompts of the samples table",
+       [](TrainConfig& c, const json& v, const Reject& no) { c.prompts = non_empty_strings(v, no); }},
+      {"logging.sample_tokens", 50, "tokens generated per sample (0: no samples)",
+       [](TrainConfig& c, const json& v, const Reject& no) { if ((c.sample_tokens = v) < 0) no("must be ≥ 0"); }},
+      {"logging.temperature", 0.8, "sampling temperature of the samples",
+       [](TrainConfig& c, const json& v, const Reject& no) { if (!((c.temperature = v) >= 0)) no("must be ≥ 0"); }},
+      {"logging.top_k", 40, "top-k of the samples (0: off)",
+       [](TrainConfig& c, const json& v, const Reject& no) { if ((c.top_k = v) < 0) no("must be ≥ 0 (0: off)"); }},
+      // Checkpoints.
+      {"checkpoint.interval", 1000, "steps between checkpoints (0: only at the end and when stopped)",
+       [](TrainConfig& c, const json& v, const Reject& no) {
+         if ((c.checkpoint_interval = v) < 0) no("must be ≥ 0 (0: only at the end)");
+       }},
+      {"checkpoint.keep_last", 0, "keep the newest N checkpoints, plus best and used ones (0: keep all)",
+       [](TrainConfig& c, const json& v, const Reject& no) {
+         if ((c.checkpoint_keep_last = v) < 0) no("must be ≥ 0 (0: keep every checkpoint)");
+       }},
+  };
+  return table;
+}
+
+// The slot of dotted `path` in `j`, created as objects on the way.
+json& slot(json& j, const std::string& path) {
+  json* node = &j;
+  for (size_t start = 0;;) {
+    const size_t dot = path.find('.', start);
+    node = &(*node)[path.substr(start, dot == std::string::npos ? std::string::npos : dot - start)];
+    if (dot == std::string::npos) return *node;
+    start = dot + 1;
+  }
+}
 
 std::string known_keys(const json& object) {
   std::string out;
@@ -98,45 +243,33 @@ void apply_override(json& j, const std::string& assignment) {
   const auto eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0)
     throw std::invalid_argument("--set expects section.key=value, got '" + assignment + "'");
-  const std::string key = assignment.substr(0, eq), text = assignment.substr(eq + 1);
-  json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (value.is_discarded()) value = text;
+  json value = json::parse(assignment.substr(eq + 1), nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) value = assignment.substr(eq + 1);
   json* node = &j;
-  size_t start = 0;
-  for (;;) {
+  const std::string key = assignment.substr(0, eq);
+  for (size_t start = 0;;) {
     const auto dot = key.find('.', start);
-    const std::string part = key.substr(start, dot - start);
     if (!node->is_object()) *node = json::object();
-    if (dot == std::string::npos) {
-      (*node)[part] = value;
-      return;
-    }
-    node = &(*node)[part];
+    node = &(*node)[key.substr(start, dot == std::string::npos ? std::string::npos : dot - start)];
+    if (dot == std::string::npos) break;
     start = dot + 1;
   }
-}
-
-DataSource parse_source(const json& s, const std::string& where) {
-  if (!s.is_object()) throw std::invalid_argument(where + " must be an object such as {\"path\": \"data/*.txt\"}");
-  DataSource out;
-  for (auto it = s.begin(); it != s.end(); ++it) {
-    const std::string& k = it.key();
-    const json& v = it.value();
-    auto need = [&](bool ok, const char* what) {
-      if (!ok) throw std::invalid_argument(where + "." + k + " must be " + what + ", got " + v.dump());
-    };
-    if (k == "path") need(v.is_string() && !v.get<std::string>().empty(), "a file or glob"), out.path = v;
-    else if (k == "format") need(v == "text" || v == "jsonl", "\"text\" or \"jsonl\""), out.format = v;
-    else if (k == "field") need(v.is_string(), "a string"), out.field = v;
-    else if (k == "separator") need(v.is_string(), "a string"), out.separator = v;
-    else if (k == "weight") need(v.is_number() && v.get<double>() >= 0, "a number ≥ 0"), out.weight = v;
-    else throw std::invalid_argument(where + ": unknown key \"" + k + "\" (known: path, format, field, separator, weight)");
-  }
-  if (out.path.empty()) throw std::invalid_argument(where + " lacks \"path\"");
-  return out;
+  *node = value;
 }
 
 }  // namespace
+
+json default_train_config() {
+  json j = json::object();
+  for (const Key& k : keys()) slot(j, k.path) = k.default_value;
+  return j;
+}
+
+std::vector<TrainConfigKey> train_config_keys() {
+  std::vector<TrainConfigKey> out;
+  for (const Key& k : keys()) out.push_back({k.path, k.default_value, k.meaning});
+  return out;
+}
 
 TrainConfig TrainConfig::parse(const json& j, const std::string& origin, const std::vector<std::string>& overrides) {
   json user = j;
@@ -146,110 +279,38 @@ TrainConfig TrainConfig::parse(const json& j, const std::string& origin, const s
   merge(r, user, "", origin);
 
   TrainConfig c;
-  auto fail = [&](const std::string& key, const std::string& why) {
-    throw std::invalid_argument(origin + ": \"" + key + "\" " + why);
-  };
-
-  c.project = r["project"];
-  c.name = r["name"];
-  c.group = r["group"];
-  c.notes = r["notes"];
-  for (const auto& t : r["tags"]) {
-    if (!t.is_string()) fail("tags", "must be an array of strings");
-    c.tags.push_back(t);
+  for (const Key& k : keys()) {
+    if (!k.read) continue;
+    k.read(c, slot(r, k.path), [&](const std::string& why) {
+      throw std::invalid_argument(origin + ": \"" + k.path + "\" " + why);
+    });
   }
-  if (c.project.empty()) fail("project", "must not be empty");
 
+  // The model: a preset, with the config's shape keys over it.
   json model = r["model"];
-  if (!model["preset"].is_string()) fail("model.preset", "must be a string");
+  if (!model["preset"].is_string()) throw std::invalid_argument(origin + ": \"model.preset\" must be a string");
   c.model_preset = model["preset"];
   model.erase("preset");
   try {
     c.model = ModelConfig::from_json(model, origin, preset(c.model_preset));
   } catch (const std::invalid_argument& e) {
     if (std::string(e.what()).rfind(origin, 0) == 0) throw;
-    fail("model.preset", std::string("is not a preset: ") + e.what());
+    throw std::invalid_argument(origin + ": \"model.preset\" is not a preset: " + e.what());
   }
   r["model"] = json::object({{"preset", c.model_preset}});
   r["model"].update(c.model.to_json());
 
-  const json& d = r["data"];
-  c.vocab = d["vocab"];
-  if (c.vocab.empty()) fail("data.vocab", "is required: a vocabulary file from `i3lab tokenizer build`");
-  if (d["sources"].empty()) fail("data.sources", "is required: a list such as [{\"path\": \"data/train.txt\"}]");
-  for (size_t i = 0; i < d["sources"].size(); ++i)
-    c.sources.push_back(parse_source(d["sources"][i], origin + ": data.sources[" + std::to_string(i) + "]"));
-  c.data.val_fraction = d["val_fraction"];
-  if (!(c.data.val_fraction >= 0 && c.data.val_fraction < 1)) fail("data.val_fraction", "must be in [0, 1)");
-  c.data.split_seed = d["split_seed"].get<uint64_t>();
-  c.data.separator_token = d["separator_token"];
-  c.sampler = d["sampler"];
-  if (c.sampler != "random" && c.sampler != "epoch") fail("data.sampler", "must be \"random\" or \"epoch\"");
-  c.batch_size = d["batch_size"];
-  if (c.batch_size < 1) fail("data.batch_size", "must be at least 1");
-  c.cache_dir = d["cache_dir"];
+  const json& sources = r["data"]["sources"];
+  if (sources.empty())
+    throw std::invalid_argument(origin + ": \"data.sources\" is required: a list such as [{\"path\": \"data/train.txt\"}]");
+  for (size_t i = 0; i < sources.size(); ++i)
+    c.sources.push_back(parse_source(sources[i], origin + ": data.sources[" + std::to_string(i) + "]"));
 
-  const json& o = r["optim"];
-  c.schedule.peak = o["lr"];
-  c.schedule.floor = o["lr_floor"];
-  c.schedule.warmup = o["warmup_iters"];
-  c.adamw.weight_decay = o["weight_decay"];
-  c.adamw.decay_all = o["decay_all"];
-  c.adamw.beta1 = o["beta1"];
-  c.adamw.beta2 = o["beta2"];
-  c.adamw.eps = o["eps"];
-  c.grad_clip = o["grad_clip"];
-  c.grad_accum = o["grad_accum"];
-  if (!(c.schedule.peak > 0)) fail("optim.lr", "must be positive");
-  if (!(c.schedule.floor >= 0 && c.schedule.floor <= 1)) fail("optim.lr_floor", "must be in [0, 1]");
-  if (c.schedule.warmup < 0) fail("optim.warmup_iters", "must be ≥ 0");
-  if (!(c.adamw.weight_decay >= 0)) fail("optim.weight_decay", "must be ≥ 0");
-  if (!(c.adamw.beta1 >= 0 && c.adamw.beta1 < 1)) fail("optim.beta1", "must be in [0, 1)");
-  if (!(c.adamw.beta2 >= 0 && c.adamw.beta2 < 1)) fail("optim.beta2", "must be in [0, 1)");
-  if (!(c.adamw.eps > 0)) fail("optim.eps", "must be positive");
-  if (!(c.grad_clip >= 0)) fail("optim.grad_clip", "must be ≥ 0 (0: no clipping)");
-  if (c.grad_accum < 1) fail("optim.grad_accum", "must be at least 1");
-
-  const json& t = r["train"];
-  c.max_iters = t["max_iters"];
-  if (c.max_iters < 1) fail("train.max_iters", "must be at least 1");
-  if (t["seed"].get<int64_t>() < 0) fail("train.seed", "must be ≥ 0");
-  c.seed = t["seed"].get<uint64_t>();
-  c.device = t["device"];
-  c.dtype = t["dtype"];
-  if (c.dtype != "float32" && c.dtype != "bfloat16") fail("train.dtype", "must be \"float32\" or \"bfloat16\"");
-  c.on_nonfinite = t["on_nonfinite"];
-  if (c.on_nonfinite != "stop" && c.on_nonfinite != "skip") fail("train.on_nonfinite", "must be \"stop\" or \"skip\"");
-  const int64_t decay_iters = o["lr_decay_iters"];
-  if (decay_iters < 0) fail("optim.lr_decay_iters", "must be ≥ 0 (0: train.max_iters)");
+  // Keys that depend on each other.
+  const int64_t decay_iters = c.schedule.max_iters;
   c.schedule.max_iters = decay_iters > 0 ? decay_iters : c.max_iters;
-  if (c.schedule.max_iters <= c.schedule.warmup && c.schedule.warmup > 0 && decay_iters > 0)
-    fail("optim.lr_decay_iters", "must be larger than optim.warmup_iters");
-
-  const json& l = r["logging"];
-  c.log_interval = l["log_interval"];
-  c.eval_interval = l["eval_interval"];
-  c.eval_batches = l["eval_batches"];
-  c.watch_interval = l["watch_interval"];
-  for (const auto& p : l["prompts"]) {
-    if (!p.is_string() || p.get<std::string>().empty()) fail("logging.prompts", "must be an array of non-empty strings");
-    c.prompts.push_back(p);
-  }
-  c.sample_tokens = l["sample_tokens"];
-  c.temperature = l["temperature"];
-  c.top_k = l["top_k"];
-  if (c.log_interval < 1) fail("logging.log_interval", "must be at least 1");
-  if (c.eval_interval < 0) fail("logging.eval_interval", "must be ≥ 0 (0: off)");
-  if (c.eval_batches < 1) fail("logging.eval_batches", "must be at least 1");
-  if (c.watch_interval < 0) fail("logging.watch_interval", "must be ≥ 0 (0: off)");
-  if (c.sample_tokens < 0) fail("logging.sample_tokens", "must be ≥ 0");
-  if (!(c.temperature >= 0)) fail("logging.temperature", "must be ≥ 0");
-  if (c.top_k < 0) fail("logging.top_k", "must be ≥ 0 (0: off)");
-
-  c.checkpoint_interval = r["checkpoint"]["interval"];
-  if (c.checkpoint_interval < 0) fail("checkpoint.interval", "must be ≥ 0 (0: only at the end)");
-  c.checkpoint_keep_last = r["checkpoint"]["keep_last"];
-  if (c.checkpoint_keep_last < 0) fail("checkpoint.keep_last", "must be ≥ 0 (0: keep every checkpoint)");
+  if (decay_iters > 0 && c.schedule.warmup > 0 && c.schedule.max_iters <= c.schedule.warmup)
+    throw std::invalid_argument(origin + ": \"optim.lr_decay_iters\" must be larger than optim.warmup_iters");
 
   c.resolved_ = std::move(r);
   return c;

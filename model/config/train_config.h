@@ -2,41 +2,18 @@
 // checkpoint settings of a run (like nanoGPT's config files, as JSON). Every key has a default
 // — the published i3-80M recipe (spec: i3-model.md §5) — so a config names only what differs:
 //
-//   {
-//     "project": "i3", "name": "", "group": "", "tags": [], "notes": "",
-//     "model": {"preset": "i3-80m"},            // plus any model_config.h key: {"d_model": 256}
-//     "data": {
-//       "vocab": "",                             // REQUIRED: a chunk vocabulary (tokenizer build)
-//       "sources": [],                           // REQUIRED: [{"path", "format", "field",
-//                                                //   "separator", "weight"}] (data.h DataSource)
-//       "val_fraction": 0.01, "split_seed": 0,
-//       "separator_token": -1,                   // ≥ 0: this id between documents
-//       "sampler": "random",                     // "random" (published) or "epoch"
-//       "batch_size": 4, "cache_dir": "data/cache"
-//     },
-//     "optim": {
-//       "lr": 3e-4, "lr_floor": 0.1, "warmup_iters": 100,
-//       "lr_decay_iters": 0,                     // cosine length; 0 → train.max_iters
-//       "weight_decay": 0.01, "decay_all": true, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
-//       "grad_clip": 1.0, "grad_accum": 1
-//     },
-//     "train": {
-//       "max_iters": 5000, "seed": 0,
-//       "device": "auto",                        // "cpu", "cuda", "cuda:N", "auto"
-//       "dtype": "float32",                      // or "bfloat16": autocast, CUDA only
-//       "on_nonfinite": "stop"                   // or "skip" the update
-//     },
-//     "logging": {
-//       "log_interval": 10, "eval_interval": 500, "eval_batches": 20, "watch_interval": 0,
-//       "prompts": ["hello", "user: tell me", "once upon a time"],
-//       "sample_tokens": 50, "temperature": 0.8, "top_k": 40
-//     },
-//     "checkpoint": {"interval": 1000}
-//   }
+//   {"model": {"preset": "i3-demo"},
+//    "data": {"vocab": "data/demo/vocab.json", "sources": [{"path": "data/demo/*.txt"}]},
+//    "optim": {"lr": 2e-3}, "train": {"max_iters": 600}}
 //
-// Unknown keys and values of the wrong type are errors naming the file and the key.
+// The keys — name, default, check and meaning — are one table in train_config.cc, the single
+// source that the parser, --print-defaults, `i3lab train --print-keys` and docs/training.md
+// (checked by a test) follow. Sections: the run's identity (project, name, group, tags, notes),
+// model (a preset plus any model_config.h key), data, optim, train, logging, checkpoint.
+//
+// Unknown keys and values of the wrong type are errors naming the file and the dotted key.
 // Relative paths (data.vocab, sources, cache_dir) are taken as given, from the working
-// directory, as nanoGPT does.
+// directory, as nanoGPT does. No LibTorch: the control plane expands and checks configs too.
 #pragma once
 
 #include <cstdint>
@@ -45,8 +22,8 @@
 #include <vector>
 
 #include "model/config/model_config.h"
-#include "model/data/token_cache.h"
 #include "model/config/optim.h"
+#include "model/data/token_cache.h"
 
 namespace i3 {
 
@@ -101,7 +78,15 @@ struct TrainConfig {
   nlohmann::json resolved_;
 };
 
-// The default config (every key), for `i3lab train --print-defaults` and the docs.
+// The default config (every key), for `i3lab train --print-defaults`.
 nlohmann::json default_train_config();
+
+// One key of the table: its dotted path, default and meaning (`i3lab train --print-keys`).
+struct TrainConfigKey {
+  std::string path;
+  nlohmann::json default_value;
+  std::string meaning;
+};
+std::vector<TrainConfigKey> train_config_keys();
 
 }  // namespace i3
