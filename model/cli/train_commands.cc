@@ -36,6 +36,12 @@ int train_cmd(const Args& args) {
     std::cout << default_train_config().dump(2) << "\n";
     return 0;
   }
+  if (args.has("print-keys")) {  // a Markdown table: docs/training.md holds it
+    std::cout << "| key | default | meaning |\n|---|---|---|\n";
+    for (const TrainConfigKey& k : train_config_keys())
+      std::cout << "| `" << k.path << "` | `" << k.default_value.dump() << "` | " << k.meaning << " |\n";
+    return 0;
+  }
   if (args.positional().size() > 1) throw UsageError("give one CONFIG file");
   if (args.has("from") && !args.has("resume")) throw UsageError("--from needs --resume RUN_ID");
   if (!args.has("resume") && args.positional().empty()) throw UsageError("give a CONFIG file (see configs/), or --resume RUN_ID");

@@ -80,8 +80,8 @@ const std::vector<Key>& keys() {
          if ((c.vocab = v).empty()) no("is required: a vocabulary file from `i3lab tokenizer build`");
        }},
       {"data.sources", json::array(),
-       "REQUIRED: [{\"path\": FILE|GLOB|FOLDER, \"format\": \"text\"|\"jsonl\", \"field\": \"text\", \"separator\": \"\", "
-       "\"weight\": 0}]",
+       "REQUIRED: a list of {\"path\": a file, glob or folder, \"format\": \"text\" or \"jsonl\", \"field\": \"text\", "
+       "\"separator\": \"\", \"weight\": 0} (docs/training.md)",
        nullptr},
       {"data.val_fraction", 0.01, "fraction of documents held out for validation",
        [](TrainConfig& c, const json& v, const Reject& no) {
@@ -160,7 +160,7 @@ const std::vector<Key>& keys() {
       // Logging.
       {"logging.log_interval", 10, "steps between train/* points and progress lines",
        [](TrainConfig& c, const json& v, const Reject& no) { if ((c.log_interval = v) < 1) no("must be at least 1"); }},
-      {"logging.eval_interval", 500, "steps between validations and samples (0: only at the end and checkpoints)",
+      {"logging.eval_interval", 500, "steps between validations and samples (0: validation only at checkpoints, no samples)",
        [](TrainConfig& c, const json& v, const Reject& no) { if ((c.eval_interval = v) < 0) no("must be ≥ 0 (0: off)"); }},
       {"logging.eval_batches", 20, "validation windows = eval_batches × batch_size",
        [](TrainConfig& c, const json& v, const Reject& no) { if ((c.eval_batches = v) < 1) no("must be at least 1"); }},

@@ -182,6 +182,7 @@ TEST_F(Cli, TrackerRunsExportSyncAndArtifacts) {
     tracker::Run run = tracker::Run::create(store, spec);
     uid = run.uid();
     for (int step = 0; step < 3; ++step) run.log(step, {{"loss", 3.0 - step}, {"acc", step == 1 ? NAN : 0.5}});
+
     run.log_artifact("notes", "text", file("notes.txt", "remember this"));
     run.finish();
   }
@@ -193,6 +194,8 @@ TEST_F(Cli, TrackerRunsExportSyncAndArtifacts) {
   EXPECT_EQ(list[0]["summary"]["loss"]["last"], 1.0);
   I3labResult table = i3lab({"runs", "--db", db, "--where", "config.lr<0.1"});
   EXPECT_NE(table.out.find("small"), std::string::npos);
+  EXPECT_NE(table.out.find("acc=0.5 loss=1 "), std::string::npos) << table.out;  // for people: 5 digits
+
   EXPECT_EQ(i3lab({"runs", "--db", db, "--where", "config.lr>0.1", "--json"}).out, "[]\n");
 
   I3labResult csv = i3lab({"export-history", "--db", db, "--run", "1"});
@@ -205,6 +208,27 @@ TEST_F(Cli, TrackerRunsExportSyncAndArtifacts) {
   EXPECT_EQ(header, "step,wall,acc,loss");
   EXPECT_EQ(row1.substr(0, 2), "1,");
   EXPECT_EQ(row1.substr(row1.find(',', 2)), ",nan,2");
+  // System metrics have their own axis and export.
+  const std::string with_system = dir_ + "/system.db";
+  {
+    tracker::Store store(with_system);
+    tracker::Run run = tracker::Run::create(store, {"demo"});
+    run.log(0, {{"loss", 1.0}});
+    run.log(0, {{"system/cpu_percent", 100.0 / 3}});  // sample 0, ~10 s in: not training step 0
+    run.log(1, {{"system/cpu_percent", 50.0}});
+    run.finish();
+  }
+  I3labResult training = i3lab({"export-history", "--db", with_system, "--run", "1"});
+  EXPECT_EQ(training.out.substr(0, training.out.find('\n')), "step,wall,loss");
+  EXPECT_EQ(std::count(training.out.begin(), training.out.end(), '\n'), 2);
+  I3labResult system = i3lab({"export-history", "--db", with_system, "--run", "1", "--system"});
+  ASSERT_EQ(system.status, 0) << system.err;
+  std::stringstream system_lines(system.out);
+  std::getline(system_lines, header);
+  std::getline(system_lines, row0);
+  EXPECT_EQ(header, "sample,wall,system/cpu_percent");
+  EXPECT_EQ(row0.substr(row0.rfind(',')), ",33.333333333333336");
+  EXPECT_EQ(std::count(system.out.begin(), system.out.end(), '\n'), 3);
 
   I3labResult sync = i3lab({"sync", "--from", db, "--to", central, "--json"});
   ASSERT_EQ(sync.status, 0) << sync.err;

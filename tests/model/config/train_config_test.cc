@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <regex>
 #include <nlohmann/json.hpp>
 
 #include "model/config/train_config.h"
@@ -100,6 +103,24 @@ TEST(TrainConfig, ShippedConfigsAreValid) {
   json optim = i3::TrainConfig::parse(kMinimal, "defaults").to_json()["optim"];
   optim["lr_decay_iters"] = 5000;
   EXPECT_EQ(published.to_json()["optim"], optim);
+}
+
+// docs/training.md shows the key table (`i3lab train --print-keys`): every key, with its
+// default, so the page cannot drift from the parser.
+TEST(TrainConfig, TheDocsListEveryKeyWithItsDefault) {
+  std::ifstream in(I3LAB_SOURCE_DIR "/docs/training.md");
+  const std::string docs((std::istreambuf_iterator<char>(in)), {});
+  ASSERT_FALSE(docs.empty());
+  const std::vector<i3::TrainConfigKey> keys = i3::train_config_keys();
+  EXPECT_GE(keys.size(), 40u);
+  for (const auto& k : keys) {
+    const std::string row = "| `" + k.path + "` | `" + k.default_value.dump() + "` | " + k.meaning + " |";
+    EXPECT_NE(docs.find(row), std::string::npos) << "docs/training.md lacks the row\n" << row;
+  }
+  // And the table covers exactly the defaults.
+  json from_table = json::object();
+  for (const auto& k : keys) from_table[json::json_pointer("/" + std::regex_replace(k.path, std::regex("\\."), "/"))] = k.default_value;
+  EXPECT_EQ(from_table, i3::default_train_config());
 }
 
 }  // namespace
