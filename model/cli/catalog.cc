@@ -63,19 +63,24 @@ std::vector<cli::Command> model_catalog() {
        {{"model", "text", "device"}, {"json"}}},
       {"generate", "continue a prompt",
        "usage: i3lab generate --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K]\n"
-       "                      [--top-p P] [--greedy] [--seed S] [--stop STRING]... [--full-recompute]\n"
-       "                      [--device cpu|cuda|auto] [--json]\n\n"
+       "                      [--top-p P] [--greedy] [--seed S] [--stop STRING]... [--window half|slide]\n"
+       "                      [--full-recompute] [--device cpu|cuda|auto] [--json]\n\n"
        "Prints the continuation (lower-case: the tokenizer lower-cases). Defaults: 50 tokens,\n"
-       "temperature 1, no top-k/top-p, seed 0. Decoding is incremental within the context; past it\n"
-       "each token re-runs a sliding window of the last `context` tokens, as the published code does.\n"
-       "--full-recompute re-runs the window for every token (the reference, for comparison).\n",
-       {{"model", "prompt", "max-new-tokens", "temperature", "top-k", "top-p", "seed", "stop", "device"},
+       "temperature 1, no top-k/top-p, seed 0. Decoding is incremental within the context. Past it\n"
+       "the model reads a window of the latest tokens (positions from 0, hybrid states restarted):\n"
+       "  --window half    (default) once the window is full, re-read only its last half\n"
+       "                   (ceil(context/2) tokens) in one pass, then decode incrementally again:\n"
+       "                   the model sees between half and all of the context; near-incremental speed\n"
+       "  --window slide   the last `context` tokens, re-run for every token, as the published code\n"
+       "                   does (exact, but each token costs a forward pass over the context)\n"
+       "  --full-recompute recompute the window from scratch for every token (the reference)\n",
+       {{"model", "prompt", "max-new-tokens", "temperature", "top-k", "top-p", "seed", "stop", "window", "device"},
         {"greedy", "full-recompute", "json"}}},
       {"train", "train an i3 model from a JSON config, tracked in a database",
        "usage: i3lab train CONFIG [--db FILE] [--set SECTION.KEY=VALUE]...\n"
        "       i3lab train [CONFIG] --resume RUN_ID [--from latest|best|vN] [--db FILE] [--set ...]\n"
-       "       i3lab train --print-defaults\n\n"
-       "Trains as CONFIG says (model/train_config.h; examples in configs/; every key has the published\n"
+       "       i3lab train --print-keys | --print-defaults\n\n"
+       "Trains as CONFIG says (docs/training.md; examples in configs/; every key has the published\n"
        "i3-80M recipe as its default) and tracks the run in FILE (default i3lab.db). Prints the run id on\n"
        "stdout, progress on stderr. Checkpoints are artifacts ckpt-XXXXXXXX of the database, with aliases\n"
        "latest and best. Ctrl-C (SIGINT) or SIGTERM writes a checkpoint and marks the run stopped.\n"
@@ -85,8 +90,9 @@ std::vector<cli::Command> model_catalog() {
        "                   checkpoint's step is replaced\n"
        "  --from REF       which checkpoint: latest (default), best or vN\n"
        "  --print-config   print the resolved config (defaults filled in) and exit\n"
-       "  --print-defaults print every key with its default and exit\n",
-       {{"db", "set", "resume", "from"}, {"print-config", "print-defaults"}}},
+       "  --print-defaults print every key with its default (JSON) and exit\n"
+       "  --print-keys     print every key with its default and meaning (a Markdown table) and exit\n",
+       {{"db", "set", "resume", "from"}, {"print-config", "print-defaults", "print-keys"}}},
       {"eval", "validation loss and perplexity of a model on a data source",
        "usage: i3lab eval --model DIR|artifact:NAME[:ALIAS|:vN] --data SOURCE [--db FILE] [--json]\n"
        "                  [--format text|jsonl] [--field NAME] [--separator STRING] [--split all|val]\n"
@@ -122,12 +128,18 @@ std::vector<cli::Command> model_catalog() {
        "Builds a vocabulary from the text, then times encoding it (best of N). Without --file an\n"
        "8 MB text of made-up words is used.\n",
        {{"file", "reps"}, {"json"}}},
-      {"bench generate", "generation tokens/s: incremental vs full re-computation",
-       "usage: i3lab bench generate [--preset NAME] [--prompt N] [--tokens N] [...]\n\n"
-       "Greedy generation from an N-token prompt up to the context, once incremental (states and KV\n"
-       "cache) and once re-running the whole window per token.\n" +
+      {"bench generate", "generation tokens/s: incremental vs full re-computation, and past the context",
+       "usage: i3lab bench generate [--preset NAME] [--prompt N] [--tokens N] [--past N] [...]\n\n"
+       "Greedy generation on random weights, side by side:\n"
+       "- within the context, from a --prompt token prompt (default 8) for --tokens tokens (default: up\n"
+       "  to the context), once incremental (states and KV cache) and once re-running the whole\n"
+       "  sequence per token: incremental_tokens_per_sec, full_recompute_tokens_per_sec, speedup;\n"
+       "- past the context, in each window mode of `generate`: from a prompt that fills the context,\n"
+       "  the --past tokens after the first new token (a prefill both modes share); default: one\n"
+       "  cycle of the half window, context - ceil(context/2) + 1 tokens (129 for i3-80m); 0 skips:\n"
+       "  half_window_tokens_per_sec, slide_window_tokens_per_sec, half_over_slide.\n" +
            bench_shape,
-       {{"preset", "vocab-size", "set", "prompt", "tokens", "threads"}, {"json"}}},
+       {{"preset", "vocab-size", "set", "prompt", "tokens", "past", "threads"}, {"json"}}},
   };
 }
 

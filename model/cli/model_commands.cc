@@ -175,7 +175,6 @@ int score(const Args& args) {
 }
 
 int generate_cmd(const Args& args) {
-  ModelFolder folder = load_for_inference(args);
   SamplingOptions options;
   options.max_new_tokens = args.get_int("max-new-tokens", 50);
   options.temperature = args.get_double("temperature", 1.0);
@@ -184,8 +183,12 @@ int generate_cmd(const Args& args) {
   options.greedy = args.has("greedy");
   options.seed = static_cast<uint64_t>(args.get_int("seed", 0));
   options.stop = args.get_all("stop");
+  const std::string window = args.get("window", "half");
+  if (window != "half" && window != "slide") throw UsageError("--window must be half or slide, got '" + window + "'");
+  options.window = window == "half" ? Window::kHalf : Window::kSlide;
   options.incremental = !args.has("full-recompute");
   validate(options);
+  ModelFolder folder = load_for_inference(args);
   std::vector<int64_t> prompt = encode_ids(*folder.tokenizer, args.require("prompt"));
   const auto start = std::chrono::steady_clock::now();
   Generation gen = generate(folder.model, *folder.tokenizer, prompt, options);

@@ -77,20 +77,24 @@ Generation generate(I3Model& model, const ChunkTokenizer& tokenizer, const std::
 
   std::mt19937_64 rng(options.seed);
   std::vector<int64_t> ids = prompt;
+  // The model reads the window ids[begin..]; `state` holds its first state.position tokens.
+  int64_t begin = std::max<int64_t>(0, static_cast<int64_t>(ids.size()) - context);
+  // The window's length right after it moves (generate.h): the full context, or ⌈context/2⌉.
+  const int64_t moved_length = options.window == Window::kSlide ? context : (context + 1) / 2;
   DecodeState state;
   Generation out;
   out.finish_reason = "length";
   for (int64_t step = 0; step < options.max_new_tokens; ++step) {
-    torch::Tensor logits;  // [1,T,V]
     const int64_t n = static_cast<int64_t>(ids.size());
-    if (options.incremental && n <= context) {
-      // First call: the prompt in parallel; later: only the newest token.
-      logits = model->forward(as_tensor(ids.begin() + state.position, ids.end()), &state);
-    } else {
-      // Sliding window over the last `context` tokens, re-computed from scratch.
-      logits = model->forward(as_tensor(ids.end() - std::min(n, context), ids.end()));
+    if (n - begin > context) {  // the newest token does not fit: move the window
+      begin = n - moved_length;
+      state = DecodeState{};
     }
-    const int64_t next = sample_token(logits[0][-1], options, &rng);
+    const auto window = ids.begin() + begin;
+    torch::Tensor logits = options.incremental  // [1,V]
+                               ? model->last_logits(as_tensor(window + state.position, ids.end()), &state)
+                               : model->last_logits(as_tensor(window, ids.end()));
+    const int64_t next = sample_token(logits[0], options, &rng);
     ids.push_back(next);
     out.ids.push_back(next);
     out.text += tokenizer.chunk(static_cast<int32_t>(next));  // decoding is concatenation

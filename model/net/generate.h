@@ -5,12 +5,26 @@
 // Greedy (or temperature 0) takes the arg-max. The draw uses its own seeded generator, so a
 // seed gives the same text on every machine and thread count.
 //
-// Decoding is incremental while the sequence fits the context: the prompt runs once in
-// parallel, then each new token costs one position (hybrid states carried, attention keys and
-// values cached). Past the context the model sees a sliding window of the last `context`
-// tokens with positions 0..context-1 and hybrid states restarted at the window's start —
-// exactly what the published code computes — so every token past the context costs a full
-// forward pass over the window.
+// Decoding computes, for each new token, the logits of the last position only
+// (I3ModelImpl::last_logits). While the sequence (prompt + new tokens) fits the context it is
+// incremental and exact: the prompt runs once in parallel, then each new token costs one
+// position (hybrid states carried, attention keys and values cached).
+//
+// Past the context the model reads a window: with n tokens so far, a suffix ids[b..n-1] at
+// positions 0..n-1-b, hybrid states starting from zero at ids[b] and attention over the window
+// only. No state or cache survives a move of b. The window mode chooses b:
+//   slide   b = n − context: the last `context` tokens, exactly what the published code
+//           computes. b moves with every token, so each token past the context costs a forward
+//           pass over `context` tokens.
+//   half    (the default) b stays while the window fits; when the newest token would make it
+//           longer than `context`, b jumps to n − h, h = ⌈context/2⌉ (128 for context 256):
+//           the last h tokens run in parallel, then decoding is incremental again up to a full
+//           window. The model sees between h and `context` tokens; each cycle of
+//           context − h + 1 new tokens costs one forward pass over h tokens plus context − h
+//           one-token steps.
+// A prompt longer than the context starts from its last `context` tokens in both modes, and
+// both modes give the same tokens as long as the sequence fits the context. With
+// `incremental = false` each token recomputes the same window from scratch (the reference).
 #pragma once
 
 #include <cstdint>
@@ -24,6 +38,9 @@
 
 namespace i3 {
 
+// Which window the model reads once the sequence is longer than the context (see above).
+enum class Window { kHalf, kSlide };
+
 struct SamplingOptions {
   int64_t max_new_tokens = 50;
   double temperature = 1.0;        // 0 means greedy
@@ -32,7 +49,9 @@ struct SamplingOptions {
   bool greedy = false;
   uint64_t seed = 0;
   std::vector<std::string> stop;   // stop when the output contains one (compared lower-cased)
-  bool incremental = true;         // false: re-run the whole window for every token (reference)
+  Window window = Window::kHalf;   // what the model sees past the context (see above)
+  bool incremental = true;         // false: recompute the window from scratch for every token
+                                   // (the reference the incremental path is checked against)
 };
 
 // Checks ranges; throws std::invalid_argument naming the option.

@@ -213,7 +213,7 @@ I3ModelImpl::I3ModelImpl(const ModelConfig& config) : config_(config) {
   }
 }
 
-torch::Tensor I3ModelImpl::forward(const torch::Tensor& idx, DecodeState* state) {
+torch::Tensor I3ModelImpl::hidden(const torch::Tensor& idx, DecodeState* state) {
   const int64_t T = idx.size(1);
   const int64_t start = state ? state->position : 0;
   TORCH_CHECK(start + T <= config_.context, "sequence of ", start + T, " tokens exceeds the context of ",
@@ -231,7 +231,15 @@ torch::Tensor I3ModelImpl::forward(const torch::Tensor& idx, DecodeState* state)
     x = blocks_[i]->forward(x, hs, kv);
   }
   if (state) state->position += T;
-  return head->forward(ln_f->forward(x));  // [B,T,V]
+  return x;  // [B,T,d]
+}
+
+torch::Tensor I3ModelImpl::forward(const torch::Tensor& idx, DecodeState* state) {
+  return head->forward(ln_f->forward(hidden(idx, state)));  // [B,T,V]
+}
+
+torch::Tensor I3ModelImpl::last_logits(const torch::Tensor& idx, DecodeState* state) {
+  return head->forward(ln_f->forward(hidden(idx, state).select(1, -1)));  // [B,d] → [B,V]
 }
 
 torch::Tensor I3ModelImpl::loss(const torch::Tensor& logits, const torch::Tensor& targets) {

@@ -4,6 +4,7 @@
 //   n_hybrid × { x += Hybrid(ln1(x));  x += FFN(ln2(x)) }
 //   n_attn   × { x += CausalMHA(ln1(x)); x += FFN(ln2(x)) }
 //   logits = head(ln_f(x))                                     [B,T,V], head untied, with bias
+//                                                              (or [B,V]: last position only)
 //
 // Parameter names equal the published state dict's (`layers.3.hybrid.A`, `head.bias`, ...).
 #pragma once
@@ -92,6 +93,11 @@ class I3ModelImpl : public torch::nn::Module {
   // With one, idx continues the sequence in *state (empty for a new one), which is updated:
   // incremental decoding. REQUIRES: (state ? state->position : 0) + T <= context.
   torch::Tensor forward(const torch::Tensor& idx, DecodeState* state = nullptr);
+  // idx [B,T] → logits [B,V] of the last position only: forward(idx, state)[:, T-1], with the
+  // same REQUIRES and the same update of *state. All T positions still run through the layers
+  // (they feed the states and caches), but ln_f and the head (d×V weights: a third of i3-80M's
+  // per-token products) run for one position instead of T. For generation, which needs no more.
+  torch::Tensor last_logits(const torch::Tensor& idx, DecodeState* state = nullptr);
   // Mean cross-entropy of logits [B,T,V] against targets [B,T].
   static torch::Tensor loss(const torch::Tensor& logits, const torch::Tensor& targets);
 
@@ -106,6 +112,9 @@ class I3ModelImpl : public torch::nn::Module {
   torch::nn::Linear head{nullptr};
 
  private:
+  // Embeddings and layers: idx [B,T] → x [B,T,d] before ln_f. The contract of forward().
+  torch::Tensor hidden(const torch::Tensor& idx, DecodeState* state);
+
   ModelConfig config_;
   std::vector<Block> blocks_;  // the same modules as `layers`, typed
 };
