@@ -71,7 +71,8 @@ TEST(Events, TheJsonFormIsStable) {
     EXPECT_EQ(back.body.index(), events[i].body.index());
     EXPECT_EQ(to_json(back).dump(), golden[i]);
   }
-  const auto& m = std::get<Metrics>(event_from_json(json::parse(golden[3])).body);
+  const Event metrics = event_from_json(json::parse(golden[3]));
+  const auto& m = std::get<Metrics>(metrics.body);
   EXPECT_TRUE(std::isnan(m.values[1].second));
   EXPECT_EQ(m.values[2].second, INFINITY);
   EXPECT_EQ(m.values[3].second, -INFINITY);

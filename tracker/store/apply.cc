@@ -84,12 +84,14 @@ void rebuild_aggregates(Db& db, int64_t run) {
 }
 
 Applier::RunState* Applier::find_run(const std::string& uid) {
+  if (last_run_ && last_run_->first == uid) return &last_run_->second;  // runs log in streaks
   auto it = runs_.find(uid);
-  if (it != runs_.end()) return &it->second;
+  if (it != runs_.end()) return &(last_run_ = &*it)->second;
   Stmt s(db_, "SELECT id, event_seq FROM runs WHERE uid = ?");
   s.bind(1, uid);
   if (!s.step()) return nullptr;
-  return &runs_.emplace(uid, RunState{s.int64(0), static_cast<uint64_t>(s.int64(1)), false}).first->second;
+  last_run_ = &*runs_.emplace(uid, RunState{s.int64(0), static_cast<uint64_t>(s.int64(1)), false}).first;
+  return &last_run_->second;
 }
 
 int64_t Applier::key_id(const std::string& name) {
@@ -161,10 +163,15 @@ Applied Applier::apply(const Event& event) {
           Stmt s(db_, "UPDATE runs SET status = ?, finished_at = ?, heartbeat_at = ? WHERE id = ?");
           s.bind(1, e.status).bind(2, e.wall).bind(3, e.wall).bind(4, run->id).run();
         } else if constexpr (std::is_same_v<T, Metrics>) {
-          std::vector<int64_t> keys;
-          keys.reserve(e.values.size());
-          for (const auto& value : e.values) keys.push_back(key_id(value.first));
-          for (size_t i = 0; i < keys.size(); ++i) points_.push_back({run->id, keys[i], e.step, e.values[i].second, e.wall});
+          // Steps usually log the keys of the step before, in the same order: compare with
+          // those before searching the dictionary.
+          if (last_keys_.size() < e.values.size()) last_keys_.resize(e.values.size());
+          for (size_t i = 0; i < e.values.size(); ++i) {
+            auto& [name, id] = last_keys_[i];
+            if (name != e.values[i].first) name = e.values[i].first, id = key_id(name);
+          }
+          for (size_t i = 0; i < e.values.size(); ++i)
+            points_.push_back({run->id, last_keys_[i].second, e.step, e.values[i].second, e.wall});
         } else if constexpr (std::is_same_v<T, MetricGoal>) {
           Stmt s(db_, "INSERT INTO summaries(run_id, key_id, last, last_step, min, max, count, goal) "
                       "VALUES(?, ?, NULL, -1, NULL, NULL, 0, ?) ON CONFLICT(run_id, key_id) DO UPDATE SET goal = excluded.goal");
@@ -356,14 +363,16 @@ void Applier::committed() {
   for (const auto& m : moved_) std::filesystem::remove(m.second, ignored);
   moved_.clear();
   runs_.clear();  // other processes may write these runs before our next batch
+  last_run_ = nullptr;
 }
 
 void Applier::rolled_back() {
   for (const auto& [sha, aside] : moved_) content_.restore(sha, aside);
   moved_.clear();
   runs_.clear();
+  last_run_ = nullptr;
   points_.clear();
-  key_ids_.clear();
+  forget_keys();
 }
 
 }  // namespace tracker

@@ -47,7 +47,10 @@ class Applier {
   void committed();
   void rolled_back();
   // After a savepoint rolled back: forgets cached metric key ids (they may be gone).
-  void forget_keys() { key_ids_.clear(); }
+  void forget_keys() {
+    key_ids_.clear();
+    last_keys_.clear();
+  }
 
  private:
   struct RunState {
@@ -69,7 +72,9 @@ class Applier {
   Db& db_;
   const ContentStore& content_;
   std::map<std::string, RunState, std::less<>> runs_;      // this batch's runs by uid
+  std::pair<const std::string, RunState>* last_run_ = nullptr;  // the last one found
   std::map<std::string, int64_t, std::less<>> key_ids_;    // metric key → metric_keys.id
+  std::vector<std::pair<std::string, int64_t>> last_keys_; // the last metrics event's keys and ids
   std::vector<Point> points_;
   std::vector<std::pair<std::string, std::string>> moved_;  // deleted files: sha256, where they wait
 };
