@@ -3,6 +3,7 @@
 // Tracker commands (and later the coordinator, worker and web server) run here and start in
 // milliseconds. Commands that need the model (model/cli/catalog.h) are listed, checked and
 // explained here too, then handed to `i3lab-model` beside this executable.
+#include <algorithm>
 #include <vector>
 
 #include "bench/tracker/commands.h"
@@ -15,5 +16,7 @@ int main(int argc, char** argv) {
   for (cli::Command& c : commands) c.run = [argv](const cli::Args&) { return i3::exec_model_program(argv); };
   for (auto& c : tracker::tracker_commands()) commands.push_back(std::move(c));
   for (auto& c : tracker::bench_commands()) commands.push_back(std::move(c));
+  // Help lists the benchmarks last, together.
+  std::stable_partition(commands.begin(), commands.end(), [](const cli::Command& c) { return c.path.rfind("bench ", 0) != 0; });
   return cli::dispatch(commands, argc, argv);
 }

@@ -221,6 +221,7 @@ TEST(Events, AnEventThatCannotApplyFailsAloneWithATypedError) {
   Store store(path);
   tracker::Run run = tracker::Run::create(store, {"p"});
   EXPECT_THROW(store.apply({"no-such-run", 1, Heartbeat{1.0}}), NotFound);
+  EXPECT_THROW(store.apply({"", 0, Heartbeat{1.0}}), std::invalid_argument);  // unchecked, still refused
   EXPECT_THROW(run.use_artifact("nothing:v3"), NotFound);
   EXPECT_THROW(store.apply({"", 0, ArtifactLogged{"x", "t", json::object(), {}, {{"f", std::string(64, 'b'), 1}}, 1.0}}),
                MissingContent);

@@ -123,6 +123,8 @@ Applied Applier::apply(const Event& event) {
   Applied out;
   RunState* run = nullptr;
   const bool run_scoped = std::visit([](const auto& b) { return kRunScoped<std::decay_t<decltype(b)>>; }, event.body);
+  if (run_scoped && event.run.empty())
+    throw std::invalid_argument(std::string("a ") + type_name(event.body) + " event needs its run's uid");
   if (!event.run.empty() && (run_scoped || event.seq > 0)) {
     run = find_run(event.run);
     if (run) {
