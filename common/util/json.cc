@@ -1,0 +1,54 @@
+#include "common/util/json.h"
+
+#include "common/util/files.h"
+
+namespace util {
+namespace {
+
+// The byte offset at which `text` nests deeper than the limit, or npos. Brackets inside
+// strings do not count; the text need not be valid JSON (the parser judges that).
+size_t too_deep_at(std::string_view text) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth) return i;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return std::string_view::npos;
+}
+
+}  // namespace
+
+nlohmann::json parse_json(std::string_view text, const std::string& origin) {
+  if (const size_t at = too_deep_at(text); at != std::string_view::npos)
+    throw JsonError(origin + ": JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels (at byte " +
+                    std::to_string(at) + "); i3lab reads no deeper");
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    // e.what() reads "[json.exception.parse_error.101] parse error at line 2, column 1: ...".
+    const std::string what = e.what();
+    const size_t at = what.find("parse error");
+    throw JsonError(origin + ": not valid JSON (" + (at == std::string::npos ? what : what.substr(at)) + ")");
+  }
+}
+
+std::optional<nlohmann::json> try_parse_json(std::string_view text) {
+  if (too_deep_at(text) != std::string_view::npos) return std::nullopt;
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return std::nullopt;
+  return j;
+}
+
+nlohmann::json read_json_file(const std::string& path) { return parse_json(read_file(path), path); }
+
+}  // namespace util

@@ -1,0 +1,35 @@
+// Parsing JSON that comes from outside: config files, vocabularies, data lines, stored configs,
+// checkpoint states, and (later) wire messages and HTTP bodies all go through here.
+//
+// Nesting is bounded: nlohmann's parser copes with any depth, but printing or destroying a
+// value recurses, so a 100 KB document of 100,000 nested arrays crashes whoever prints it in an
+// error message. parse_json() refuses such text before parsing, in one linear pass.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace util {
+
+// The deepest nesting accepted (docs/limits.md). Real configs, tables and events nest < 10.
+constexpr int kMaxJsonDepth = 128;
+
+// Text that is not JSON, or JSON nested too deeply. The message names the origin and where.
+struct JsonError : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+
+// Parses `text`. Throws JsonError "ORIGIN: not valid JSON (parse error at line L, column C: …)"
+// or "ORIGIN: JSON nested deeper than 128 levels (at byte N)".
+nlohmann::json parse_json(std::string_view text, const std::string& origin);
+
+// The same, without the error: nullopt for text that parse_json() would refuse.
+std::optional<nlohmann::json> try_parse_json(std::string_view text);
+
+// parse_json() of a whole file (util::read_file's checks and kMaxDocumentBytes).
+nlohmann::json read_json_file(const std::string& path);
+
+}  // namespace util
