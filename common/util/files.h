@@ -22,4 +22,28 @@ std::string read_file(const std::string& path, uint64_t max_bytes = kMaxDocument
 // waited on). Throws as read_file does.
 uint64_t regular_file_size(const std::string& path);
 
+// An open regular file, for readers that take a file piece by piece (a weights file is read
+// header first, so nothing is allocated before the header is checked). The constructor
+// refuses what is not a regular file, before a byte is read, as read_file does.
+class RegularFile {
+ public:
+  explicit RegularFile(const std::string& path);
+  ~RegularFile();
+  RegularFile(const RegularFile&) = delete;
+  RegularFile& operator=(const RegularFile&) = delete;
+
+  uint64_t size() const { return size_; }  // at open
+  const std::string& path() const { return path_; }
+  // Reads exactly `n` bytes at `offset` into `out`. Throws std::runtime_error naming the path
+  // when the file ends first (it shrank) or the read fails.
+  void read_at(uint64_t offset, void* out, size_t n) const;
+  // Throws std::runtime_error "PATH: WHAT".
+  [[noreturn]] void fail(const std::string& what) const;
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+};
+
 }  // namespace util

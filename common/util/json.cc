@@ -34,11 +34,15 @@ nlohmann::json parse_json(std::string_view text, const std::string& origin) {
                     std::to_string(at) + "); i3lab reads no deeper");
   try {
     return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    // e.what() reads "[json.exception.parse_error.101] parse error at line 2, column 1: ...".
-    const std::string what = e.what();
-    const size_t at = what.find("parse error");
-    throw JsonError(origin + ": not valid JSON (" + (at == std::string::npos ? what : what.substr(at)) + ")");
+  } catch (const nlohmann::json::exception& e) {
+    // "[json.exception.parse_error.101] parse error at line 2, column 1: ...", or
+    // "[json.exception.out_of_range.406] number overflow parsing '1e400'": the part after the
+    // tag, cut (it quotes the offending token, which may be megabytes long).
+    std::string what = e.what();
+    if (what.rfind("[json.exception.", 0) == 0 && what.find("] ") != std::string::npos)
+      what = what.substr(what.find("] ") + 2);
+    if (what.size() > 200) what = what.substr(0, 200) + "…";
+    throw JsonError(origin + ": not valid JSON (" + what + ")");
   }
 }
 
@@ -50,5 +54,16 @@ std::optional<nlohmann::json> try_parse_json(std::string_view text) {
 }
 
 nlohmann::json read_json_file(const std::string& path) { return parse_json(read_file(path), path); }
+
+std::string brief(const nlohmann::json& value, size_t max_chars) {
+  std::string text = value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (text.size() > max_chars) {
+    text.resize(max_chars);
+    while (!text.empty() && (static_cast<unsigned char>(text.back()) & 0xC0) == 0x80) text.pop_back();  // whole UTF-8 characters
+    if (!text.empty() && static_cast<unsigned char>(text.back()) >= 0xC0) text.pop_back();
+    text += "…";
+  }
+  return text;
+}
 
 }  // namespace util

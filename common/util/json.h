@@ -32,4 +32,8 @@ std::optional<nlohmann::json> try_parse_json(std::string_view text);
 // parse_json() of a whole file (util::read_file's checks and kMaxDocumentBytes).
 nlohmann::json read_json_file(const std::string& path);
 
+// `value` as JSON text for an error message: at most `max_chars`, cut with "…" (a config value
+// may be a 4 MB string).
+std::string brief(const nlohmann::json& value, size_t max_chars = 80);
+
 }  // namespace util
