@@ -57,7 +57,7 @@ double fwd_bwd_flops(const ModelConfig& c, int64_t batch, int64_t seq) {
 
 ModelConfig bench_config(const cli::Args& args) {
   ModelConfig config = preset(args.get("preset", "i3-80m"));
-  config.vocab_size = args.get_int("vocab-size", 35560);
+  config.vocab_size = args.get_int("vocab-size", 35560, 1);
   for (const auto& s : args.get_all("set")) config.set(s);
   config.validate();
   return config;
@@ -69,8 +69,8 @@ ModelConfig bench_config(const cli::Args& args) {
 int bench_steps(const cli::Args& args, const std::string& what, const std::string& optimizer) {
   apply_threads(args);
   ModelConfig config = bench_config(args);
-  const int64_t batch = args.get_int("batch", 4), seq = args.get_int("seq", config.context);
-  const int64_t steps = args.get_int("steps", 3), warmup = args.get_int("warmup", 1);
+  const int64_t batch = args.get_int("batch", 4, 1), seq = args.get_int("seq", config.context, 1);
+  const int64_t steps = args.get_int("steps", 3, 1), warmup = args.get_int("warmup", 1, 0);
   if (seq > config.context) throw cli::UsageError("--seq is longer than the context");
   if (optimizer != "none" && optimizer != "flat" && optimizer != "torch")
     throw cli::UsageError("--optimizer must be flat, torch or none");
@@ -142,7 +142,7 @@ int bench_steps(const cli::Args& args, const std::string& what, const std::strin
 int bench_tokenizer(const cli::Args& args) {
   std::string text;
   if (args.has("file")) {
-    text = util::read_file(args.get("file"));
+    text = util::read_file(args.get("file"), util::kNoSizeLimit);
   } else {
     // ~8 MB of made-up words from random syllables (some accented, some capitalised): a
     // vocabulary of thousands of chunks, like real text, rather than a handful.
@@ -159,7 +159,7 @@ int bench_tokenizer(const cli::Args& args) {
   builder.add_text(text);
   const double build_s = seconds_since(start);
   ChunkTokenizer tok = builder.build();
-  const int reps = static_cast<int>(args.get_int("reps", 3));
+  const int reps = static_cast<int>(args.get_int("reps", 3, 1, 1000));
   double best = 1e30;
   size_t n_ids = 0;
   for (int i = 0; i < reps; ++i) {
@@ -180,11 +180,11 @@ int bench_tokenizer(const cli::Args& args) {
 int bench_generate(const cli::Args& args) {
   apply_threads(args);
   ModelConfig config = bench_config(args);
-  const int64_t prompt_len = args.get_int("prompt", 8);
-  const int64_t new_tokens = args.get_int("tokens", config.context - prompt_len);
+  const int64_t prompt_len = args.get_int("prompt", 8, 1);
+  const int64_t new_tokens = args.get_int("tokens", config.context - prompt_len, 0);
   // Default: one cycle of the half window (a re-read of ⌈context/2⌉ tokens, then incremental
   // steps until the window is full again): its amortised rate, and the sliding one to compare.
-  const int64_t past = args.get_int("past", config.context - (config.context + 1) / 2 + 1);
+  const int64_t past = args.get_int("past", config.context - (config.context + 1) / 2 + 1, 0);
   if (prompt_len < 1 || prompt_len + new_tokens > config.context)
     throw cli::UsageError("--prompt + --tokens must fit in the context (" + std::to_string(config.context) + ")");
   if (past < 0) throw cli::UsageError("--past must be >= 0 (0 skips the measurement past the context)");

@@ -24,7 +24,7 @@ using util::seconds_since;
 // Ingest through the public API, side by side with a raw SQLite loop over the same layout,
 // then a downsampling query on a 1,000,000-point series.
 int bench_tracker(const cli::Args& args) {
-  const int64_t points = args.get_int("points", 1000000);
+  const int64_t points = args.get_int("points", 1000000, 10);
   const int keys = 10;
   const std::string dir = args.get("dir", std::filesystem::temp_directory_path().string());
   const std::string base = dir + "/i3lab-bench-" + std::to_string(::getpid());

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <limits>
+#include <type_traits>
 #include <sstream>
 
 namespace cli {
@@ -64,7 +66,34 @@ std::vector<std::string> Args::get_all(const std::string& name) const {
   return it == values_.end() ? std::vector<std::string>{} : it->second;
 }
 
-long long Args::get_int(const std::string& name, long long fallback) const {
+namespace {
+
+template <class T>
+std::string shown(T v) {
+  if constexpr (std::is_integral_v<T>) {
+    return v == LLONG_MAX ? "∞" : v == LLONG_MIN ? "-∞" : std::to_string(v);
+  } else {
+    if (std::isinf(v)) return v > 0 ? "∞" : "-∞";
+    std::ostringstream out;
+    out << v;
+    return out.str();
+  }
+}
+
+template <class T>
+T in_range(const std::string& name, const std::string& text, T v, T min, T max) {
+  if (!(v >= min && v <= max))
+    throw UsageError("--" + name + " must be " +
+                     (max == std::numeric_limits<T>::max() || (std::is_floating_point_v<T> && std::isinf(max))
+                          ? "at least " + shown(min)
+                          : "between " + shown(min) + " and " + shown(max)) +
+                     ", got " + text);
+  return v;
+}
+
+}  // namespace
+
+long long Args::get_int(const std::string& name, long long fallback, long long min, long long max) const {
   if (!values_.count(name)) return fallback;
   const std::string text = get(name);
   char* end = nullptr;
@@ -72,16 +101,16 @@ long long Args::get_int(const std::string& name, long long fallback) const {
   long long v = std::strtoll(text.c_str(), &end, 10);
   if (text.empty() || *end != '\0' || errno == ERANGE)
     throw UsageError("--" + name + " expects an integer, got '" + text + "'");
-  return v;
+  return in_range(name, text, v, min, max);
 }
 
-double Args::get_double(const std::string& name, double fallback) const {
+double Args::get_double(const std::string& name, double fallback, double min, double max) const {
   if (!values_.count(name)) return fallback;
   const std::string text = get(name);
   char* end = nullptr;
   double v = std::strtod(text.c_str(), &end);
-  if (text.empty() || *end != '\0') throw UsageError("--" + name + " expects a number, got '" + text + "'");
-  return v;
+  if (text.empty() || *end != '\0' || std::isnan(v)) throw UsageError("--" + name + " expects a number, got '" + text + "'");
+  return in_range(name, text, v, min, max);
 }
 
 std::vector<long long> parse_int_list(const std::string& text, const std::string& what) {

@@ -5,6 +5,8 @@
 // switches are `--name`. A value flag given twice keeps every value (get_all), e.g. --set.
 #pragma once
 
+#include <climits>
+#include <cmath>
 #include <functional>
 #include <map>
 #include <set>
@@ -36,9 +38,11 @@ class Args {
   // REQUIRES: nothing. Throws UsageError naming the flag when it is absent.
   std::string require(const std::string& name) const;
   std::vector<std::string> get_all(const std::string& name) const;
-  // Numeric values; a malformed number is a UsageError naming the flag.
-  long long get_int(const std::string& name, long long fallback) const;
-  double get_double(const std::string& name, double fallback) const;
+  // Numeric values; a malformed number, or one outside [min, max], is a UsageError naming the
+  // flag and the range.
+  long long get_int(const std::string& name, long long fallback, long long min = LLONG_MIN,
+                    long long max = LLONG_MAX) const;
+  double get_double(const std::string& name, double fallback, double min = -HUGE_VAL, double max = HUGE_VAL) const;
   const std::vector<std::string>& positional() const { return positional_; }
 
  private:

@@ -103,7 +103,8 @@ std::vector<cli::Command> model_catalog() {
        "training run on this one source holds out (same --val-fraction and --split-seed).\n"
        "With --db the evaluation is a tracked run (tag eval): val/loss and val/perplexity at the\n"
        "checkpoint's step, a samples table for the prompts, and the artifact it used. artifact:\n"
-       "references are looked up in --db (default i3lab.db).\n",
+       "references are looked up in --db (default i3lab.db). The data is tokenized into a temporary\n"
+       "folder removed afterwards; --cache-dir DIR keeps the token cache there for the next run.\n",
        {{"model", "data", "db", "format", "field", "separator", "split", "val-fraction", "split-seed", "max-windows",
          "batch", "cache-dir", "device", "prompt", "project", "name", "sample-tokens"},
         {"json"}}},

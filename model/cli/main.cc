@@ -1,11 +1,15 @@
 // i3lab-model: the commands that need the model (catalog.h), with LibTorch. Users reach it
 // through `i3lab`, which hands these commands over; run directly it behaves the same.
+#include <c10/util/Exception.h>
 #include <malloc.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <new>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "bench/model/commands.h"
@@ -32,6 +36,27 @@ void keep_freed_memory() {
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
 
+// LibTorch's errors carry a C++ stack trace (~27 lines) in what(): a user's mistake (a model
+// too large to allocate, a device that is not there) reads as one line, like any other error.
+cli::Handler one_line_errors(cli::Handler handler) {
+  return [handler](const cli::Args& args) {
+    try {
+      return handler(args);
+    } catch (const c10::Error& e) {
+      // "[enforce fail at alloc_cpu.cpp:75] err == 0. DefaultCPUAllocator: …": the part after
+      // the source location and the failed condition is the one for people.
+      std::string what = e.what_without_backtrace();
+      if (what.rfind("[enforce fail at ", 0) == 0 && what.find("] ") != std::string::npos) {
+        what = what.substr(what.find("] ") + 2);
+        if (const size_t dot = what.find(". "); dot != std::string::npos && dot < 40) what = what.substr(dot + 2);
+      }
+      throw std::runtime_error(what);
+    } catch (const std::bad_alloc&) {
+      throw std::runtime_error("out of memory: make the model, batch or data smaller, or free memory");
+    }
+  };
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -47,7 +72,7 @@ int main(int argc, char** argv) {
       std::cerr << "i3lab-model: no handler for '" << c.path << "' (a bug: catalog.cc and the handlers disagree)\n";
       return 70;
     }
-    c.run = it->second;
+    c.run = one_line_errors(it->second);
     handlers.erase(it);
   }
   if (!handlers.empty()) {

@@ -5,7 +5,7 @@
 #include <iostream>
 #include <optional>
 
-#include "common/util/files.h"
+#include "common/util/json.h"
 #include "model/data/demo_corpus.h"
 #include "model/io/model_folder.h"
 #include "model/net/generate.h"
@@ -38,8 +38,8 @@ int tokenizer_build(const Args& args) {
               << ", distinct " << builder.distinct_chunks() << "\n";
   }
   VocabBuilder::Options options;
-  options.min_count = args.get_int("min-count", 1);
-  options.max_size = args.get_int("max-size", 0);
+  options.min_count = args.get_int("min-count", 1, 1);
+  options.max_size = args.get_int("max-size", 0, 0);
   ChunkTokenizer tok = builder.build(options);
   tok.save(out);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -76,19 +76,13 @@ ModelConfig config_from_args(const Args& args, std::optional<ChunkTokenizer>* to
     }
   } else {
     const std::string path = args.get("config");
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(util::read_file(path));
-    } catch (const nlohmann::json::exception& e) {
-      throw std::runtime_error(path + ": not valid JSON (" + e.what() + ")");
-    }
-    config = ModelConfig::from_json(j, path, preset("i3-80m"));
+    config = ModelConfig::from_json(util::read_json_file(path), path, preset("i3-80m"));
   }
   if (args.has("vocab")) {
     *tokenizer = ChunkTokenizer::load(args.get("vocab"));
     config.vocab_size = (*tokenizer)->vocab_size();
   }
-  if (args.has("vocab-size")) config.vocab_size = args.get_int("vocab-size", 0);
+  if (args.has("vocab-size")) config.vocab_size = args.get_int("vocab-size", 0, 1);
   for (const auto& s : args.get_all("set")) config.set(s);
   if (tokenizer->has_value() && config.vocab_size < (*tokenizer)->vocab_size())
     throw std::invalid_argument("vocab_size " + std::to_string(config.vocab_size) + " is smaller than the vocabulary's " +
@@ -124,7 +118,7 @@ int model_init(const Args& args) {
   std::optional<ChunkTokenizer> tok;
   ModelConfig config = config_from_args(args, &tok);
   const std::string out = args.require("out");
-  torch::manual_seed(static_cast<uint64_t>(args.get_int("seed", 0)));
+  torch::manual_seed(static_cast<uint64_t>(args.get_int("seed", 0, 0)));
   I3Model model(config);
   save_model_folder(out, model, tok ? &*tok : nullptr);
   std::cerr << "wrote " << out << ": " << config.parameter_count() << " parameters" << (tok ? "" : ", no vocabulary")
@@ -176,12 +170,12 @@ int score(const Args& args) {
 
 int generate_cmd(const Args& args) {
   SamplingOptions options;
-  options.max_new_tokens = args.get_int("max-new-tokens", 50);
+  options.max_new_tokens = args.get_int("max-new-tokens", 50, 0);
   options.temperature = args.get_double("temperature", 1.0);
-  options.top_k = args.get_int("top-k", 0);
+  options.top_k = args.get_int("top-k", 0, 0);
   options.top_p = args.get_double("top-p", 1.0);
   options.greedy = args.has("greedy");
-  options.seed = static_cast<uint64_t>(args.get_int("seed", 0));
+  options.seed = static_cast<uint64_t>(args.get_int("seed", 0, 0));
   options.stop = args.get_all("stop");
   const std::string window = args.get("window", "half");
   if (window != "half" && window != "slide") throw UsageError("--window must be half or slide, got '" + window + "'");

@@ -47,7 +47,7 @@ int train_cmd(const Args& args) {
   if (!args.has("resume") && args.positional().empty()) throw UsageError("give a CONFIG file (see configs/), or --resume RUN_ID");
   TrainOptions options;
   options.db_path = args.get("db", "i3lab.db");
-  options.resume_run = args.get_int("resume", -1);
+  options.resume_run = args.has("resume") ? args.get_int("resume", -1, 1) : -1;
   options.resume_from = args.get("from", "latest");
   const std::vector<std::string> overrides = args.get_all("set");
   // Resuming without a CONFIG trains on with the run's own stored config.
@@ -86,18 +86,16 @@ int eval_cmd(const Args& args) {
   if (job.data.format != "text" && job.data.format != "jsonl") throw UsageError("--format must be text or jsonl");
   job.data.field = args.get("field", "text");
   job.data.separator = args.get("separator", "");
-  job.split.val_fraction = args.get_double("val-fraction", job.split.val_fraction);
-  job.split.split_seed = static_cast<uint64_t>(args.get_int("split-seed", 0));
+  job.split.val_fraction = args.get_double("val-fraction", job.split.val_fraction, 0, 0.999999);
+  job.split.split_seed = static_cast<uint64_t>(args.get_int("split-seed", 0, 0));
   job.cache_dir = args.get("cache-dir", job.cache_dir);
-  job.max_windows = args.get_int("max-windows", 0);
-  job.batch = args.get_int("batch", job.batch);
-  if (job.batch < 1) throw UsageError("--batch must be at least 1");
-  if (job.max_windows < 0) throw UsageError("--max-windows must be ≥ 0 (0: all)");
+  job.max_windows = args.get_int("max-windows", 0, 0);
+  job.batch = args.get_int("batch", job.batch, 1, 1 << 20);
   job.device = args.get("device", job.device);
   job.project = args.get("project", job.project);
   job.name = args.get("name", "");
   if (args.has("prompt")) job.prompts = args.get_all("prompt");
-  job.sample_tokens = args.get_int("sample-tokens", job.sample_tokens);
+  job.sample_tokens = args.get_int("sample-tokens", job.sample_tokens, 0);
 
   const EvalReport report = run_evaluation(job);
   for (const auto& w : report.warnings) std::cerr << "warning: " << w << "\n";

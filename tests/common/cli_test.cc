@@ -54,7 +54,7 @@ TEST_F(Cli, HelpAndUsageErrors) {
   EXPECT_NE(bad_number.err.find("--vocab-size expects an integer"), std::string::npos);
   I3labResult bad_preset = i3lab({"model", "info", "--preset", "i3-1t", "--vocab-size", "10"});
   EXPECT_EQ(bad_preset.status, 2);
-  EXPECT_NE(bad_preset.err.find("unknown preset 'i3-1t'"), std::string::npos);
+  EXPECT_NE(bad_preset.err.find("unknown preset \"i3-1t\""), std::string::npos);
 }
 
 // `i3lab` is the control plane: it links no LibTorch, knows every command itself (help and
