@@ -16,6 +16,18 @@
 
 namespace i3 {
 
+// The largest shapes validate() accepts (docs/limits.md). Far above anything i3lab trains (the
+// published i3-80M: V 41,320, d 512, n 32, 16 layers, FFN 4·d, context 256), yet small enough
+// that every count derived from them fits in int64 and a hostile config or checkpoint cannot
+// make i3lab allocate terabytes.
+constexpr int64_t kMaxVocabSize = int64_t{1} << 24;  // token ids are int32
+constexpr int64_t kMaxDModel = int64_t{1} << 16;
+constexpr int64_t kMaxDState = int64_t{1} << 12;     // the hybrid state matrix A is n×n
+constexpr int64_t kMaxLayers = 1024;                 // n_hybrid + n_attn
+constexpr int64_t kMaxFfnMult = 64;
+constexpr int64_t kMaxContext = int64_t{1} << 20;
+constexpr int64_t kMaxParameters = int64_t{1} << 36;  // 256 GiB of fp32 weights
+
 struct ModelConfig {
   int64_t vocab_size = 0;  // V: embedding and head rows; from the vocabulary or checkpoint
   int64_t d_model = 512;
@@ -28,21 +40,28 @@ struct ModelConfig {
 
   int64_t n_layers() const { return n_hybrid + n_attn; }
 
-  // Throws std::invalid_argument naming the first field out of range.
+  // Throws std::invalid_argument naming the first field out of range: a field that is not
+  // positive (n_hybrid or n_attn may be 0, not both), over its kMax… bound above, d_model not
+  // divisible by n_heads, or more than kMaxParameters parameters.
   void validate() const;
-  // Exact number of parameters: 1025·V + 40,412,160 for the i3-80m shape.
+  // Exact number of parameters: 1025·V + 40,412,160 for the i3-80m shape. Never overflows: a
+  // count past int64 (possible only for a config validate() refuses) throws
+  // std::invalid_argument.
   int64_t parameter_count() const;
 
   nlohmann::json to_json() const;
-  // Starts from `base` and applies the keys present; an unknown key or a non-integer value
-  // throws std::invalid_argument naming `origin` and the key.
+  // Starts from `base` and applies the keys present; an unknown key or a value that is not an
+  // integer in int64's range throws std::invalid_argument naming `origin` and the key. Does not
+  // validate(). Values quoted in errors are cut to 64 characters.
   static ModelConfig from_json(const nlohmann::json& j, const std::string& origin, const ModelConfig& base);
-  // Applies "key=value" (one of the to_json keys). Throws std::invalid_argument.
+  // Applies "key=value" (one of the to_json keys). Throws std::invalid_argument for a missing
+  // '=', a value that is not an integer, or an unknown key.
   void set(const std::string& assignment);
 
   nlohmann::json to_published_json() const;
   // Reads a published config.json. Unknown extra keys are ignored (the format is not ours);
-  // missing required keys throw std::invalid_argument naming `origin`.
+  // missing required keys, a known key that is not an integer in int64's range, and a
+  // model_type other than "i3" throw std::invalid_argument naming `origin`. Does not validate().
   static ModelConfig from_published_json(const nlohmann::json& j, const std::string& origin);
 };
 

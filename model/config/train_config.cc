@@ -3,7 +3,7 @@
 #include <functional>
 #include <stdexcept>
 
-#include "common/util/files.h"
+#include "common/util/json.h"
 
 namespace i3 {
 namespace {
@@ -39,14 +39,14 @@ DataSource parse_source(const json& s, const std::string& where) {
     const std::string& k = it.key();
     const json& v = it.value();
     auto need = [&](bool ok, const char* what) {
-      if (!ok) throw std::invalid_argument(where + "." + k + " must be " + what + ", got " + v.dump());
+      if (!ok) throw std::invalid_argument(where + "." + util::brief(k) + " must be " + what + ", got " + util::brief(v));
     };
     if (k == "path") need(v.is_string() && !v.get<std::string>().empty(), "a file or glob"), out.path = v;
     else if (k == "format") need(v == "text" || v == "jsonl", "\"text\" or \"jsonl\""), out.format = v;
     else if (k == "field") need(v.is_string(), "a string"), out.field = v;
     else if (k == "separator") need(v.is_string(), "a string"), out.separator = v;
     else if (k == "weight") need(v.is_number() && v.get<double>() >= 0, "a number ≥ 0"), out.weight = v;
-    else throw std::invalid_argument(where + ": unknown key \"" + k + "\" (known: path, format, field, separator, weight)");
+    else throw std::invalid_argument(where + ": unknown key " + util::brief(k) + " (known: path, format, field, separator, weight)");
   }
   if (out.path.empty()) throw std::invalid_argument(where + " lacks \"path\"");
   return out;
@@ -218,11 +218,11 @@ std::string kind(const json& v) {
 // defaults and its value must have the default's type (an integer is also a number).
 void merge(json& base, const json& user, const std::string& path, const std::string& origin) {
   if (!user.is_object())
-    throw std::invalid_argument(origin + ": " + (path.empty() ? "the config" : "\"" + path + "\"") + " must be a JSON object");
+    throw std::invalid_argument(origin + ": " + (path.empty() ? "the config" : util::brief(path)) + " must be a JSON object");
   for (auto it = user.begin(); it != user.end(); ++it) {
     const std::string key = path.empty() ? it.key() : path + "." + it.key();
     if (!base.contains(it.key()))
-      throw std::invalid_argument(origin + ": unknown key \"" + key + "\" (known here: " + known_keys(base) + ")");
+      throw std::invalid_argument(origin + ": unknown key " + util::brief(key) + " (known here: " + known_keys(base) + ")");
     json& slot = base[it.key()];
     const json& value = it.value();
     if (key == "model") {  // preset + model_config.h keys, checked by ModelConfig
@@ -232,7 +232,7 @@ void merge(json& base, const json& user, const std::string& path, const std::str
       merge(slot, value, key, origin);
     } else {
       const bool ok = slot.is_number_float() ? value.is_number() : kind(slot) == kind(value);
-      if (!ok) throw std::invalid_argument(origin + ": \"" + key + "\" must be " + kind(slot) + ", got " + value.dump());
+      if (!ok) throw std::invalid_argument(origin + ": " + util::brief(key) + " must be " + kind(slot) + ", got " + util::brief(value));
       slot = value;
     }
   }
@@ -242,9 +242,8 @@ void merge(json& base, const json& user, const std::string& path, const std::str
 void apply_override(json& j, const std::string& assignment) {
   const auto eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0)
-    throw std::invalid_argument("--set expects section.key=value, got '" + assignment + "'");
-  json value = json::parse(assignment.substr(eq + 1), nullptr, /*allow_exceptions=*/false);
-  if (value.is_discarded()) value = assignment.substr(eq + 1);
+    throw std::invalid_argument("--set expects section.key=value, got " + util::brief(assignment));
+  json value = util::try_parse_json(assignment.substr(eq + 1)).value_or(json(assignment.substr(eq + 1)));
   json* node = &j;
   const std::string key = assignment.substr(0, eq);
   for (size_t start = 0;;) {
@@ -317,16 +316,7 @@ TrainConfig TrainConfig::parse(const json& j, const std::string& origin, const s
 }
 
 TrainConfig TrainConfig::load(const std::string& path, const std::vector<std::string>& overrides) {
-  json j;
-  try {
-    j = json::parse(util::read_file(path));
-  } catch (const json::parse_error& e) {
-    // e.what() reads "[json.exception.parse_error.101] parse error at line 2, column 1: ...".
-    const std::string what = e.what();
-    const size_t at = what.find("parse error");
-    throw std::invalid_argument(path + ": not valid JSON (" + (at == std::string::npos ? what : what.substr(at)) + ")");
-  }
-  return parse(j, path, overrides);
+  return parse(util::read_json_file(path), path, overrides);
 }
 
 void TrainConfig::set_vocab_size(int64_t n) {
