@@ -4,11 +4,11 @@
 #include <array>
 #include <cstdio>
 #include <fstream>
-#include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
 
 #include "common/util/files.h"
+#include "common/util/json.h"
 #include "model/text/unicode.h"
 
 namespace i3 {
@@ -126,25 +126,30 @@ ChunkTokenizer ChunkTokenizer::load(const std::string& path) { return from_json(
 ChunkTokenizer ChunkTokenizer::from_json(const std::string& text, const std::string& origin) {
   nlohmann::json doc;
   try {
-    doc = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error(origin + ": not valid JSON (" + e.what() + ")");
+    doc = util::parse_json(text, origin);
+  } catch (const util::JsonError& e) {
+    throw std::runtime_error(e.what());
   }
+  // Keys and values are quoted cut short: a chunk may be a megabyte long.
+  auto quote = [](const nlohmann::json& v) { return util::brief(v, 64); };
   if (!doc.is_object() || !doc.contains("chunk_to_idx") || !doc["chunk_to_idx"].is_object())
     throw std::runtime_error(origin + ": not a chunk vocabulary (expected an object with \"chunk_to_idx\")");
   if (doc.contains("unk_idx") && doc["unk_idx"] != 0)
-    throw std::runtime_error(origin + ": unk_idx must be 0");
+    throw std::runtime_error(origin + ": unk_idx must be 0, got " + quote(doc["unk_idx"]));
   if (doc.contains("unk_token") && doc["unk_token"] != kUnkToken)
-    throw std::runtime_error(origin + ": unk_token must be \"<UNK>\"");
+    throw std::runtime_error(origin + ": unk_token must be \"<UNK>\", got " + quote(doc["unk_token"]));
   const auto& map = doc["chunk_to_idx"];
   std::vector<std::string> chunks(map.size());
   std::vector<bool> seen(map.size(), false);
   for (auto it = map.begin(); it != map.end(); ++it) {
     if (!it.value().is_number_integer())
-      throw std::runtime_error(origin + ": chunk_to_idx[\"" + it.key() + "\"] is not an integer id");
-    int64_t id = it.value().get<int64_t>();
+      throw std::runtime_error(origin + ": chunk_to_idx[" + quote(it.key()) + "] is not an integer id");
+    // An id past int64 (2^64 - 1) reads as out of range, not as its wrapped value.
+    const int64_t id = it.value().is_number_unsigned() && it.value().get<uint64_t>() > uint64_t{INT64_MAX}
+                           ? -1
+                           : it.value().get<int64_t>();
     if (id < 0 || id >= static_cast<int64_t>(map.size()) || seen[id])
-      throw std::runtime_error(origin + ": chunk_to_idx[\"" + it.key() + "\"] = " + std::to_string(id) +
+      throw std::runtime_error(origin + ": chunk_to_idx[" + quote(it.key()) + "] = " + quote(it.value()) +
                                " is out of range or repeated (ids must be 0.." + std::to_string(map.size() - 1) + ")");
     seen[id] = true;
     chunks[id] = it.key();
@@ -152,13 +157,19 @@ ChunkTokenizer ChunkTokenizer::from_json(const std::string& text, const std::str
   if (chunks.empty() || chunks[0] != kUnkToken)
     throw std::runtime_error(origin + ": id 0 must be \"<UNK>\"");
   if (doc.contains("vocab_size") && doc["vocab_size"] != static_cast<int64_t>(chunks.size()))
-    throw std::runtime_error(origin + ": vocab_size " + doc["vocab_size"].dump() + " does not match the " +
+    throw std::runtime_error(origin + ": vocab_size " + quote(doc["vocab_size"]) + " does not match the " +
                              std::to_string(chunks.size()) + " entries of chunk_to_idx");
   if (doc.contains("idx_to_chunk")) {
-    for (auto it = doc["idx_to_chunk"].begin(); it != doc["idx_to_chunk"].end(); ++it) {
-      size_t id = std::strtoull(it.key().c_str(), nullptr, 10);
-      if (!it.value().is_string() || id >= chunks.size() || chunks[id] != it.value().get<std::string>())
-        throw std::runtime_error(origin + ": idx_to_chunk[\"" + it.key() + "\"] disagrees with chunk_to_idx");
+    const auto& ids = doc["idx_to_chunk"];
+    if (!ids.is_object())
+      throw std::runtime_error(origin + ": idx_to_chunk must be an object {\"id\": \"chunk\", ...}, got " + quote(ids) +
+                               "; fix it or remove it (chunk_to_idx alone defines the vocabulary)");
+    for (auto it = ids.begin(); it != ids.end(); ++it) {
+      const std::string& key = it.key();
+      const bool decimal = !key.empty() && key.size() <= 10 && key.find_first_not_of("0123456789") == std::string::npos;
+      const uint64_t id = decimal ? std::stoull(key) : chunks.size();
+      if (!it.value().is_string() || id >= chunks.size() || chunks[id] != it.value().get_ref<const std::string&>())
+        throw std::runtime_error(origin + ": idx_to_chunk[" + quote(key) + "] disagrees with chunk_to_idx");
     }
   }
   try {
@@ -280,6 +291,7 @@ void VocabBuilder::add_text(std::string_view utf8) {
 }
 
 void VocabBuilder::add_file(const std::string& path) {
+  util::regular_file_size(path);  // refuses a directory (once read as an empty text), a FIFO, a device
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error(path + ": cannot open");
   StreamSegmenter seg(this);
@@ -318,6 +330,7 @@ void VocabBuilder::add_file(const std::string& path) {
 }
 
 void VocabBuilder::add_jsonl_file(const std::string& path, const std::string& field) {
+  util::regular_file_size(path);  // refuses a directory (once read as an empty text), a FIFO, a device
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error(path + ": cannot open");
   std::string line;
@@ -325,9 +338,9 @@ void VocabBuilder::add_jsonl_file(const std::string& path, const std::string& fi
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     nlohmann::json obj;
     try {
-      obj = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      throw std::runtime_error(path + ":" + std::to_string(lineno) + ": not valid JSON (" + e.what() + ")");
+      obj = util::parse_json(line, path + ":" + std::to_string(lineno));
+    } catch (const util::JsonError& e) {
+      throw std::runtime_error(e.what());
     }
     if (!obj.is_object() || !obj.contains(field) || !obj[field].is_string())
       throw std::runtime_error(path + ":" + std::to_string(lineno) + ": no string field \"" + field + "\"");

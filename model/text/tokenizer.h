@@ -25,9 +25,14 @@ class ChunkTokenizer {
   // REQUIRES: chunks[0] == "<UNK>", no duplicates.
   explicit ChunkTokenizer(std::vector<std::string> chunks);
 
-  // Reads a vocabulary JSON file. Throws std::runtime_error naming the file and the problem.
+  // Reads a vocabulary JSON file: util::read_file's checks (a regular file of at most
+  // util::kMaxDocumentBytes), then from_json(). Throws std::runtime_error naming the file.
   static ChunkTokenizer load(const std::string& path);
-  // Parses vocabulary JSON text; `origin` names it in errors.
+  // Parses vocabulary JSON text; `origin` names it in every error. Throws std::runtime_error
+  // for text util::parse_json refuses (invalid, or nested deeper than util::kMaxJsonDepth), a
+  // document without a "chunk_to_idx" object, ids that are not exactly 0..N-1 with 0 "<UNK>",
+  // and a vocab_size, unk_idx, unk_token or idx_to_chunk (an object {"id": "chunk"}) that
+  // disagrees with chunk_to_idx. Values quoted in errors are cut to 64 characters.
   static ChunkTokenizer from_json(const std::string& text, const std::string& origin);
   // The JSON text, byte-identical to Python's json.dump of the published tokenizer's save().
   std::string to_json() const;
@@ -60,11 +65,12 @@ class VocabBuilder {
   // Adds one whole text (UTF-8). Throws Utf8Error on invalid input.
   void add_text(std::string_view utf8);
   // Adds a plain-text file as one text, streaming it. Throws std::runtime_error naming the
-  // file and byte offset on invalid UTF-8.
+  // file: for a path that is not a regular file (a directory, a FIFO, a device), and with the
+  // byte offset for invalid UTF-8.
   void add_file(const std::string& path);
   // Adds each line of a JSON-lines file whose object has string field `field` as one text.
-  // Lines that are empty are skipped; a line that is not a JSON object with that string field
-  // is an error naming the file and line.
+  // Lines that are empty are skipped; a path that is not a regular file, or a line that is not a JSON object with that string field
+  // (or that util::parse_json refuses) is a std::runtime_error naming the file and line.
   void add_jsonl_file(const std::string& path, const std::string& field);
 
   struct Options {
