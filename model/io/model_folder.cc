@@ -3,10 +3,11 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <regex>
+#include <optional>
 #include <sstream>
 
 #include "common/util/files.h"
+#include "common/util/json.h"
 #include "model/io/safetensors.h"
 #include "model/io/torch_checkpoint.h"
 
@@ -14,6 +15,34 @@ namespace fs = std::filesystem;
 
 namespace i3 {
 namespace {
+
+// Tensor names quoted in errors are cut to this many characters.
+constexpr size_t kQuoteChars = 64;
+
+std::string quote(const std::string& name) { return util::brief(name, kQuoteChars); }
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + "]";
+}
+
+// The layer a tensor name belongs to: "layers.N.hybrid.…" → (N, false), "layers.N.attn.…" →
+// (N, true); nothing for any other name. Parsed by hand, in one pass: a name is untrusted
+// input, and std::regex recurses per character (a 50,000-character name overflowed the stack).
+std::optional<std::pair<int64_t, bool>> layer_of(const std::string& name, const std::string& dir) {
+  static const std::string kPrefix = "layers.";
+  if (name.compare(0, kPrefix.size(), kPrefix) != 0) return std::nullopt;
+  const size_t digits = kPrefix.size(), end = name.find_first_not_of("0123456789", digits);
+  if (end == std::string::npos || end == digits) return std::nullopt;
+  const bool attention = name.compare(end, 6, ".attn.") == 0;
+  if (!attention && name.compare(end, 8, ".hybrid.") != 0) return std::nullopt;
+  // More digits than kMaxLayers has cannot be a layer of a valid model (and would overflow).
+  if (end - digits > std::to_string(kMaxLayers).size())
+    throw std::runtime_error(dir + ": tensor " + quote(name) + " names a layer past i3lab's limit of " +
+                             std::to_string(kMaxLayers) + " layers");
+  return std::make_pair(std::stoll(name.substr(digits, end - digits)), attention);
+}
 
 }  // namespace
 
@@ -27,19 +56,15 @@ std::vector<std::pair<std::string, torch::Tensor>> read_weights(const std::strin
 ModelFolder load_model_folder(const std::string& dir) {
   if (!fs::is_directory(dir)) throw std::runtime_error(dir + ": not a model folder (no such directory)");
   const fs::path config_path = fs::path(dir) / "config.json";
-  nlohmann::json config_json;
-  try {
-    config_json = nlohmann::json::parse(util::read_file(config_path.string()));
-  } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error(config_path.string() + ": not valid JSON (" + e.what() + ")");
-  }
   ModelFolder folder;
   try {
-    folder.config = ModelConfig::from_published_json(config_json, config_path.string());
-  } catch (const std::invalid_argument& e) {
+    folder.config = ModelConfig::from_published_json(util::read_json_file(config_path.string()), config_path.string());
+  } catch (const std::invalid_argument& e) {  // util::JsonError too
     throw std::runtime_error(e.what());
   }
 
+  // The readers allocate only what the file describes (its bytes); the model is built only
+  // once every tensor's shape is known to be the one the model needs.
   std::map<std::string, torch::Tensor> weights;
   for (auto& [name, tensor] : read_weights(dir)) weights[name] = tensor;
   auto shape_of = [&](const std::string& name, int dim) -> int64_t {
@@ -54,12 +79,9 @@ ModelFolder load_model_folder(const std::string& dir) {
   shapes.vocab_size = shape_of("embed.weight", 0);
   shapes.d_model = shape_of("embed.weight", 1);
   shapes.context = shape_of("pos_embed.weight", 0);
-  static const std::regex layer_re(R"(layers\.(\d+)\.(hybrid|attn)\..*)");
   std::map<int64_t, bool> layer_is_attention;
-  for (const auto& [name, t] : weights) {
-    std::smatch m;
-    if (std::regex_match(name, m, layer_re)) layer_is_attention[std::stoll(m[1])] = m[2] == "attn";
-  }
+  for (const auto& [name, t] : weights)
+    if (const auto layer = layer_of(name, dir)) layer_is_attention[layer->first] = layer->second;
   shapes.n_hybrid = shapes.n_attn = 0;
   for (const auto& [index, is_attention] : layer_is_attention) {
     if (index != shapes.n_layers() || (!is_attention && shapes.n_attn > 0))
@@ -80,23 +102,26 @@ ModelFolder load_model_folder(const std::string& dir) {
   } catch (const std::invalid_argument& e) {
     throw std::runtime_error(dir + ": " + e.what());
   }
+  // Every tensor against the shape the model needs, before the model exists: a zero-element
+  // tensor of shape [2^25, 0] is 0 bytes in the file, and must not make a [2^25, d] embedding.
+  const auto needed = parameter_shapes(folder.config);
+  for (const auto& [name, shape] : needed) {
+    auto it = weights.find(name);
+    if (it == weights.end()) throw std::runtime_error(dir + ": weights lack tensor " + name);
+    if (it->second.sizes().vec() != shape)
+      throw std::runtime_error(dir + ": tensor " + name + " has shape " + shape_text(it->second.sizes().vec()) +
+                               ", the model needs " + shape_text(shape));
+  }
+  if (weights.size() != needed.size()) {
+    for (const auto& [name, shape] : needed) weights.erase(name);
+    throw std::runtime_error(dir + ": unexpected tensor " + quote(weights.begin()->first) + " in the weights");
+  }
 
   folder.model = I3Model(folder.config);
   {
     torch::NoGradGuard no_grad;
-    for (auto& [name, param] : folder.model->state_dict()) {
-      auto it = weights.find(name);
-      if (it == weights.end()) throw std::runtime_error(dir + ": weights lack tensor " + name);
-      if (it->second.sizes() != param.sizes()) {
-        std::ostringstream msg;
-        msg << dir << ": tensor " << name << " has shape " << it->second.sizes() << ", the model needs " << param.sizes();
-        throw std::runtime_error(msg.str());
-      }
-      param.copy_(it->second.to(param.dtype()));
-      weights.erase(it);
-    }
+    for (auto& [name, param] : folder.model->state_dict()) param.copy_(weights.at(name).to(param.dtype()));
   }
-  if (!weights.empty()) throw std::runtime_error(dir + ": unexpected tensor " + weights.begin()->first + " in the weights");
 
   for (const char* name : {"tokenizer.json", "chunk_vocab_combined.json"}) {
     const fs::path path = fs::path(dir) / name;

@@ -1,5 +1,6 @@
 #include "model/io/safetensors.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -44,25 +45,30 @@ DType from_torch(torch::Dtype dtype, const std::string& name) {
 }  // namespace
 
 TensorFile load(const std::string& path) {
-  std::string bytes;
+  TensorFile file;
   try {
-    bytes = util::read_file(path);
-  } catch (const std::runtime_error& e) {
-    throw FormatError(e.what());
-  }
-  Header header;
-  try {
-    header = parse_header(bytes, bytes.size());
+    // The header first, checked whole, so that nothing is allocated for a file that lies;
+    // then each tensor's bytes straight into its storage.
+    const util::RegularFile in(path);
+    std::string prefix(std::min<uint64_t>(in.size(), 8), '\0');
+    in.read_at(0, prefix.data(), prefix.size());
+    uint64_t n = 0;
+    if (prefix.size() == 8) std::memcpy(&n, prefix.data(), 8);
+    if (prefix.size() == 8 && n <= kMaxHeaderBytes && n <= in.size() - 8) {
+      prefix.resize(8 + n);
+      in.read_at(8, prefix.data() + 8, n);
+    }
+    const Header header = parse_header(prefix, in.size());
+    file.metadata = header.metadata;
+    for (const auto& info : header.tensors) {
+      torch::Tensor t = torch::empty(info.shape, torch::TensorOptions().dtype(to_torch(info.dtype)));
+      in.read_at(header.data_start + info.begin, t.data_ptr(), info.end - info.begin);
+      file.tensors.emplace_back(info.name, std::move(t));
+    }
   } catch (const FormatError& e) {
     throw FormatError(path + ": " + e.what());
-  }
-  TensorFile file;
-  file.metadata = header.metadata;
-  for (const auto& info : header.tensors) {
-    const char* data = bytes.data() + header.data_start + info.begin;
-    torch::Tensor t = torch::empty(info.shape, torch::TensorOptions().dtype(to_torch(info.dtype)));
-    std::memcpy(t.data_ptr(), data, info.end - info.begin);
-    file.tensors.emplace_back(info.name, std::move(t));
+  } catch (const std::runtime_error& e) {  // util::RegularFile's errors name the path
+    throw FormatError(e.what());
   }
   return file;
 }

@@ -17,8 +17,11 @@ struct TensorFile {
   std::map<std::string, std::string> metadata;
 };
 
-// Reads a whole file. Throws FormatError prefixed with `path` for anything malformed
-// (truncated data, overlapping or gapped offsets, wrong sizes, unknown dtypes, bad JSON).
+// Reads a whole file: the header first, checked by parse_header() before any tensor is
+// allocated, then each tensor's bytes into its own storage (memory: the file's data size).
+// Throws FormatError prefixed with `path` for anything malformed (truncated data, overlapping
+// or gapped offsets, wrong sizes, unknown dtypes, bad JSON, a limit of safetensors_format.h
+// exceeded) and for a path that is not a regular file (a FIFO, a device such as /dev/zero).
 TensorFile load(const std::string& path);
 
 // Writes tensors (made contiguous, on the CPU) in the given order. Writes to a temporary file

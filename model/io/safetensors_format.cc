@@ -4,6 +4,9 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <string_view>
+
+#include "common/util/json.h"
 
 namespace safetensors {
 namespace {
@@ -21,10 +24,36 @@ constexpr DTypeInfo kDTypes[] = {
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian");
 
-uint64_t checked_mul(uint64_t a, uint64_t b, const std::string& what) {
-  if (b != 0 && a > UINT64_MAX / b) throw FormatError(what + ": shape is too large");
-  return a * b;
-}
+// Tensor names and values quoted in errors are cut to this many characters.
+constexpr size_t kQuoteChars = 64;
+
+std::string tensor_label(const std::string& name) { return "tensor " + util::brief(name, kQuoteChars); }
+
+// Finds a top-level key that appears twice, which the parsed document would silently merge
+// (the last one winning). Runs on text util::parse_json accepted, so it never fails to parse.
+class DuplicateNames : public nlohmann::json_sax<nlohmann::json> {
+ public:
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override { return ++depth_, true; }
+  bool end_object() override { return --depth_, true; }
+  bool start_array(std::size_t) override { return ++depth_, true; }
+  bool end_array() override { return --depth_, true; }
+  bool key(string_t& name) override {
+    if (depth_ == 1 && !names_.insert(name).second) throw FormatError(tensor_label(name) + " appears twice in the header");
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override { return false; }
+
+ private:
+  int depth_ = 0;
+  std::set<std::string> names_;
+};
 
 }  // namespace
 
@@ -43,32 +72,28 @@ size_t dtype_size(DType dtype) {
 DType dtype_from_name(const std::string& name) {
   for (const auto& d : kDTypes)
     if (name == d.name) return d.dtype;
-  throw FormatError("unknown dtype \"" + name + "\"");
+  throw FormatError("unknown dtype " + util::brief(name, kQuoteChars));
 }
 
 Header parse_header(const std::string& prefix, uint64_t file_size) {
   if (file_size < 8 || prefix.size() < 8) throw FormatError("file is shorter than the 8-byte header length");
   uint64_t n = 0;
   std::memcpy(&n, prefix.data(), 8);
-  if (n > kMaxHeaderBytes) throw FormatError("header length " + std::to_string(n) + " is over the limit");
+  if (n > kMaxHeaderBytes)
+    throw FormatError("header length " + std::to_string(n) + " is over the limit of " + std::to_string(kMaxHeaderBytes) +
+                      " bytes (not a safetensors file?)");
   if (n > file_size - 8) throw FormatError("header length " + std::to_string(n) + " runs past the end of the file (truncated?)");
   if (prefix.size() < 8 + n) throw FormatError("header is incomplete");
 
-  // Reject duplicate top-level names: a plain parse would keep the last silently.
-  std::set<std::string> names;
-  auto no_duplicates = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-    if (event == nlohmann::json::parse_event_t::key && depth == 1) {
-      const auto& key = parsed.get_ref<const std::string&>();
-      if (!names.insert(key).second) throw FormatError("tensor \"" + key + "\" appears twice in the header");
-    }
-    return true;
-  };
+  const std::string_view text(prefix.data() + 8, n);
   nlohmann::json doc;
   try {
-    doc = nlohmann::json::parse(prefix.begin() + 8, prefix.begin() + 8 + static_cast<std::ptrdiff_t>(n), no_duplicates);
-  } catch (const nlohmann::json::exception& e) {
-    throw FormatError(std::string("header is not valid JSON (") + e.what() + ")");
+    doc = util::parse_json(text, "header");
+  } catch (const util::JsonError& e) {
+    throw FormatError(e.what());
   }
+  DuplicateNames duplicates;
+  nlohmann::json::sax_parse(text, &duplicates);
   if (!doc.is_object()) throw FormatError("header is not a JSON object");
 
   Header header;
@@ -80,12 +105,16 @@ Header parse_header(const std::string& prefix, uint64_t file_size) {
     if (name == "__metadata__") {
       if (!entry.is_object()) throw FormatError("__metadata__ is not an object");
       for (auto m = entry.begin(); m != entry.end(); ++m) {
-        if (!m.value().is_string()) throw FormatError("__metadata__[\"" + m.key() + "\"] is not a string");
+        if (!m.value().is_string())
+          throw FormatError("__metadata__[" + util::brief(m.key(), kQuoteChars) + "] is not a string");
         header.metadata[m.key()] = m.value().get<std::string>();
       }
       continue;
     }
-    const std::string what = "tensor \"" + name + "\"";
+    const std::string what = tensor_label(name);
+    if (name.size() > kMaxTensorNameBytes)
+      throw FormatError(what + ": the name is " + std::to_string(name.size()) + " bytes, over the limit of " +
+                        std::to_string(kMaxTensorNameBytes) + "; rename the tensor");
     if (!entry.is_object() || !entry.contains("dtype") || !entry.contains("shape") || !entry.contains("data_offsets"))
       throw FormatError(what + ": needs dtype, shape and data_offsets");
     if (!entry["dtype"].is_string()) throw FormatError(what + ": dtype is not a string");
@@ -96,13 +125,22 @@ Header parse_header(const std::string& prefix, uint64_t file_size) {
     } catch (const FormatError& e) {
       throw FormatError(what + ": " + e.what());
     }
-    if (!entry["shape"].is_array()) throw FormatError(what + ": shape is not an array");
-    uint64_t numel = 1;
-    for (const auto& dim : entry["shape"]) {
+    const auto& shape = entry["shape"];
+    if (!shape.is_array()) throw FormatError(what + ": shape is not an array");
+    if (shape.size() > kMaxTensorRank)
+      throw FormatError(what + ": shape has " + std::to_string(shape.size()) + " dimensions, over the limit of " +
+                        std::to_string(kMaxTensorRank));
+    // numel: the true element count; extent: the product with zeros read as 1, which LibTorch
+    // multiplies into strides even when the tensor is empty.
+    uint64_t numel = 1, extent = 1;
+    for (const auto& dim : shape) {
       if (!dim.is_number_unsigned() || dim.get<uint64_t>() > uint64_t{INT64_MAX})
         throw FormatError(what + ": shape has a non-integer, negative or huge dimension");
-      info.shape.push_back(dim.get<int64_t>());
-      numel = checked_mul(numel, dim.get<uint64_t>(), what);
+      const uint64_t d = dim.get<uint64_t>();
+      info.shape.push_back(static_cast<int64_t>(d));
+      numel *= d;  // cannot overflow: bounded by extent, checked below
+      if (d != 0 && __builtin_mul_overflow(extent, d, &extent)) extent = UINT64_MAX;
+      if (extent > uint64_t{INT64_MAX}) throw FormatError(what + ": shape is too large");
     }
     const auto& offsets = entry["data_offsets"];
     if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() || !offsets[1].is_number_unsigned())
@@ -113,7 +151,8 @@ Header parse_header(const std::string& prefix, uint64_t file_size) {
     if (info.end > data_size)
       throw FormatError(what + ": data_offsets [" + std::to_string(info.begin) + ", " + std::to_string(info.end) +
                         "] run past the " + std::to_string(data_size) + " data bytes in the file (truncated?)");
-    uint64_t expected = checked_mul(numel, dtype_size(info.dtype), what);
+    uint64_t expected = 0;
+    if (__builtin_mul_overflow(numel, dtype_size(info.dtype), &expected)) throw FormatError(what + ": shape is too large");
     if (info.end - info.begin != expected)
       throw FormatError(what + ": holds " + std::to_string(info.end - info.begin) + " bytes but " +
                         dtype_name(info.dtype) + " with this shape needs " + std::to_string(expected));
@@ -123,9 +162,9 @@ Header parse_header(const std::string& prefix, uint64_t file_size) {
             [](const TensorInfo& a, const TensorInfo& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
   uint64_t position = 0;
   for (const auto& t : header.tensors) {
-    if (t.begin < position) throw FormatError("tensor \"" + t.name + "\" overlaps the tensor before it");
+    if (t.begin < position) throw FormatError(tensor_label(t.name) + " overlaps the tensor before it");
     if (t.begin > position)
-      throw FormatError("tensor \"" + t.name + "\" starts at " + std::to_string(t.begin) + ", leaving a gap after byte " +
+      throw FormatError(tensor_label(t.name) + " starts at " + std::to_string(t.begin) + ", leaving a gap after byte " +
                         std::to_string(position));
     position = t.end;
   }

@@ -43,11 +43,23 @@ struct Header {
   uint64_t data_start = 0;          // file offset of the data section (8 + N)
 };
 
-// Largest header accepted (the reference implementation uses the same bound).
-constexpr uint64_t kMaxHeaderBytes = 100u << 20;
+// Limits of parse_header() (docs/limits.md).
+// The header's JSON: i3-80M's is 20 KB (208 tensors); 16 MiB holds ~150,000 tensor entries
+// and bounds the parsed document's memory to a few hundred MB.
+constexpr uint64_t kMaxHeaderBytes = 16u << 20;
+// A tensor name: published names are < 40 bytes; longer ones are garbage or an attack.
+constexpr size_t kMaxTensorNameBytes = 1024;
+// Dimensions of one tensor: weights have 1 or 2; 16 is far past any real tensor.
+constexpr size_t kMaxTensorRank = 16;
 
 // Parses and validates a header. `prefix` holds at least the first 8 + N bytes of the file
-// (more is fine); `file_size` is the size of the whole file. Throws FormatError.
+// (more is fine); `file_size` is the size of the whole file. Throws FormatError (messages name
+// the tensor, cut to 64 characters, but not the file) for a header length over
+// kMaxHeaderBytes or past the end of the file, JSON that util::parse_json refuses (invalid or
+// nested too deeply), a name twice or longer than kMaxTensorNameBytes, an unknown dtype, a
+// shape with more than kMaxTensorRank dimensions or whose non-zero dimensions multiply past
+// INT64_MAX (LibTorch's strides would overflow, even for a zero-element tensor), offsets that
+// disagree with the shape or do not tile the data section exactly, and non-string metadata.
 Header parse_header(const std::string& prefix, uint64_t file_size);
 
 // Builds the 8-byte length and the space-padded JSON header for tensors laid out in the given

@@ -6,9 +6,17 @@
 #include <sstream>
 
 #include "common/util/files.h"
+#include "model/io/safetensors_format.h"
 
 namespace i3 {
 namespace {
+
+// Limits of the pickle reader (docs/limits.md). A state dict's data.pkl is small (i3-80M's:
+// ~20 KB for 208 tensors, depth 4, ~2,000 values); these bound the memory and the nesting a
+// hostile pickle can make, far above any real checkpoint.
+constexpr uint64_t kMaxPickleBytes = 64u << 20;
+constexpr size_t kMaxPickleValues = size_t{1} << 22;  // values created, and memo slots
+constexpr int kMaxPickleDepth = 128;                   // containers inside containers
 
 // ---------------------------------------------------------------------------------------------
 // Zip: only what torch.save writes (stored entries, no compression, no zip64).
@@ -65,12 +73,35 @@ struct PyValue {
   std::vector<Value> items;                     // Tuple, List
   std::vector<std::pair<Value, Value>> entries; // Dict, in insertion order
   torch::Tensor tensor;                         // Tensor; Storage: its data, flat
+  int depth = 0;  // containers below this one, as far as the pickle's order shows
+
+  // Frees what hangs below iteratively: the default destructor would recurse once per level
+  // and overflow the stack on a pickle nested 100,000 deep. (A container the pickle made part
+  // of itself through the memo is a cycle, never freed before the process ends: memory the
+  // file described, bounded by kMaxPickleValues.)
+  ~PyValue() {
+    std::vector<Value> pending;
+    release_into(pending);
+    while (!pending.empty()) {
+      Value v = std::move(pending.back());
+      pending.pop_back();
+      if (v && v.use_count() == 1) v->release_into(pending);
+    }  // v dies here with nothing below it
+  }
+  void release_into(std::vector<Value>& pending) {
+    for (auto& item : items) pending.push_back(std::move(item));
+    for (auto& [k, v] : entries) pending.push_back(std::move(k)), pending.push_back(std::move(v));
+    items.clear();
+    entries.clear();
+  }
 };
 
-Value make(PyValue::Kind kind) {
-  auto v = std::make_shared<PyValue>();
-  v->kind = kind;
-  return v;
+// `container` now holds `child`: refuses nesting past kMaxPickleDepth.
+void note_child(PyValue& container, const Value& child) {
+  if (child->depth + 1 > container.depth) container.depth = child->depth + 1;
+  if (container.depth > kMaxPickleDepth)
+    throw std::runtime_error("pickle nests containers more than " + std::to_string(kMaxPickleDepth) +
+                             " deep; a state dict needs 4");
 }
 
 torch::Dtype storage_dtype(const std::string& global) {
@@ -96,6 +127,9 @@ class Unpickler {
   }
 
   Value run() {
+    if (end_ - pos_ > kMaxPickleBytes)
+      throw std::runtime_error("data.pkl is " + std::to_string(end_ - pos_) + " bytes, over the limit of " +
+                               std::to_string(kMaxPickleBytes) + " (a state dict's is a few KB)");
     while (true) {
       const uint8_t op = byte();
       switch (op) {
@@ -151,7 +185,7 @@ class Unpickler {
         case 't': stack_.push_back(collect(PyValue::Kind::Tuple, pop_mark())); break;
         case 0x85: case 0x86: case 0x87: {        // TUPLE1..3
           const size_t n = op - 0x84;
-          if (stack_.size() < n) throw std::runtime_error("stack underflow");
+          if (stack_.size() < floor() + n) throw std::runtime_error("stack underflow");
           std::vector<Value> items(stack_.end() - n, stack_.end());
           stack_.resize(stack_.size() - n);
           stack_.push_back(collect(PyValue::Kind::Tuple, items));
@@ -160,26 +194,33 @@ class Unpickler {
         case ']': stack_.push_back(make(PyValue::Kind::List)); break;
         case 'a': {                               // APPEND
           Value v = pop();
-          expect(top(), PyValue::Kind::List)->items.push_back(v);
+          const Value& list = expect(top(), PyValue::Kind::List);
+          note_child(*list, v);
+          list->items.push_back(v);
           break;
         }
         case 'e': {                               // APPENDS
           auto items = pop_mark();
-          auto& list = expect(top(), PyValue::Kind::List)->items;
-          list.insert(list.end(), items.begin(), items.end());
+          const Value& list = expect(top(), PyValue::Kind::List);
+          for (const auto& v : items) note_child(*list, v);
+          list->items.insert(list->items.end(), items.begin(), items.end());
           break;
         }
         case '}': stack_.push_back(make(PyValue::Kind::Dict)); break;
         case 's': {                               // SETITEM
           Value v = pop(), k = pop();
-          expect(top(), PyValue::Kind::Dict)->entries.emplace_back(k, v);
+          const Value& dict = expect(top(), PyValue::Kind::Dict);
+          note_child(*dict, k);
+          note_child(*dict, v);
+          dict->entries.emplace_back(k, v);
           break;
         }
         case 'u': {                               // SETITEMS
           auto items = pop_mark();
           if (items.size() % 2) throw std::runtime_error("odd SETITEMS");
-          auto& dict = expect(top(), PyValue::Kind::Dict)->entries;
-          for (size_t i = 0; i < items.size(); i += 2) dict.emplace_back(items[i], items[i + 1]);
+          const Value& dict = expect(top(), PyValue::Kind::Dict);
+          for (const auto& v : items) note_child(*dict, v);
+          for (size_t i = 0; i < items.size(); i += 2) dict->entries.emplace_back(items[i], items[i + 1]);
           break;
         }
         case 'Q': stack_.push_back(persistent_load(pop())); break;  // BINPERSID
@@ -224,29 +265,40 @@ class Unpickler {
     for (char c; (c = static_cast<char>(byte())) != '\n';) out += c;
     return out;
   }
+  // As in Python's unpickler, a MARK starts a new stack: what lies below the last mark is out
+  // of reach until POP_MARK-like opcodes (t, e, u) end it.
+  size_t floor() const { return marks_.empty() ? 0 : marks_.back(); }
   Value pop() {
-    if (stack_.empty() || (!marks_.empty() && stack_.size() <= marks_.back())) throw std::runtime_error("stack underflow");
+    if (stack_.size() <= floor()) throw std::runtime_error("stack underflow at byte " + std::to_string(pos_ - 1));
     Value v = stack_.back();
     stack_.pop_back();
     return v;
   }
   Value& top() {
-    if (stack_.empty()) throw std::runtime_error("stack underflow");
+    if (stack_.size() <= floor()) throw std::runtime_error("stack underflow at byte " + std::to_string(pos_ - 1));
     return stack_.back();
   }
   std::vector<Value> pop_mark() {
-    if (marks_.empty()) throw std::runtime_error("no MARK");
-    std::vector<Value> items(stack_.begin() + marks_.back(), stack_.end());
+    if (marks_.empty()) throw std::runtime_error("no MARK before the opcode at byte " + std::to_string(pos_ - 1));
+    std::vector<Value> items(stack_.begin() + static_cast<std::ptrdiff_t>(marks_.back()), stack_.end());
     stack_.resize(marks_.back());
     marks_.pop_back();
     return items;
   }
-  static Value expect(const Value& v, PyValue::Kind kind) {
+  static const Value& expect(const Value& v, PyValue::Kind kind) {
     if (v->kind != kind) throw std::runtime_error("unexpected value type in pickle");
     return v;
   }
-  static Value collect(PyValue::Kind kind, std::vector<Value> items) {
+  Value make(PyValue::Kind kind) {
+    if (++values_ > kMaxPickleValues)
+      throw std::runtime_error("pickle makes more than " + std::to_string(kMaxPickleValues) + " values");
+    auto v = std::make_shared<PyValue>();
+    v->kind = kind;
+    return v;
+  }
+  Value collect(PyValue::Kind kind, std::vector<Value> items) {
     Value v = make(kind);
+    for (const auto& item : items) note_child(*v, item);
     v->items = std::move(items);
     return v;
   }
@@ -266,7 +318,7 @@ class Unpickler {
     stack_.push_back(v);
   }
   void memo(uint64_t index) {
-    if (index > (1u << 24)) throw std::runtime_error("memo index too large");
+    if (index >= kMaxPickleValues) throw std::runtime_error("memo index " + std::to_string(index) + " is too large");
     if (memo_.size() <= index) memo_.resize(index + 1);
     memo_[index] = top();
   }
@@ -277,28 +329,34 @@ class Unpickler {
 
   // ('storage', torch.XStorage, key, location, numel) → the storage's data as a flat tensor.
   Value persistent_load(const Value& pid) {
-    if (pid->kind != PyValue::Kind::Tuple || pid->items.size() < 5 || pid->items[0]->s != "storage")
-      throw std::runtime_error("unsupported persistent id");
-    const std::string key = pid->items[2]->s;
+    using K = PyValue::Kind;
+    const auto& p = pid->items;
+    if (pid->kind != K::Tuple || p.size() < 5 || p[0]->kind != K::String || p[0]->s != "storage" ||
+        p[1]->kind != K::Global || p[2]->kind != K::String || p[4]->kind != K::Int)
+      throw std::runtime_error("unsupported persistent id (expected ('storage', torch.XStorage, key, location, numel))");
+    const std::string key = p[2]->s;
     auto cached = storages_.find(key);
     if (cached != storages_.end()) return cached->second;
-    const torch::Dtype dtype = storage_dtype(pid->items[1]->s);
-    const int64_t numel = pid->items[4]->i;
+    const torch::Dtype dtype = storage_dtype(p[1]->s);
+    const int64_t numel = p[4]->i;
     auto entry = entries_.find(archive_ + "/data/" + key);
-    if (entry == entries_.end()) throw std::runtime_error("storage record data/" + key + " is missing");
-    const size_t bytes = static_cast<size_t>(numel) * torch::elementSize(dtype);
-    if (numel < 0 || entry->second.second != bytes)
-      throw std::runtime_error("storage data/" + key + " holds " + std::to_string(entry->second.second) +
-                               " bytes, expected " + std::to_string(bytes));
-    Value v = make(PyValue::Kind::Storage);
+    if (entry == entries_.end()) throw std::runtime_error("storage record data/" + key.substr(0, 64) + " is missing");
+    // Compared by division: numel × element size may overflow for a hostile numel.
+    const size_t element = torch::elementSize(dtype), bytes = entry->second.second;
+    if (numel < 0 || bytes % element != 0 || static_cast<uint64_t>(numel) != bytes / element)
+      throw std::runtime_error("storage data/" + key.substr(0, 64) + " holds " + std::to_string(bytes) + " bytes, but the pickle says " +
+                               std::to_string(numel) + " elements of " + std::to_string(element) + " bytes");
+    Value v = make(K::Storage);
     v->s = key;
     v->tensor = torch::empty({numel}, torch::TensorOptions().dtype(dtype));
     std::memcpy(v->tensor.data_ptr(), bytes_.data() + entry->second.first, bytes);
+    storage_elements_ += static_cast<uint64_t>(numel);
     storages_[key] = v;
     return v;
   }
 
   static std::vector<int64_t> ints(const Value& tuple) {
+    if (tuple->kind != PyValue::Kind::Tuple) throw std::runtime_error("expected a tuple of integers");
     std::vector<int64_t> out;
     for (const auto& item : tuple->items) {
       if (item->kind != PyValue::Kind::Int) throw std::runtime_error("expected a tuple of integers");
@@ -314,31 +372,49 @@ class Unpickler {
     if (name == "torch._utils._rebuild_tensor_v2") {
       // (storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
       const auto& a = args->items;
-      if (a.size() < 4 || a[0]->kind != PyValue::Kind::Storage) throw std::runtime_error("bad _rebuild_tensor_v2 call");
+      if (args->kind != PyValue::Kind::Tuple || a.size() < 4 || a[0]->kind != PyValue::Kind::Storage ||
+          a[1]->kind != PyValue::Kind::Int)
+        throw std::runtime_error("bad _rebuild_tensor_v2 call");
       const torch::Tensor& storage = a[0]->tensor;
+      const std::string where = "tensor view of storage data/" + a[0]->s.substr(0, 64);
       const int64_t offset = a[1]->i;
       const std::vector<int64_t> size = ints(a[2]), stride = ints(a[3]);
-      // The furthest element the view reaches must lie inside the storage.
-      int64_t last = offset;
-      for (size_t d = 0; d < size.size() && d < stride.size(); ++d) {
-        if (size[d] < 0 || stride[d] < 0) throw std::runtime_error("negative size or stride");
-        if (size[d] == 0) last = -1;
-        if (last >= 0) last += (size[d] - 1) * stride[d];
+      if (size.size() != stride.size() || size.size() > safetensors::kMaxTensorRank)
+        throw std::runtime_error(where + ": " + std::to_string(size.size()) + " sizes but " +
+                                 std::to_string(stride.size()) + " strides (at most " +
+                                 std::to_string(safetensors::kMaxTensorRank) + ")");
+      // The furthest element the view reaches must lie inside the storage, and the view may
+      // hold no more elements than the storage: a stride of 0 would let 4 bytes in the file
+      // describe gigabytes (state dicts hold no expanded tensors).
+      int64_t last = offset, numel = 1;
+      bool empty = false;
+      for (size_t d = 0; d < size.size(); ++d) {
+        if (size[d] < 0 || stride[d] < 0) throw std::runtime_error(where + ": negative size or stride");
+        if (size[d] == 0) empty = true;
+        int64_t reach = 0;
+        if (__builtin_mul_overflow(size[d] == 0 ? 0 : size[d] - 1, stride[d], &reach) ||
+            __builtin_add_overflow(last, reach, &last) || __builtin_mul_overflow(numel, size[d], &numel))
+          throw std::runtime_error(where + ": sizes and strides overflow");
       }
-      if (size.size() != stride.size() || offset < 0 || last >= storage.numel())
-        throw std::runtime_error("tensor view runs outside its storage data/" + a[0]->s);
+      if (offset < 0 || (!empty && last >= storage.numel()))
+        throw std::runtime_error(where + " runs outside the storage's " + std::to_string(storage.numel()) + " elements");
+      view_elements_ += static_cast<uint64_t>(numel);
+      if (numel > storage.numel() || view_elements_ > storage_elements_)
+        throw std::runtime_error(where + ": the tensors hold more elements than the file's storages (" +
+                                 std::to_string(view_elements_) + " > " + std::to_string(storage_elements_) +
+                                 "); expanded or shared views are not a state dict");
       Value v = make(PyValue::Kind::Tensor);
       v->tensor = storage.as_strided(size, stride, offset).clone();
       return v;
     }
     if (name == "torch._utils._rebuild_parameter") {
-      if (args->items.empty() || args->items[0]->kind != PyValue::Kind::Tensor)
+      if (args->kind != PyValue::Kind::Tuple || args->items.empty() || args->items[0]->kind != PyValue::Kind::Tensor)
         throw std::runtime_error("bad _rebuild_parameter call");
       return args->items[0];
     }
     if (name == "torch.jit._pickle.restore_type_tag") {
       // LibTorch's pickle_save annotates containers with their type: (obj, "Dict[str, Tensor]").
-      if (args->items.empty()) throw std::runtime_error("bad restore_type_tag call");
+      if (args->kind != PyValue::Kind::Tuple || args->items.empty()) throw std::runtime_error("bad restore_type_tag call");
       return args->items[0];
     }
     throw std::runtime_error("the file asks to build a " + name + ", which a state dict never holds");
@@ -352,13 +428,19 @@ class Unpickler {
   std::vector<size_t> marks_;
   std::vector<Value> memo_;
   std::map<std::string, Value> storages_;
+  size_t values_ = 0;
+  uint64_t storage_elements_ = 0, view_elements_ = 0;  // of the storages loaded, of the tensor views
 };
 
 // The dict's string → tensor entries; REQUIRES every value be a tensor.
-std::vector<std::pair<std::string, torch::Tensor>> as_state_dict(const Value& dict) {
+std::vector<std::pair<std::string, torch::Tensor>> as_state_dict(const Value& dict, const std::string& path) {
   std::vector<std::pair<std::string, torch::Tensor>> out;
   for (const auto& [k, v] : dict->entries) {
     if (k->kind != PyValue::Kind::String || v->kind != PyValue::Kind::Tensor) return {};
+    if (k->s.size() > safetensors::kMaxTensorNameBytes)
+      throw CheckpointError(path + ": a tensor name is " + std::to_string(k->s.size()) + " bytes, over the limit of " +
+                               std::to_string(safetensors::kMaxTensorNameBytes) + " (it starts " +
+                               k->s.substr(0, 64) + "…)");
     out.emplace_back(k->s, v->tensor);
   }
   return out;
@@ -369,7 +451,7 @@ std::vector<std::pair<std::string, torch::Tensor>> as_state_dict(const Value& di
 std::vector<std::pair<std::string, torch::Tensor>> load_torch_state_dict(const std::string& path) {
   std::string bytes;
   try {
-    bytes = util::read_file(path);
+    bytes = util::read_file(path, util::kNoSizeLimit);  // i3-80M's is 330 MB: the storages, as the file describes
   } catch (const std::runtime_error& e) {
     throw CheckpointError(e.what());
   }
@@ -390,12 +472,12 @@ std::vector<std::pair<std::string, torch::Tensor>> load_torch_state_dict(const s
     throw CheckpointError(path + ": " + e.what());
   }
   if (root->kind != PyValue::Kind::Dict) throw CheckpointError(path + ": holds no dict of tensors");
-  auto flat = as_state_dict(root);
+  auto flat = as_state_dict(root, path);
   if (!flat.empty() || root->entries.empty()) return flat;
   for (const char* key : {"model_state_dict", "state_dict", "model"})
     for (const auto& [k, v] : root->entries)
       if (k->kind == PyValue::Kind::String && k->s == key && v->kind == PyValue::Kind::Dict) {
-        auto nested = as_state_dict(v);
+        auto nested = as_state_dict(v, path);
         if (!nested.empty()) return nested;
       }
   throw CheckpointError(path + ": neither a name → tensor state dict nor a checkpoint holding one under "

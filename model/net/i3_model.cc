@@ -189,6 +189,40 @@ torch::Tensor BlockImpl::forward(torch::Tensor x, HybridState* hybrid_state, KVC
   return x + ffn->forward(ln2->forward(x));
 }
 
+std::vector<std::pair<std::string, std::vector<int64_t>>> parameter_shapes(const ModelConfig& c) {
+  const int64_t V = c.vocab_size, d = c.d_model, n = c.d_state, f = c.ffn_mult * c.d_model;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> out = {{"embed.weight", {V, d}},
+                                                                    {"pos_embed.weight", {c.context, d}}};
+  for (int64_t i = 0; i < c.n_layers(); ++i) {
+    const std::string l = "layers." + std::to_string(i) + ".";
+    out.push_back({l + "ln1.weight", {d}});
+    out.push_back({l + "ln1.bias", {d}});
+    if (i >= c.n_hybrid) {
+      out.push_back({l + "attn.qkv.weight", {3 * d, d}});
+      out.push_back({l + "attn.qkv.bias", {3 * d}});
+      out.push_back({l + "attn.out_proj.weight", {d, d}});
+      out.push_back({l + "attn.out_proj.bias", {d}});
+    } else {
+      out.push_back({l + "hybrid.w_mix", {d}});
+      out.push_back({l + "hybrid.A", {n, n}});
+      out.push_back({l + "hybrid.B", {n, d}});
+      out.push_back({l + "hybrid.C", {d, n}});
+      out.push_back({l + "hybrid.D", {d}});
+    }
+    out.push_back({l + "ln2.weight", {d}});
+    out.push_back({l + "ln2.bias", {d}});
+    out.push_back({l + "ffn.0.weight", {f, d}});
+    out.push_back({l + "ffn.0.bias", {f}});
+    out.push_back({l + "ffn.2.weight", {d, f}});
+    out.push_back({l + "ffn.2.bias", {d}});
+  }
+  out.push_back({"ln_f.weight", {d}});
+  out.push_back({"ln_f.bias", {d}});
+  out.push_back({"head.weight", {V, d}});
+  out.push_back({"head.bias", {V}});
+  return out;
+}
+
 I3ModelImpl::I3ModelImpl(const ModelConfig& config) : config_(config) {
   config_.validate();
   embed = register_module("embed", torch::nn::Embedding(config.vocab_size, config.d_model));

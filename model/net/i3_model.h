@@ -120,4 +120,9 @@ class I3ModelImpl : public torch::nn::Module {
 };
 TORCH_MODULE(I3Model);
 
+// The name and shape of every tensor of I3Model(config)->state_dict(), in that order, without
+// building the model: what a weights file must hold, checked before anything is allocated.
+// REQUIRES: config.validate() passes.
+std::vector<std::pair<std::string, std::vector<int64_t>>> parameter_shapes(const ModelConfig& config);
+
 }  // namespace i3

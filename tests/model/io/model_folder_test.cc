@@ -186,7 +186,7 @@ TEST(ModelFolder, BrokenFoldersGetErrorsNamingTheProblem) {
 
   dir = fresh("extra");
   rewrite_weights(dir, [](auto* t) { t->emplace_back("layers.0.hybrid.extra_thing", torch::ones({1})); });
-  EXPECT_NE(error_of(dir).find("unexpected tensor layers.0.hybrid.extra_thing"), std::string::npos) << error_of(dir);
+  EXPECT_NE(error_of(dir).find("unexpected tensor \"layers.0.hybrid.extra_thing\""), std::string::npos) << error_of(dir);
 
   dir = fresh("misshaped");
   rewrite_weights(dir, [](auto* t) {
