@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "common/util/files.h"
+#include "common/util/json.h"
 
 namespace fs = std::filesystem;
 
@@ -53,7 +54,7 @@ std::string brown_to_text(const std::string& tagged) {
 }
 
 std::vector<std::string> nlp_corpus_sentences(const std::string& json, const std::string& origin) {
-  nlohmann::json doc = nlohmann::json::parse(json, nullptr, false);
+  const nlohmann::json doc = util::try_parse_json(json).value_or(nlohmann::json());
   if (!doc.is_array()) throw std::runtime_error(origin + ": expected a JSON array of sentences");
   std::vector<std::string> out;
   for (const auto& s : doc) {

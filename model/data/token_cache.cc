@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/util/files.h"
+#include "common/util/json.h"
 #include "model/text/unicode.h"
 
 namespace fs = std::filesystem;
@@ -56,14 +57,14 @@ void for_each_document(const DataSource& source, const std::function<void(const 
       for (size_t n = 1; std::getline(in, line); ++n) {
         if (blank(line)) continue;
         const std::string where = path + ":" + std::to_string(n);
-        nlohmann::json obj = nlohmann::json::parse(line, nullptr, false);
+        const nlohmann::json obj = util::try_parse_json(line).value_or(nlohmann::json());
         if (!obj.is_object() || !obj.contains(source.field) || !obj[source.field].is_string())
           throw std::runtime_error(where + ": not a JSON object with string field \"" + source.field + "\"");
         const std::string& doc = obj[source.field].get_ref<const std::string&>();
         if (!blank(doc)) visit(doc, where);
       }
     } else if (source.format == "text") {
-      const std::string text = util::read_file(path);
+      const std::string text = util::read_file(path, util::kNoSizeLimit);  // a corpus may be large
       if (source.separator.empty()) {
         if (!blank(text)) visit(text, path + " at byte 0");
         continue;
@@ -141,9 +142,29 @@ class TokenWriter {
   int64_t count_ = 0;
 };
 
+void write_cache(const std::string& path, const std::string& tmp, const std::string& train_tmp,
+                 const std::string& val_tmp, const std::vector<DataSource>& sources, const ChunkTokenizer& tok,
+                 const DataOptions& o, int width);
+
+// Writes the cache to `path` through temporary files named after this process (two processes
+// may build the same cache at once: each renames a complete file into place). A failure
+// removes them: bad input leaves nothing behind.
 void build_cache(const std::string& path, const std::vector<DataSource>& sources, const ChunkTokenizer& tok,
                  const DataOptions& o, int width) {
-  const std::string train_tmp = path + ".train.tmp", val_tmp = path + ".val.tmp";
+  const std::string stem = path + "." + std::to_string(::getpid());
+  const std::string train_tmp = stem + ".train.tmp", val_tmp = stem + ".val.tmp", tmp = stem + ".tmp";
+  try {
+    write_cache(path, tmp, train_tmp, val_tmp, sources, tok, o, width);
+  } catch (...) {
+    std::error_code ignored;
+    for (const std::string& f : {train_tmp, val_tmp, tmp}) fs::remove(f, ignored);
+    throw;
+  }
+}
+
+void write_cache(const std::string& path, const std::string& tmp, const std::string& train_tmp,
+                 const std::string& val_tmp, const std::vector<DataSource>& sources, const ChunkTokenizer& tok,
+                 const DataOptions& o, int width) {
   TokenWriter train(train_tmp, width), val(val_tmp, width);
   std::vector<int64_t> spans;  // per source: train begin, end, val begin, end (relative to each set)
   int64_t train_docs = 0, val_docs = 0;
@@ -174,7 +195,6 @@ void build_cache(const std::string& path, const std::vector<DataSource>& sources
   train.close();
   val.close();
   const int64_t n_train = train.count(), count = n_train + val.count();
-  const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     out.write(kMagic, 8);
@@ -203,6 +223,8 @@ std::unique_ptr<TokenCache> TokenCache::open(const std::string& cache_dir, const
                                              const ChunkTokenizer& tokenizer, const DataOptions& options) {
   if (sources.empty()) throw std::runtime_error("no data sources given");
   if (!(options.val_fraction >= 0 && options.val_fraction < 1)) throw std::runtime_error("val_fraction must be in [0, 1)");
+  if (options.separator_token >= (int64_t{1} << 32) - 1)
+    throw std::runtime_error("separator token " + std::to_string(options.separator_token) + " is not an id (ids are < 2^32)");
   const int width = tokenizer.vocab_size() <= 65536 && options.separator_token < 65536 ? 2 : 4;
   std::unique_ptr<TokenCache> cache(new TokenCache());
   cache->path_ = (fs::path(cache_dir) / ("tokens-" + cache_key(sources, tokenizer, options) + ".bin")).string();
@@ -234,8 +256,9 @@ std::unique_ptr<TokenCache> TokenCache::open(const std::string& cache_dir, const
   std::memcpy(&w, p + 8, 4);
   std::memcpy(&n, p + 12, 4);
   std::memcpy(head, p + 16, 24);
-  if (std::memcmp(p, kMagic, 8) != 0 || (w != 2 && w != 4) || n != sources.size() ||
-      cache->map_size_ != header_size(n) + static_cast<size_t>(head[0]) * w)
+  if (std::memcmp(p, kMagic, 8) != 0 || (w != 2 && w != 4) || n != sources.size() || head[0] < 0 || head[1] < 0 ||
+      head[2] < 0 || static_cast<uint64_t>(head[0]) != (cache->map_size_ - header_size(n)) / w ||
+      (cache->map_size_ - header_size(n)) % w != 0)
     throw std::runtime_error(damaged);
   cache->width_ = static_cast<int>(w);
   cache->count_ = head[0];
@@ -246,10 +269,18 @@ std::unique_ptr<TokenCache> TokenCache::open(const std::string& cache_dir, const
     std::memcpy(span, p + 40 + s * 32, 32);
     for (int64_t v : span)
       if (v < 0 || v > cache->count_) throw std::runtime_error(damaged);
+    if (span[0] > span[1] || span[2] > span[3]) throw std::runtime_error(damaged);
     cache->train_.push_back({span[0], span[1]});
     cache->val_.push_back({span[2], span[3]});
   }
   cache->data_ = p + header_size(n);
+  // Every id must be one the model can embed: the vocabulary's, or the separator token.
+  const int64_t limit = std::max<int64_t>(tokenizer.vocab_size(), options.separator_token + 1);
+  for (int64_t i = 0; i < cache->count_; ++i)
+    if (cache->token(i) >= limit)
+      throw std::runtime_error(cache->path_ + ": token " + std::to_string(i) + " is id " + std::to_string(cache->token(i)) +
+                               ", outside the vocabulary's " + std::to_string(tokenizer.vocab_size()) +
+                               " ids; delete the cache and it will be rebuilt");
   return cache;
 }
 

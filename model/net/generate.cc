@@ -85,6 +85,10 @@ Generation generate(I3Model& model, const ChunkTokenizer& tokenizer, const std::
   Generation out;
   out.finish_reason = "length";
   for (int64_t step = 0; step < options.max_new_tokens; ++step) {
+    if (options.interrupt && options.interrupt->load()) {
+      out.finish_reason = "interrupted";
+      return out;
+    }
     const int64_t n = static_cast<int64_t>(ids.size());
     if (n - begin > context) {  // the newest token does not fit: move the window
       begin = n - moved_length;

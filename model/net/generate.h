@@ -27,6 +27,7 @@
 // `incremental = false` each token recomputes the same window from scratch (the reference).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <random>
@@ -52,6 +53,9 @@ struct SamplingOptions {
   Window window = Window::kHalf;   // what the model sees past the context (see above)
   bool incremental = true;         // false: recompute the window from scratch for every token
                                    // (the reference the incremental path is checked against)
+  // Polled before each token: once it is true, generation ends ("interrupted"). Long samples
+  // inside a training step must not outlast a SIGTERM.
+  const std::atomic<bool>* interrupt = nullptr;
 };
 
 // Checks ranges; throws std::invalid_argument naming the option.
@@ -63,7 +67,7 @@ int64_t sample_token(const torch::Tensor& logits, const SamplingOptions& options
 struct Generation {
   std::vector<int64_t> ids;  // the new tokens (a stop string's tokens included)
   std::string text;          // their text, cut before the first stop string
-  std::string finish_reason; // "length" or "stop"
+  std::string finish_reason; // "length", "stop" (a stop string) or "interrupted"
 };
 
 // Continues `prompt` (at least one token). `on_token`, if set, sees each new id as it comes.

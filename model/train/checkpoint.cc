@@ -6,7 +6,7 @@
 #include <map>
 #include <stdexcept>
 
-#include "common/util/files.h"
+#include "common/util/json.h"
 #include "model/io/model_folder.h"
 #include "model/io/safetensors.h"
 
@@ -45,7 +45,9 @@ void write_checkpoint(const std::string& dir, const I3Model& model, const ChunkT
                       {"sampler", s.sampler},
                       {"val_loss", finite_or_null(s.val_loss)},
                       {"best_val_loss", finite_or_null(s.best_val_loss)},
-                      {"config", s.config}};
+                      {"config", s.config},
+                      {"interval", {{"loss_sum", s.interval_loss_sum}, {"updates", s.interval_updates}}},
+                      {"skipped_steps", s.skipped_steps}};
   std::ofstream out((fs::path(dir) / "trainer_state.json").string());
   out << state.dump(2) << "\n";
   if (!out.flush()) throw std::runtime_error(dir + "/trainer_state.json: write failed (disk full?)");
@@ -55,7 +57,7 @@ TrainerState read_checkpoint(const std::string& dir, I3Model& model, FlatAdamW& 
   try {
     load_weights(model, read_weights(dir));
     optimizer.load_state(safetensors::load((fs::path(dir) / "optimizer.safetensors").string()).tensors);
-    const json j = json::parse(util::read_file((fs::path(dir) / "trainer_state.json").string()));
+    const json j = util::read_json_file((fs::path(dir) / "trainer_state.json").string());
     TrainerState s;
     s.step = j.at("step");
     s.tokens_seen = j.at("tokens_seen");
@@ -63,6 +65,11 @@ TrainerState read_checkpoint(const std::string& dir, I3Model& model, FlatAdamW& 
     if (j.at("val_loss").is_number()) s.val_loss = j["val_loss"];
     if (j.at("best_val_loss").is_number()) s.best_val_loss = j["best_val_loss"];
     s.config = j.value("config", json());
+    if (j.contains("interval")) {  // checkpoints before 2026-11-24 lack it: the interval restarts
+      s.interval_loss_sum = j["interval"].at("loss_sum");
+      s.interval_updates = j["interval"].at("updates");
+    }
+    s.skipped_steps = j.value("skipped_steps", int64_t{0});
     return s;
   } catch (const std::exception& e) {
     throw std::runtime_error(origin + ": " + e.what());

@@ -5,7 +5,8 @@
 //                                                   eval, generate and score use it as it is
 //   optimizer.safetensors                           FlatAdamW::state()
 //   trainer_state.json                              {"step", "tokens_seen", "sampler",
-//                                                    "val_loss", "best_val_loss", "config"}
+//                                                    "val_loss", "best_val_loss", "config",
+//                                                    "interval", "skipped_steps"}
 // Weights, optimizer moments and the sampler position are all the state training has (no
 // dropout; samples are seeded by train.seed and the step), so resuming from one is exact.
 #pragma once
@@ -28,6 +29,11 @@ struct TrainerState {
   double val_loss = std::numeric_limits<double>::quiet_NaN();  // at `step`; NaN: not evaluated there
   double best_val_loss = std::numeric_limits<double>::infinity();
   nlohmann::json config;                           // the run's resolved training config
+  // The log interval in progress: summed step losses and updates since the last train/loss
+  // point, so the first point after a resume averages the same steps as without the break.
+  double interval_loss_sum = 0;
+  int64_t interval_updates = 0;
+  int64_t skipped_steps = 0;                       // under on_nonfinite "skip", so far
 };
 
 // The checkpoint artifact's name for a run.

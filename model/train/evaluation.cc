@@ -1,6 +1,9 @@
 #include "model/train/evaluation.h"
 
+#include <stdlib.h>
+
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <optional>
 
@@ -37,6 +40,29 @@ ModelFolder load_model(const EvalJob& job, std::optional<tracker::ArtifactVersio
   }
 }
 
+// A folder of its own under $TMPDIR (or /tmp), removed with everything in it when done: the
+// token cache of an evaluation given no --cache-dir, which must not litter the working
+// directory.
+class ScratchDir {
+ public:
+  ScratchDir() {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string name = std::string(tmp && *tmp ? tmp : "/tmp") + "/i3lab-eval-XXXXXX";
+    if (!::mkdtemp(name.data())) throw std::runtime_error(name + ": cannot create a temporary folder for the token cache (set TMPDIR, or give --cache-dir)");
+    path_ = name;
+  }
+  ~ScratchDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 }  // namespace
 
 EvalReport run_evaluation(const EvalJob& job) {
@@ -53,7 +79,9 @@ EvalReport run_evaluation(const EvalJob& job) {
 
   DataOptions split = job.split;
   if (!job.val_split) split.val_fraction = 0;
-  auto cache = TokenCache::open(job.cache_dir, {job.data}, *folder.tokenizer, split);
+  std::optional<ScratchDir> scratch;  // outlives the cache, which maps a file in it
+  if (job.cache_dir.empty()) scratch.emplace();
+  auto cache = TokenCache::open(scratch ? scratch->path() : job.cache_dir, {job.data}, *folder.tokenizer, split);
   const std::vector<int64_t> tokens = cache->gather(job.val_split ? cache->val() : cache->train());
   const torch::Tensor windows = eval_windows(tokens, folder.config.context + 1, job.max_windows);
   if (windows.size(0) == 0)

@@ -22,7 +22,7 @@ struct EvalJob {
   DataSource data;
   bool val_split = false;          // only the documents training holds out (options.val_fraction)
   DataOptions split;               // val_fraction, split_seed
-  std::string cache_dir = "data/cache";
+  std::string cache_dir;            // the token cache's folder; "": a temporary one, removed after
   int64_t max_windows = 0;         // > 0: this many windows, evenly spread
   int64_t batch = 8;
   std::string device = "cpu";

@@ -140,8 +140,10 @@ class Trainer {
   std::optional<tracker::Run> run_;
   TrainResult result_;
 
-  // Since the last log line: the summed step losses, updates, steps, and the training time
-  // (wall time less evaluation, samples and checkpoints).
+  // Since the last log line: the summed step losses (restored across a resume as
+  // interval_loss_sum_), updates, steps, and the training time (wall time less evaluation,
+  // samples and checkpoints).
+  double interval_loss_sum_ = 0;
   torch::Tensor loss_sum_;
   int64_t updates_ = 0, steps_ = 0, skipped_total_ = 0;
   Clock::time_point interval_start_;
@@ -154,6 +156,9 @@ TrainConfig with_vocabulary(TrainConfig c, const ChunkTokenizer& tokenizer) {
   if (c.model.vocab_size < tokenizer.vocab_size())
     throw std::invalid_argument("model.vocab_size " + std::to_string(c.model.vocab_size) + " is smaller than the " +
                                 std::to_string(tokenizer.vocab_size()) + " ids of " + c.vocab);
+  if (c.data.separator_token >= c.model.vocab_size)
+    throw std::invalid_argument("data.separator_token " + std::to_string(c.data.separator_token) +
+                                " is not an id of the model's vocabulary (0.." + std::to_string(c.model.vocab_size - 1) + ")");
   c.model.validate();
   return c;
 }
@@ -201,11 +206,20 @@ void Trainer::restore() {
   try {
     query.fetch_artifact(version, dir);
     const std::string origin = "checkpoint " + ref;
+    // The ids of the data must mean what they meant when the checkpoint was trained.
+    const ChunkTokenizer trained_with = ChunkTokenizer::load((fs::path(dir) / "tokenizer.json").string());
+    if (trained_with.vocab_size() != tokenizer_.vocab_size() || trained_with.to_json() != tokenizer_.to_json())
+      throw std::invalid_argument(origin + " was trained with a vocabulary of " + std::to_string(trained_with.vocab_size()) +
+                                  " ids, and data.vocab (" + c_.vocab + ") is another one of " +
+                                  std::to_string(tokenizer_.vocab_size()) + " ids: resume with the vocabulary it was trained with");
     const TrainerState state = read_checkpoint(dir, model_, *optimizer_, origin);
     batches_->restore(state.sampler, origin);
     progress_.step = state.step;
     progress_.tokens_seen = state.tokens_seen;
     progress_.best_val_loss = state.best_val_loss;
+    interval_loss_sum_ = state.interval_loss_sum;
+    updates_ = state.interval_updates;
+    skipped_total_ = state.skipped_steps;
   } catch (...) {
     std::error_code ignored;
     fs::remove_all(dir, ignored);
@@ -262,7 +276,7 @@ TrainResult Trainer::loop() {
 
     if (progress_.step == 0 && c_.eval_interval > 0) validate(0, true);
 
-    loss_sum_ = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
+    loss_sum_ = torch::full({}, interval_loss_sum_, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
     interval_start_ = Clock::now();
     int consecutive_skips = 0;
     int64_t last_checkpoint = options_.resume_run >= 0 ? progress_.step : -1;
@@ -410,6 +424,7 @@ void Trainer::validate(int64_t step, bool samples) {
     options.max_new_tokens = c_.sample_tokens;
     options.temperature = c_.temperature;
     options.top_k = c_.top_k;
+    options.interrupt = options_.stop;  // a stop request ends long samples (then: checkpoint, stopped)
     // A draw of its own per seed, step and prompt.
     auto seed_of = [&](size_t i) { return (c_.seed * 1000003 + static_cast<uint64_t>(step)) * 131 + i; };
     run_->log_table(kSamplesTable, step, sample_columns(), sample_rows(model_, tokenizer_, c_.prompts, options, step, seed_of));
@@ -429,6 +444,9 @@ void Trainer::checkpoint() {
   if (progress_.val_step == progress_.step) state.val_loss = progress_.val_loss;
   state.best_val_loss = progress_.best_val_loss;
   state.config = c_.to_json();
+  state.interval_loss_sum = loss_sum_.item<double>();
+  state.interval_updates = updates_;
+  state.skipped_steps = skipped_total_;
   const std::string name = checkpoint_artifact_name(run.uid());
   const std::string dir = run.scratch_dir(name);
   tracker::ArtifactVersion version;

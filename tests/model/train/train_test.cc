@@ -275,6 +275,67 @@ TEST_F(Training, NonFiniteLossStopsOrSkips) {
   EXPECT_EQ(skipped.back().value, skipped.back().step - 1);
 }
 
+// Was: SIGTERM was honoured only after the step, and sampling 100,000,000 tokens at step 0 ran
+// for many minutes, leaving the run "running" with no checkpoint.
+TEST_F(Training, SigtermStopsLongSamplingInsideAStep) {
+  const std::string err_path = dir_ + "/stderr.txt", out_path = dir_ + "/stdout.txt";
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const std::string cmd =
+        i3lab_command({"train", config_, "--db", db_, "--set", "logging.sample_tokens=100000000"}) + " >" + out_path +
+        " 2>" + err_path;
+    execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (file_contents(err_path).find("data: ") == std::string::npos && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // into the samples of step 0
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  int status = 0;
+  deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      FAIL() << "still sampling 60 s after SIGTERM:\n" << file_contents(err_path);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(WIFEXITED(status)) << file_contents(err_path);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << file_contents(err_path);
+  const int64_t run = std::stoll(file_contents(out_path));
+  EXPECT_EQ(tracker::Query(db_).run(run).status, "stopped");
+  EXPECT_EQ(tracker::Query(db_).artifact(checkpoint_name(run) + ":latest").metadata["step"], 0);
+}
+
+// Was: the first train/loss after a resume averaged only the steps since the resume (5.84
+// where the uninterrupted run logged 5.73).
+TEST_F(Training, ResumeMidIntervalLogsTheSameIntervalMeans) {
+  const int64_t straight = train({"--set", "logging.log_interval=5"});
+  const int64_t split =
+      train({"--set", "logging.log_interval=5", "--set", "train.max_iters=9", "--set", "checkpoint.interval=7"});
+  const I3labResult resumed =
+      i3lab({"train", "--resume", std::to_string(split), "--from", "v0", "--db", db_, "--set", "train.max_iters=20"});
+  ASSERT_EQ(resumed.status, 0) << resumed.err;
+  std::vector<int64_t> steps;
+  for (const Point& p : series(split, "train/loss")) steps.push_back(p.step);
+  EXPECT_EQ(steps, (std::vector<int64_t>{1, 5, 10, 15, 20}));
+  expect_same_history(straight, split, {"train/loss"});
+}
+
+// Was: resuming with an 8-id vocabulary trained on a 3,160-id model without a word.
+TEST_F(Training, ResumeWithAnotherVocabularyIsRefused) {
+  const int64_t run = train({"--set", "train.max_iters=3"});
+  write_file(dir_ + "/other.txt", "a b c");
+  ASSERT_EQ(i3lab({"tokenizer", "build", "--out", dir_ + "/other.json", dir_ + "/other.txt"}).status, 0);
+  const I3labResult r = i3lab({"train", "--resume", std::to_string(run), "--db", db_, "--set",
+                               "data.vocab=" + dir_ + "/other.json", "--set", "train.max_iters=6"});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("resume with the vocabulary it was trained with"), std::string::npos) << r.err;
+  EXPECT_EQ(series(run, "train/loss").size(), 3u);
+}
+
 TEST_F(Training, EvalMatchesTheRunsValidationAndIsTracked) {
   const int64_t run = train({});
   const double trained_val = series(run, "val/loss").back().value;
@@ -302,6 +363,19 @@ TEST_F(Training, EvalMatchesTheRunsValidationAndIsTracked) {
       i3lab({"eval", "--model", dir_ + "/init", "--data", corpus_, "--cache-dir", dir_ + "/cache", "--json"});
   ASSERT_EQ(untrained.status, 0) << untrained.err;
   EXPECT_GT(json::parse(untrained.out)["loss"].get<double>(), trained_val + 0.5);
+
+  // Without --cache-dir the token cache lives in a temporary folder, not ./data/cache.
+  const fs::path cwd = fs::current_path();
+  fs::current_path(dir_);
+  const I3labResult uncached = i3lab({"eval", "--model", dir_ + "/init", "--data", corpus_, "--json"});
+  fs::current_path(cwd);
+  ASSERT_EQ(uncached.status, 0) << uncached.err;
+  EXPECT_EQ(json::parse(uncached.out)["loss"], json::parse(untrained.out)["loss"]);
+  EXPECT_FALSE(fs::exists(dir_ + "/data"));
+  // Options out of range are usage errors; --batch 0 once spun at 100 % CPU.
+  const I3labResult zero = i3lab({"eval", "--model", dir_ + "/init", "--data", corpus_, "--batch", "0"});
+  EXPECT_EQ(zero.status, 2);
+  EXPECT_NE(zero.err.find("--batch"), std::string::npos) << zero.err;
 }
 
 // A checkpoint that is there but damaged is reported as damaged, not as missing.
