@@ -29,8 +29,11 @@ std::string for_people(const nlohmann::json& v) {
   return buf;
 }
 
+// `j` as one line of JSON. Text read from a damaged database may be invalid UTF-8: such bytes
+// are written as U+FFFD rather than throwing, so the output is always valid JSON.
+std::string json_line(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+
 int runs_cmd(const cli::Args& args) {
-  Query q(args.get("db", "i3lab.db"));
   RunFilter filter;
   filter.project = args.get("project");
   filter.status = args.get("status");
@@ -38,12 +41,19 @@ int runs_cmd(const cli::Args& args) {
   filter.where = args.get_all("where");
   filter.sort_by = args.get("sort", "created_at");
   filter.descending = args.has("desc");
-  filter.limit = static_cast<size_t>(args.get_int("limit", 0));
+  filter.limit = static_cast<size_t>(args.get_int("limit", 0, 0));
+  // A malformed --where or --sort is a usage error, before (and without) any database.
+  try {
+    check_run_filter(filter);
+  } catch (const std::invalid_argument& e) {
+    throw cli::UsageError(e.what());
+  }
+  Query q(args.get("db", "i3lab.db"));
   auto runs = q.runs(filter);
   if (args.has("json")) {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& r : runs) out.push_back(r.to_json());
-    std::cout << out.dump() << "\n";
+    std::cout << json_line(out) << "\n";
     return 0;
   }
   std::cout << std::left << std::setw(6) << "id" << std::setw(28) << "name" << std::setw(12) << "project" << std::setw(14)
@@ -73,7 +83,7 @@ int sync_cmd(const cli::Args& args) {
                                 {"points_added", r.points_added}, {"rows_added", r.rows_added},
                                 {"artifact_versions_added", r.artifact_versions_added}, {"files_copied", r.files_copied},
                                 {"seconds", seconds_since(start)}};
-  std::cout << (args.has("json") ? out.dump() : out.dump(2)) << "\n";
+  std::cout << (args.has("json") ? out.dump() : out.dump(2)) << "\n";  // numbers only
   return 0;
 }
 
@@ -81,12 +91,12 @@ int artifacts_cmd(const cli::Args& args) {
   nlohmann::json out = nlohmann::json::array();
   for (const auto& v : Query(args.get("db", "i3lab.db")).artifacts()) out.push_back(v.to_json());
   if (args.has("json")) {
-    std::cout << out.dump() << "\n";
+    std::cout << json_line(out) << "\n";
     return 0;
   }
   for (const auto& v : out)
     std::cout << v["name"].get<std::string>() << ":" << v["version"].get<std::string>() << "  " << v["type"].get<std::string>()
-              << "  " << v["size"] << " bytes  " << v["files"].size() << " files  aliases " << v["aliases"].dump() << "\n";
+              << "  " << v["size"] << " bytes  " << v["files"].size() << " files  aliases " << json_line(v["aliases"]) << "\n";
   return 0;
 }
 
@@ -120,7 +130,9 @@ std::vector<cli::Command> tracker_commands() {
        "usage: i3lab runs [--db FILE] [--project P] [--status S] [--tag T] [--where COND]... [--sort PATH [--desc]]\n"
        "                  [--limit N] [--json]\n\n"
        "COND is PATH OP VALUE, OP one of = != < <= > >=, PATH e.g. config.lr, summary.val/loss,\n"
-       "summary.val/loss.min, name, status. --db defaults to i3lab.db.\n",
+       "summary.val/loss.min, name, status. < <= > >= need a number; a VALUE that is empty, has spaces\n"
+       "at its ends or starts with = ! < > is written as a JSON string: name=\"<x>\". --sort takes a\n"
+       "PATH too. --db defaults to i3lab.db.\n",
        {{"db", "project", "status", "tag", "where", "sort", "limit"}, {"desc", "json"}}, runs_cmd},
       {"export-history", "a run's metric history as CSV",
        "usage: i3lab export-history [--db FILE] --run ID [--system]\n\n"
@@ -131,7 +143,8 @@ std::vector<cli::Command> tracker_commands() {
       {"sync", "merge one tracker database into another (idempotent)",
        "usage: i3lab sync --from LOCAL.db --to OTHER.db [--json]\n\n"
        "Adds the runs, points, tables, histograms, console lines and artifact versions of LOCAL.db that\n"
-       "OTHER.db lacks (runs matched by uid, artifacts by content). Running it twice changes nothing.\n",
+       "OTHER.db lacks (runs matched by uid, artifacts by content). Running it twice changes nothing.\n"
+       "LOCAL.db is only read, never modified; one of an older schema is upgraded in a temporary copy.\n",
        {{"from", "to"}, {"json"}}, sync_cmd},
       {"artifacts", "list artifact versions",
        "usage: i3lab artifacts [--db FILE] [--json]\n", {{"db"}, {"json"}}, artifacts_cmd},

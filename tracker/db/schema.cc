@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -83,11 +84,6 @@ ALTER TABLE runs ADD COLUMN event_seq INTEGER NOT NULL DEFAULT 0;
 )SQL",
 };
 
-int64_t pragma_int(Db& db, const char* pragma) {
-  Stmt s(db, pragma);
-  return s.step() ? s.int64(0) : 0;
-}
-
 // Switches a new file to WAL (the mode is stored in the file, so once is enough). The switch
 // needs an exclusive lock and SQLite may answer SQLITE_BUSY without consulting the busy
 // handler when another process is opening the same new file: retry for up to 30 s.
@@ -105,11 +101,53 @@ void set_wal_mode(Db& db) {
   }
 }
 
+struct Header {
+  int64_t app_id = 0, version = 0, tables = 0;
+};
+
+// One statement reads one snapshot, so a concurrent creator's commit cannot fall between the
+// values.
+Header read_header(Db& db, const std::string& path) {
+  Header h;
+  try {
+    Stmt look(db, "SELECT (SELECT application_id FROM pragma_application_id()), "
+                  "(SELECT user_version FROM pragma_user_version()), (SELECT count(*) FROM sqlite_master)");
+    if (look.step()) h.app_id = look.int64(0), h.version = look.int64(1), h.tables = look.int64(2);
+  } catch (const DbError& e) {
+    throw DbError(path + ": not an i3lab database (" + std::string(e.what()).substr(path.size() + 2) +
+                  "); it was left untouched");
+  }
+  return h;
+}
+
+// Refuses, before anything is written, whatever the migrations cannot start from: a file of
+// another program, of a newer or unknown schema version (user_version is any 32-bit value, and
+// it indexes kMigrations), or one without tables where a read needs them. An empty file (no
+// tables, no marks) is a new database to a writer.
+void check_header(const std::string& path, OpenMode mode, const Header& h) {
+  const std::string known = std::to_string(schema_version());
+  if (h.app_id != kApplicationId && !(h.app_id == 0 && h.tables == 0))
+    throw DbError(path + ": a SQLite database of another program (application_id " + std::to_string(h.app_id) +
+                  "), not an i3lab database; it was left untouched");
+  if (h.version > schema_version())
+    throw DbError(path + ": written by a newer i3lab (schema " + std::to_string(h.version) + ", this build knows " +
+                  known + "); upgrade i3lab. The file was left untouched");
+  if (h.version < 0 || (h.version == 0 && h.tables > 0))
+    throw DbError(path + ": not an i3lab database of a known version (user_version " + std::to_string(h.version) +
+                  ", this build knows 1.." + known + "); it was left untouched");
+  if (h.tables == 0 && (h.version != 0 || mode == OpenMode::kReadOnly))
+    throw DbError(path + ": not an i3lab database (no tables); give the database a run wrote, or let a run create "
+                  "this one first. It was left untouched");
+}
+
 }  // namespace
 
 int schema_version() { return static_cast<int>(kMigrations.size()); }
 
 std::unique_ptr<Db> open_database(const std::string& path, OpenMode mode, int max_version) {
+  if (max_version > schema_version())
+    throw std::invalid_argument("max_version " + std::to_string(max_version) + " is past this build's schema " +
+                                std::to_string(schema_version()));
   const int target = max_version < 0 ? schema_version() : max_version;
   struct stat st;
   const bool exists = ::stat(path.c_str(), &st) == 0;
@@ -118,30 +156,17 @@ std::unique_ptr<Db> open_database(const std::string& path, OpenMode mode, int ma
   if (!exists && mode == OpenMode::kReadOnly) throw DbError(path + ": no such database file");
   auto db = std::make_unique<Db>(path, flags | SQLITE_OPEN_NOMUTEX);
 
-  // Look before writing anything: journal_mode=WAL alone rewrites the header. One statement
-  // reads one snapshot, so a concurrent creator's commit cannot fall between the values.
-  int64_t app_id = 0, version = 0, tables = 0;
-  try {
-    Stmt look(*db, "SELECT (SELECT application_id FROM pragma_application_id()), "
-                   "(SELECT user_version FROM pragma_user_version()), (SELECT count(*) FROM sqlite_master)");
-    if (look.step()) app_id = look.int64(0), version = look.int64(1), tables = look.int64(2);
-  } catch (const DbError& e) {
-    throw DbError(path + ": not an i3lab database (" + std::string(e.what()).substr(path.size() + 2) +
-                  "); it was left untouched");
-  }
-  if (app_id != kApplicationId && !(app_id == 0 && tables == 0))
-    throw DbError(path + ": a SQLite database of another program (application_id " + std::to_string(app_id) +
-                  "), not an i3lab database; it was left untouched");
-  if (version > schema_version())
-    throw DbError(path + ": written by a newer i3lab (schema " + std::to_string(version) + ", this build knows " +
-                  std::to_string(schema_version()) + "); upgrade i3lab. The file was left untouched");
+  // Look before writing anything: journal_mode=WAL alone rewrites the header.
+  check_header(path, mode, read_header(*db, path));
   if (mode == OpenMode::kReadOnly) return db;
 
   set_wal_mode(*db);
   db->exec("PRAGMA synchronous=NORMAL");
   WriteTransaction tx(*db);  // concurrent openers migrate one after another
-  version = pragma_int(*db, "PRAGMA user_version");
-  for (int64_t v = version; v < target; ++v) {
+  // Again under the write lock: another opener may have created or upgraded the file since.
+  const Header now = read_header(*db, path);
+  check_header(path, mode, now);
+  for (int64_t v = now.version; v < target; ++v) {
     db->exec(kMigrations[v]);
     db->exec("PRAGMA user_version=" + std::to_string(v + 1));
   }

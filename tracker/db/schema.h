@@ -3,8 +3,9 @@
 //
 // PRAGMA application_id marks i3lab databases; PRAGMA user_version counts the migrations
 // applied. Opening a file with fewer migrations upgrades it in place; a file from a newer
-// i3lab, a SQLite file of another program, or a file that is not a database is refused with
-// DbError and left unmodified. Files are in WAL mode with synchronous=NORMAL: a committed
+// i3lab, one whose user_version is no version i3lab wrote (negative, or 0 with tables), a
+// SQLite file of another program, or a file that is not a database is refused with DbError
+// naming the file, and left unmodified. Files are in WAL mode with synchronous=NORMAL: a committed
 // transaction survives the process being killed (not a power cut).
 //
 // Non-finite values: SQLite cannot store NaN (it becomes NULL), so a NULL metric value means
@@ -30,7 +31,11 @@ int schema_version();                           // migrations this build knows
 
 enum class OpenMode { kReadWrite, kReadOnly };
 
-// REQUIRES: for kReadOnly, the file exists. `max_version` (tests) stops migrating early.
+// kReadWrite creates a missing or empty (0-byte) file and migrates it to the current schema.
+// kReadOnly writes and creates nothing: a missing file, or one without tables (empty, or only
+// marked), is a DbError naming it; a file of an older schema is read as it is (what the
+// migrations since would add is missing). `max_version` (tests) stops migrating early; past
+// schema_version() it is std::invalid_argument.
 std::unique_ptr<Db> open_database(const std::string& path, OpenMode mode, int max_version = -1);
 
 }  // namespace tracker

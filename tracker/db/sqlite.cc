@@ -2,8 +2,27 @@
 
 namespace tracker {
 
+std::string sqlite_uri(const std::string& path, const std::string& query) {
+  static const char kHex[] = "0123456789ABCDEF";
+  // "file://" plus an absolute path leaves the authority empty even for "//x"; a relative
+  // path cannot start with '/', so "file:" alone keeps it relative.
+  std::string uri = path.empty() || path[0] != '/' ? "file:" : "file://";
+  for (const unsigned char c : path) {
+    const bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '/' ||
+                       c == '.' || c == '_' || c == '~' || c == '-';
+    if (plain) {
+      uri += static_cast<char>(c);
+    } else {
+      uri += '%';
+      uri += kHex[c >> 4];
+      uri += kHex[c & 15];
+    }
+  }
+  return query.empty() ? uri : uri + "?" + query;
+}
+
 Db::Db(const std::string& path, int flags, int busy_timeout_ms) : path_(path) {
-  if (sqlite3_open_v2(path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
+  if (sqlite3_open_v2(sqlite_uri(path).c_str(), &db_, flags | SQLITE_OPEN_URI, nullptr) != SQLITE_OK) {
     std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
     sqlite3_close(db_);
     db_ = nullptr;

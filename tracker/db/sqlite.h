@@ -23,9 +23,16 @@ struct NotFound : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+// `path` as an SQLite URI ("file:…"), every byte outside [A-Za-z0-9/._~-] percent-encoded so
+// that any path names the file it spells (a path may hold '?', '#' or '%'). `query` (e.g.
+// "mode=ro") is appended after '?'. For ATTACH on a Db, which opens with SQLITE_OPEN_URI.
+std::string sqlite_uri(const std::string& path, const std::string& query = "");
+
 class Db {
  public:
-  // sqlite3_open_v2 flags; a busy timeout makes writers wait instead of failing.
+  // sqlite3_open_v2 flags; a busy timeout makes writers wait instead of failing. `path` is a
+  // file path, never a URI: it is opened through sqlite_uri() with SQLITE_OPEN_URI added, so
+  // that ATTACH on this connection accepts URIs (tracker/sync attaches its source "mode=ro").
   Db(const std::string& path, int flags, int busy_timeout_ms = 30000);
   ~Db();
   Db(const Db&) = delete;

@@ -1,7 +1,9 @@
 #include "tracker/query/artifacts.h"
 
 #include <filesystem>
+#include <optional>
 
+#include "common/util/json.h"
 #include "tracker/db/content.h"
 #include "tracker/query/query.h"
 
@@ -39,7 +41,9 @@ ArtifactVersion load_artifact_version(Db& db, int64_t id) {
   out.version = v.int64(2);
   out.digest = v.text(3);
   out.size = v.int64(4);
-  out.metadata = nlohmann::json::parse(v.text(5), nullptr, false);
+  // Metadata that is not a JSON object (a damaged file) reads as {}, as sync brings it over.
+  std::optional<nlohmann::json> metadata = util::try_parse_json(v.text(5));
+  out.metadata = metadata && metadata->is_object() ? std::move(*metadata) : nlohmann::json::object();
   out.run_uid = v.text(6);
   out.created_at = v.real(7);
   Stmt aliases(db, "SELECT alias FROM artifact_aliases WHERE version_id = ? ORDER BY alias");

@@ -6,6 +6,7 @@
 #include <map>
 #include <optional>
 
+#include "common/util/json.h"
 #include "tracker/db/schema.h"
 
 namespace tracker {
@@ -15,14 +16,47 @@ double column_or_nan(const Stmt& s, int col) { return s.is_null(col) ? NAN : s.r
 
 nlohmann::json number_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); }
 
-// "config.optimizer.lr", "summary.val/loss[.min|.max|.best|.last]", "name", "status", ...
+// The fields of a run a PATH may name besides config.… and summary.….
+constexpr const char* kRunFields[] = {"id",      "uid",        "name",         "status",     "group",
+                                      "project", "created_at", "heartbeat_at", "finished_at"};
+constexpr const char* kPathForms =
+    "a PATH is config.KEY[.KEY...], summary.KEY[.min|.max|.best|.last], or one of id, uid, name, status, group, "
+    "project, created_at, heartbeat_at, finished_at";
+
+// `text` for an error message: at most 80 bytes, cut at a UTF-8 character boundary.
+std::string brief_text(const std::string& text) {
+  if (text.size() <= 80) return text;
+  size_t cut = 80;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xc0) == 0x80) --cut;
+  return text.substr(0, cut) + "…";
+}
+
+// What is wrong with `path` as a PATH of RunFilter::where; "" if nothing.
+std::string path_problem(const std::string& path) {
+  if (path.rfind("config.", 0) == 0) {
+    const std::string keys = path.substr(7);
+    if (keys.empty() || keys.front() == '.' || keys.back() == '.' || keys.find("..") != std::string::npos)
+      return "PATH '" + brief_text(path) + "' has an empty config key; " + kPathForms;
+    return "";
+  }
+  if (path.rfind("summary.", 0) == 0) return path.size() > 8 ? "" : "PATH 'summary.' names no metric; " + std::string(kPathForms);
+  for (const char* field : kRunFields)
+    if (path == field) return "";
+  return (path.empty() ? std::string("no PATH") : "unknown PATH '" + brief_text(path) + "'") + "; " + kPathForms;
+}
+
+// "config.optimizer.lr", "summary.val/loss[.min|.max|.best|.last]", "name", "status", ...;
+// null when the run has no such value. REQUIRES: path_problem(path) is "".
 nlohmann::json value_at(const RunRecord& r, const std::string& path) {
   if (path == "id") return r.id;
+  if (path == "uid") return r.uid;
   if (path == "name") return r.name;
   if (path == "status") return r.status;
   if (path == "group") return r.group;
   if (path == "project") return r.project;
   if (path == "created_at") return r.created_at;
+  if (path == "heartbeat_at") return r.heartbeat_at;
+  if (path == "finished_at") return r.finished_at > 0 ? nlohmann::json(r.finished_at) : nlohmann::json();
   if (path.rfind("config.", 0) == 0) {
     const nlohmann::json* node = &r.config;
     size_t start = 7;
@@ -35,49 +69,76 @@ nlohmann::json value_at(const RunRecord& r, const std::string& path) {
       start = dot + 1;
     }
   }
-  if (path.rfind("summary.", 0) == 0) {
-    std::string key = path.substr(8), field = "last";
-    for (const char* f : {"min", "max", "best", "last"}) {
-      const std::string suffix = std::string(".") + f;
-      if (key.size() > suffix.size() && key.compare(key.size() - suffix.size(), suffix.size(), suffix) == 0 &&
-          !r.summary.contains(key)) {
-        key.resize(key.size() - suffix.size());
-        field = f;
-        break;
-      }
+  // summary.
+  std::string key = path.substr(8), field = "last";
+  for (const char* f : {"min", "max", "best", "last"}) {
+    const std::string suffix = std::string(".") + f;
+    if (key.size() > suffix.size() && key.compare(key.size() - suffix.size(), suffix.size(), suffix) == 0 &&
+        !r.summary.contains(key)) {
+      key.resize(key.size() - suffix.size());
+      field = f;
+      break;
     }
-    if (!r.summary.contains(key)) return nullptr;
-    return r.summary[key].value(field, nlohmann::json());
   }
-  return nullptr;
+  if (!r.summary.contains(key)) return nullptr;
+  return r.summary[key].value(field, nlohmann::json());
 }
 
+// For sorting: numbers as numbers, before anything else, which compares as (JSON) text. A
+// total order (std::stable_sort needs one): comparing 2, 10 and "1x" by text where one side is
+// not a number would put 2 < 10 < "1x" < 2.
 int compare(const nlohmann::json& a, const nlohmann::json& b) {
   if (a.is_number() && b.is_number()) {
     double x = a.get<double>(), y = b.get<double>();
     return x < y ? -1 : x > y ? 1 : 0;
   }
+  if (a.is_number() != b.is_number()) return a.is_number() ? -1 : 1;
   std::string x = a.is_string() ? a.get<std::string>() : a.dump(), y = b.is_string() ? b.get<std::string>() : b.dump();
   return x.compare(y) < 0 ? -1 : x == y ? 0 : 1;
 }
 
-bool matches(const RunRecord& r, const std::string& condition) {
-  static const char* ops[] = {"!=", "<=", ">=", "=", "<", ">"};
-  for (const char* op : ops) {
-    size_t at = condition.find(op);
-    if (at == std::string::npos) continue;
-    const nlohmann::json have = value_at(r, condition.substr(0, at));
-    if (have.is_null()) return false;
-    const std::string text = condition.substr(at + std::strlen(op));
-    nlohmann::json want = text;
-    double number;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
-    if (ec == std::errc() && end == text.data() + text.size()) want = number;
-    const int c = compare(have, want);
-    const std::string o = op;
-    return o == "=" ? c == 0 : o == "!=" ? c != 0 : o == "<" ? c < 0 : o == "<=" ? c <= 0 : o == ">" ? c > 0 : c >= 0;
+bool matches(const RunRecord& r, const RunCondition& c) {
+  using Op = RunCondition::Op;
+  const nlohmann::json have = value_at(r, c.path);
+  if (have.is_null()) return false;
+  if (c.op == Op::kEq || c.op == Op::kNe) {
+    const bool equal = have.is_number() && c.number ? have.get<double>() == *c.number
+                                                    : (have.is_string() ? have.get<std::string>() : have.dump()) == c.text;
+    return equal == (c.op == Op::kEq);
   }
-  throw std::invalid_argument("filter '" + condition + "' has no operator (= != < <= > >=)");
+  if (!have.is_number()) return false;
+  const double x = have.get<double>(), y = *c.number;
+  return c.op == Op::kLt ? x < y : c.op == Op::kLe ? x <= y : c.op == Op::kGt ? x > y : x >= y;
+}
+
+// The whole of `text` as a number ("1e-3", "-2", "inf"), or nothing (NaN is nothing too).
+std::optional<double> parse_number(const std::string& text) {
+  double number;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
+  if (ec != std::errc() || end != text.data() + text.size() || std::isnan(number)) return std::nullopt;
+  return number;
+}
+
+std::string trim(const std::string& text) {
+  const size_t first = text.find_first_not_of(" \t");
+  if (first == std::string::npos) return "";
+  return text.substr(first, text.find_last_not_of(" \t") - first + 1);
+}
+
+// Stored JSON text (config, tags): the value, or null and `error` set when it is not JSON
+// (util::try_parse_json bounds the nesting) or `is_kind` refuses it.
+nlohmann::json read_stored(const std::string& text, bool (*is_kind)(const nlohmann::json&), const std::string& what,
+                           const std::string& kind, std::string* error) {
+  std::optional<nlohmann::json> value = util::try_parse_json(text);
+  if (value && is_kind(*value)) return std::move(*value);
+  *error = "stored " + what + (value ? " is not " + kind : " is not valid JSON");
+  return nullptr;
+}
+
+bool is_object(const nlohmann::json& j) { return j.is_object(); }
+
+bool is_string_array(const nlohmann::json& j) {
+  return j.is_array() && std::all_of(j.begin(), j.end(), [](const nlohmann::json& e) { return e.is_string(); });
 }
 
 std::string format_double(double v) {
@@ -90,11 +151,74 @@ std::string format_double(double v) {
 
 }  // namespace
 
+void check_run_path(const std::string& path) {
+  const std::string problem = path_problem(path);
+  if (!problem.empty()) throw std::invalid_argument(problem);
+}
+
+RunCondition parse_run_condition(const std::string& condition) {
+  using Op = RunCondition::Op;
+  const std::string label = "runs filter '" + brief_text(condition) + "': ";
+  const size_t at = condition.find_first_of("=!<>");
+  if (at == std::string::npos)
+    throw std::invalid_argument(label + "no operator; write PATH OP VALUE with OP one of = != < <= > >=");
+  // The operator is every operator character in a row, so "=>" or "==" is refused rather
+  // than read as "=" and a value ">…".
+  const size_t end = std::min(condition.find_first_not_of("=!<>", at), condition.size());
+  const std::string op_text = condition.substr(at, end - at);
+  static const std::pair<const char*, Op> kOps[] = {{"=", Op::kEq},  {"!=", Op::kNe}, {"<", Op::kLt},
+                                                    {"<=", Op::kLe}, {">", Op::kGt},  {">=", Op::kGe}};
+  RunCondition out;
+  const auto op = std::find_if(std::begin(kOps), std::end(kOps), [&](const auto& o) { return op_text == o.first; });
+  if (op == std::end(kOps))
+    throw std::invalid_argument(label + "'" + brief_text(op_text) +
+                                "' is not an operator (= != < <= > >=); a VALUE that starts with one of = ! < > is "
+                                "written as a JSON string, e.g. name=\"<x>\"");
+  out.op = op->second;
+  out.path = trim(condition.substr(0, at));
+  const std::string problem = path_problem(out.path);
+  if (!problem.empty()) throw std::invalid_argument(label + problem);
+  const std::string value = trim(condition.substr(end));
+  if (value.empty())
+    throw std::invalid_argument(label + "no VALUE after '" + op_text + "' (empty text is written \"\")");
+  if (value.front() == '"') {
+    std::optional<nlohmann::json> quoted = util::try_parse_json(value);
+    if (!quoted || !quoted->is_string())
+      throw std::invalid_argument(label + "VALUE " + brief_text(value) + " is not a JSON string (\"…\" with \\ escapes)");
+    out.text = quoted->get<std::string>();
+  } else {
+    out.text = value;
+    out.number = parse_number(value);
+  }
+  if (out.op != Op::kEq && out.op != Op::kNe && !out.number)
+    throw std::invalid_argument(label + "'" + op_text + "' needs a number on the right, got " + brief_text(value) +
+                                " (= and != compare text)");
+  return out;
+}
+
+namespace {
+
+// The conditions of `filter`, once; throws for them or for its sort path.
+std::vector<RunCondition> parse_filter(const RunFilter& filter) {
+  std::vector<RunCondition> out;
+  for (const auto& c : filter.where) out.push_back(parse_run_condition(c));
+  const std::string problem = path_problem(filter.sort_by);
+  if (!problem.empty()) throw std::invalid_argument("sort: " + problem);
+  return out;
+}
+
+}  // namespace
+
+void check_run_filter(const RunFilter& filter) { parse_filter(filter); }
+
 nlohmann::json RunRecord::to_json() const {
-  return {{"id", id},         {"uid", uid},       {"project", project},       {"name", name},
-          {"group", group},   {"tags", tags},     {"notes", notes},           {"status", status},
-          {"config", config}, {"summary", summary}, {"created_at", created_at}, {"heartbeat_at", heartbeat_at},
-          {"finished_at", finished_at > 0 ? nlohmann::json(finished_at) : nlohmann::json()}};
+  nlohmann::json out = {{"id", id},         {"uid", uid},         {"project", project},       {"name", name},
+                        {"group", group},   {"tags", tags},       {"notes", notes},           {"status", status},
+                        {"config", config}, {"summary", summary}, {"created_at", created_at}, {"heartbeat_at", heartbeat_at},
+                        {"finished_at", finished_at > 0 ? nlohmann::json(finished_at) : nlohmann::json()}};
+  if (!config_error.empty()) out["config_error"] = config_error;
+  if (!tags_error.empty()) out["tags_error"] = tags_error;
+  return out;
 }
 
 Query::Query(const std::string& path) : db_(open_database(path, OpenMode::kReadOnly)) {}
@@ -115,15 +239,16 @@ std::vector<RunRecord> Query::load(const RunFilter& filter, int64_t only_id) {
     r.project = s.text(2);
     r.name = s.text(3);
     r.group = s.text(4);
-    r.tags = nlohmann::json::parse(s.text(5), nullptr, false);
+    r.tags = read_stored(s.text(5), is_string_array, "tags", "a JSON array of strings", &r.tags_error);
     r.notes = s.text(6);
-    r.config = nlohmann::json::parse(s.text(7), nullptr, false);
+    r.config = read_stored(s.text(7), is_object, "config", "a JSON object", &r.config_error);
     r.status = s.text(8);
     r.created_at = s.real(9);
     r.heartbeat_at = s.real(10);
     r.finished_at = s.real(11);
     r.summary = nlohmann::json::object();
-    if (!filter.tag.empty() && std::find(r.tags.begin(), r.tags.end(), filter.tag) == r.tags.end()) continue;
+    if (!filter.tag.empty() && (!r.tags.is_array() || std::find(r.tags.begin(), r.tags.end(), filter.tag) == r.tags.end()))
+      continue;
     index[r.id] = out.size();
     out.push_back(std::move(r));
   }
@@ -149,13 +274,12 @@ std::vector<RunRecord> Query::load(const RunFilter& filter, int64_t only_id) {
 }
 
 std::vector<RunRecord> Query::runs(const RunFilter& filter) {
+  const std::vector<RunCondition> conditions = parse_filter(filter);
   std::vector<RunRecord> out = load(filter, 0);
   std::vector<RunRecord> kept;
-  for (auto& r : out) {
-    bool ok = true;
-    for (const auto& c : filter.where) ok = ok && matches(r, c);
-    if (ok) kept.push_back(std::move(r));
-  }
+  for (auto& r : out)
+    if (std::all_of(conditions.begin(), conditions.end(), [&](const RunCondition& c) { return matches(r, c); }))
+      kept.push_back(std::move(r));
   std::stable_sort(kept.begin(), kept.end(), [&](const RunRecord& a, const RunRecord& b) {
     const nlohmann::json x = value_at(a, filter.sort_by), y = value_at(b, filter.sort_by);
     if (x.is_null() != y.is_null()) return y.is_null();  // runs without the value last
@@ -297,7 +421,10 @@ nlohmann::json Query::table(int64_t run_id, const std::string& name, int64_t ste
   Stmt s(*db_, "SELECT columns, rows FROM run_tables WHERE run_id = ? AND name = ? AND step = ?");
   s.bind(1, run_id).bind(2, name).bind(3, step);
   if (!s.step()) return nullptr;
-  return {{"columns", nlohmann::json::parse(s.text(0))}, {"rows", nlohmann::json::parse(s.text(1))}};
+  std::optional<nlohmann::json> columns = util::try_parse_json(s.text(0)), rows = util::try_parse_json(s.text(1));
+  if (!columns || !rows || !columns->is_array() || !rows->is_array())
+    return {{"columns", nullptr}, {"rows", nullptr}, {"error", "stored table is not valid JSON arrays"}};
+  return {{"columns", std::move(*columns)}, {"rows", std::move(*rows)}};
 }
 
 nlohmann::json Query::console(int64_t run_id, int64_t after_seq, int64_t limit) {

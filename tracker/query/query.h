@@ -15,13 +15,20 @@
 
 namespace tracker {
 
+// A run as stored. Text columns are as stored: a damaged file may hold invalid UTF-8, so dump
+// to_json() with nlohmann::json::error_handler_t::replace.
 struct RunRecord {
   int64_t id = 0;
   std::string uid, project, name, group, notes, status;
+  // A stored config that is not a JSON object, or tags that are not a JSON array of strings
+  // (text that is not JSON, nested deeper than util::kMaxJsonDepth, or of another kind: a
+  // damaged file), are read as null, and config_error / tags_error say so; "" when read.
   nlohmann::json tags, config;
+  std::string config_error, tags_error;
   // key → {"last", "last_step", "min", "max", "count", "goal", "best"}; NaN is null in JSON.
   nlohmann::json summary;
   double created_at = 0, heartbeat_at = 0, finished_at = 0;  // finished_at 0: not finished
+  // Every field above; "config_error" and "tags_error" only when set.
   nlohmann::json to_json() const;
 };
 
@@ -29,14 +36,45 @@ struct RunFilter {
   std::string project;  // empty: all
   std::string status;   // empty: all
   std::string tag;      // empty: all
-  // Conditions "config.lr>=0.001", "summary.val/loss<2", "name=foo": PATH OP VALUE with OP one
-  // of = != < <= > >=; numbers compare as numbers, anything else as text. A run without
-  // the value fails the condition.
+  // Conditions PATH OP VALUE, all of which a run must meet, e.g. "config.optim.lr>=0.001",
+  // "summary.val/loss.min<2", "name=foo":
+  //   PATH   config.KEY[.KEY…] (nested config keys); summary.KEY[.min|.max|.best|.last] (a
+  //          metric's summary, .last when no field is named); or one of id, uid, name, status,
+  //          group, project, created_at, heartbeat_at, finished_at.
+  //   OP     = != < <= > >=
+  //   VALUE  text, or a JSON string literal ("…") for text that is empty, has spaces at its
+  //          ends or starts with one of = ! < >. < <= > >= need a number and match runs whose
+  //          value is a number; = and != compare numbers as numbers and anything else as text
+  //          (a value that is not a string by its JSON text).
+  // Spaces around PATH and VALUE are ignored. A run without the value (a key it does not
+  // have, NaN, null) fails the condition; that is no error. A malformed condition is.
   std::vector<std::string> where;
-  std::string sort_by = "created_at";  // a PATH as above, or created_at/name/status/id
+  // A PATH as above. Numbers sort as numbers, before other values (as JSON text); runs without
+  // the value sort last.
+  std::string sort_by = "created_at";
   bool descending = false;
   size_t limit = 0;  // 0: no limit
 };
+
+// One condition of RunFilter::where, parsed.
+struct RunCondition {
+  enum class Op { kEq, kNe, kLt, kLe, kGt, kGe };
+  std::string path;
+  Op op = Op::kEq;
+  std::string text;              // VALUE as text, unquoted
+  std::optional<double> number;  // VALUE as a number when it is one (unquoted); set for < <= > >=
+};
+
+// Parses one condition of RunFilter::where. Throws std::invalid_argument naming the condition
+// and what is allowed: for no operator or an unknown one ("=>", "=="), a missing PATH or VALUE,
+// a PATH that is not one of the forms above, a quoted VALUE that is not a JSON string, or a
+// VALUE that is not a number after < <= > >=.
+RunCondition parse_run_condition(const std::string& condition);
+// Throws std::invalid_argument naming `path` unless it is a PATH of RunFilter::where.
+void check_run_path(const std::string& path);
+// Checks every condition and the sort path of `filter`, as Query::runs does before reading:
+// for a caller that reports a malformed filter before it opens a database.
+void check_run_filter(const RunFilter& filter);
 
 // One bucket of a downsampled series: min and max of its values (NaN ignored; NaN if all
 // were NaN), the value at its last step, and how many points it holds.
@@ -51,6 +89,7 @@ class Query {
   // Opens `path` read-only. Throws DbError for a missing, foreign, corrupt or newer file.
   explicit Query(const std::string& path);
 
+  // Throws std::invalid_argument for a malformed filter (check_run_filter), before reading.
   std::vector<RunRecord> runs(const RunFilter& filter = {});
   // Throws NotFound naming the run if there is none with this id.
   RunRecord run(int64_t id);
@@ -66,7 +105,9 @@ class Query {
   std::optional<std::pair<int64_t, int64_t>> steps_between(int64_t run_id, const std::string& key, double w0, double w1);
   // Raw points (step, value, wall) of one series in [x0, x1].
   std::vector<Bucket> points(int64_t run_id, const std::string& key, int64_t x0, int64_t x1);
-  // Tables: the steps at which `name` was logged, and one of them ({"columns", "rows"}).
+  // Tables: the steps at which `name` was logged, and one of them ({"columns", "rows"}; null if
+  // there is none at `step`). A stored table that is not JSON arrays (a damaged file) is
+  // {"columns": null, "rows": null, "error": "stored table is not valid JSON arrays"}.
   std::vector<int64_t> table_steps(int64_t run_id, const std::string& name);
   nlohmann::json table(int64_t run_id, const std::string& name, int64_t step);
   // Console lines in order: [{"seq", "wall", "stream", "line"}].
@@ -78,7 +119,8 @@ class Query {
   void export_history_csv(int64_t run_id, std::ostream& out, bool system = false);
 
   // Artifact versions (tracker/events/artifact.h). `ref` is "NAME", "NAME:ALIAS" or "NAME:vN"
-  // (NAME alone: its latest). Throws NotFound if nothing matches.
+  // (NAME alone: its latest). Throws NotFound if nothing matches. Stored metadata that is not a
+  // JSON object (a damaged file) reads as {}.
   ArtifactVersion artifact(const std::string& ref);
   // Every version of artifact `name` (of every artifact if empty), by name, then version.
   std::vector<ArtifactVersion> artifacts(const std::string& name = "");

@@ -1,8 +1,15 @@
 #include "tracker/sync/sync.h"
 
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <optional>
 #include <vector>
 
+#include "common/util/json.h"
 #include "tracker/db/content.h"
 #include "tracker/db/schema.h"
 #include "tracker/store/apply.h"
@@ -20,16 +27,62 @@ int64_t run_sql(Db& db, const char* sql) {
   return changes(db);
 }
 
+int64_t user_version(Db& db) {
+  Stmt s(db, "PRAGMA user_version");
+  return s.step() ? s.int64(0) : 0;
+}
+
+// A source of an older schema, copied (a consistent snapshot, WAL included) beside the target
+// and upgraded there, so that the source itself is only ever read. Removed when done.
+class UpgradedCopy {
+ public:
+  UpgradedCopy(Db& source, const std::string& target) {
+    std::string name = target + ".sync-source-XXXXXX";
+    const int fd = ::mkstemp(name.data());
+    if (fd < 0) throw DbError(name + ": cannot create a temporary copy of " + source.path() + ": " + std::strerror(errno));
+    ::close(fd);
+    path_ = name;
+    // A constructor that throws runs no destructor: remove the copy here on failure.
+    try {
+      // VACUUM INTO writes a new file (or an empty one) and keeps user_version and
+      // application_id; a read-only connection may run it.
+      Stmt vacuum(source, "VACUUM INTO ?");
+      vacuum.bind(1, sqlite_uri(path_)).run();
+      open_database(path_, OpenMode::kReadWrite);
+    } catch (...) {
+      remove();
+      throw;
+    }
+  }
+  ~UpgradedCopy() { remove(); }
+  UpgradedCopy(const UpgradedCopy&) = delete;
+  UpgradedCopy& operator=(const UpgradedCopy&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  void remove() const {
+    std::error_code ignored;
+    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) fs::remove(path_ + suffix, ignored);
+  }
+  std::string path_;
+};
+
 }  // namespace
 
 SyncReport sync_databases(const std::string& from, const std::string& to) {
   if (!fs::exists(from)) throw DbError(from + ": no such database file");
   if (fs::exists(to) && fs::equivalent(from, to)) throw std::invalid_argument("--from and --to are the same database");
-  open_database(from, OpenMode::kReadWrite);  // refuses foreign, newer or corrupt files; upgrades an older one
+  // The source is only read, never created, upgraded or checkpointed: open_database refuses a
+  // foreign, newer, corrupt or table-less one without writing; an older one is synced from an
+  // upgraded copy.
+  std::optional<UpgradedCopy> copy;  // outlives the connection that attaches it
+  auto source = open_database(from, OpenMode::kReadOnly);
   auto db = open_database(to, OpenMode::kReadWrite);
+  if (user_version(*source) < schema_version()) copy.emplace(*source, to);
+  source.reset();
   {
     Stmt attach(*db, "ATTACH DATABASE ? AS src");
-    attach.bind(1, from).run();
+    attach.bind(1, sqlite_uri(copy ? copy->path() : from, "mode=ro")).run();
   }
   SyncReport report;
   WriteTransaction tx(*db);
@@ -94,8 +147,10 @@ SyncReport sync_databases(const std::string& from, const std::string& to) {
                   "FROM src.artifact_versions v JOIN src.artifacts a ON a.id = v.artifact_id ORDER BY a.name, v.version");
       Stmt files(*db, "SELECT path, sha256, size FROM src.artifact_files WHERE version_id = ? ORDER BY path");
       while (s.step()) {
-        ArtifactLogged e{s.text(1), s.text(2), nlohmann::json::parse(s.text(3), nullptr, false), {}, {}, s.real(5)};
-        if (!e.metadata.is_object()) e.metadata = nlohmann::json::object();
+        // Metadata that is not a JSON object (a damaged source) cannot be logged: it arrives empty.
+        std::optional<nlohmann::json> metadata = util::try_parse_json(s.text(3));
+        if (!metadata || !metadata->is_object()) metadata = nlohmann::json::object();
+        ArtifactLogged e{s.text(1), s.text(2), std::move(*metadata), {}, {}, s.real(5)};
         files.bind(1, s.int64(0));
         while (files.step()) e.files.push_back({files.text(0), files.text(1), files.int64(2)});
         files.reset();

@@ -17,9 +17,18 @@ struct SyncReport {
   int64_t artifact_versions_added = 0, files_copied = 0;
 };
 
-// Throws DbError for an unusable database (foreign, newer, corrupt), std::runtime_error for a
-// damaged artifact file. The target changes in one transaction: all or nothing (artifact
-// files copied before a failure stay, unreferenced, in its content store).
+// The source `from` is only read, never modified (not even its header or WAL): it must be an
+// i3lab database with tables; one of an older schema is copied beside `to` (as
+// TO.sync-source-XXXXXX), the copy upgraded and synced from, then removed, also on failure.
+// `to` is created or upgraded as by any writer. (As any SQLite reader of a WAL database, the
+// sync may leave an empty FROM-wal and a FROM-shm index beside the source.)
+//
+// Throws DbError naming the file for an unusable database (missing, empty or without tables
+// as a source; foreign, newer, of an unknown version, corrupt), std::invalid_argument when both
+// name the same file, std::runtime_error for a damaged artifact file. The target changes in
+// one transaction: all or nothing (artifact files copied before a failure stay, unreferenced,
+// in its content store). Artifact metadata that is not a JSON object in a damaged source
+// arrives as {}.
 SyncReport sync_databases(const std::string& from, const std::string& to);
 
 }  // namespace tracker
