@@ -495,6 +495,9 @@ TrainResult train(TrainConfig config, const TrainOptions& options) {
 
 TrainConfig stored_config(const std::string& db_path, int64_t run_id, const std::vector<std::string>& overrides) {
   const tracker::RunRecord record = tracker::Query(db_path).run(run_id);
+  if (!record.config_error.empty())
+    throw std::runtime_error(db_path + ": run " + std::to_string(record.id) + "'s " + record.config_error +
+                             " (the database is damaged); start a new run from a config file instead");
   return TrainConfig::parse(record.config, db_path + ": run " + std::to_string(record.id) + "'s config", overrides);
 }
 
