@@ -50,6 +50,8 @@ cli::Handler one_line_errors(cli::Handler handler) {
         what = what.substr(what.find("] ") + 2);
         if (const size_t dot = what.find(". "); dot != std::string::npos && dot < 40) what = what.substr(dot + 2);
       }
+      if (what.find("can't allocate memory") != std::string::npos)
+        what += "; make the model, batch or context smaller, or free memory";
       throw std::runtime_error(what);
     } catch (const std::bad_alloc&) {
       throw std::runtime_error("out of memory: make the model, batch or data smaller, or free memory");
