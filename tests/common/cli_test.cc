@@ -2,7 +2,9 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -104,6 +106,28 @@ TEST_F(Cli, ModelInfoParameterCounts) {
   I3labResult no_vocab = i3lab({"model", "info", "--preset", "i3-80m"});
   EXPECT_EQ(no_vocab.status, 1);
   EXPECT_NE(no_vocab.err.find("vocab_size must be positive"), std::string::npos) << no_vocab.err;
+  // Was: a negative count. Shapes past i3lab's limits are errors naming the field.
+  I3labResult huge = i3lab({"model", "info", "--preset", "i3-80m", "--vocab-size", "100", "--set", "d_model=4611686018427387904"});
+  EXPECT_EQ(huge.status, 1);
+  EXPECT_EQ(huge.err, "i3lab model info: error: model config: d_model is 4611686018427387904, over i3lab's limit of 65536; "
+                      "use a smaller d_model\n");
+}
+
+// Was: ~27 lines of LibTorch stack frames. A model too large for the memory at hand (4 GB of
+// embedding under a 4 GB address-space limit) is one line saying what to do.
+TEST_F(Cli, AnAllocationFailureIsOneLine) {
+  const std::string err = dir_ + "/stderr.txt";
+  const std::string cmd = "ulimit -v 4000000; exec " +
+                          i3lab_command({"model", "init", "--preset", "i3-tiny", "--vocab-size", "1000000", "--set",
+                                         "d_model=1024", "--set", "n_heads=8", "--out", dir_ + "/m"}) +
+                          " 2>" + err;
+  const int raw = std::system(("sh -c " + shell_quote(cmd)).c_str());
+  ASSERT_TRUE(WIFEXITED(raw));
+  EXPECT_EQ(WEXITSTATUS(raw), 1);
+  const std::string text = file_contents(err);
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << text;
+  EXPECT_NE(text.find("can't allocate memory"), std::string::npos) << text;
+  EXPECT_NE(text.find("make the model, batch or context smaller, or free memory"), std::string::npos) << text;
 }
 
 TEST_F(Cli, TokenizerBuildEncodeDecode) {

@@ -155,6 +155,37 @@ TEST(TokenCache, BadInputNamesFileAndPlace) {
   EXPECT_NE(error_of({(dir / "bad.txt").string(), "csv"}).find("format must be"), std::string::npos);
 }
 
+// Was: a damaged cache with ids outside the vocabulary failed deep in LibTorch ("index out of
+// range in self"); failed builds left *.tmp files in the cache folder.
+TEST(TokenCache, DamagedCachesAndFailedBuildsAreCaught) {
+  const fs::path dir = test_path("data");
+  write_file(dir / "d.txt", "x x x");
+  ChunkTokenizer tok = vocab_for({"x"});
+  const std::string cache_dir = test_path("cache");
+  std::string path;
+  {
+    auto cache = TokenCache::open(cache_dir, {{(dir / "d.txt").string()}}, tok, {});
+    path = cache->path();
+  }
+  std::string bytes = file_contents(path);
+  bytes[bytes.size() - 2] = '\xff';  // the last uint16 id: 0xff?? is no id of this vocabulary
+  write_file(path, bytes);
+  try {
+    TokenCache::open(cache_dir, {{(dir / "d.txt").string()}}, tok, {});
+    FAIL() << "a cache with ids outside the vocabulary was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(path + ": token "), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("outside the vocabulary's"), std::string::npos) << e.what();
+  }
+  write_file(path, bytes.substr(0, 20));
+  EXPECT_THROW(TokenCache::open(cache_dir, {{(dir / "d.txt").string()}}, tok, {}), std::runtime_error);
+
+  write_file(dir / "bad.txt", "ok|bad \xff");
+  EXPECT_THROW(TokenCache::open(cache_dir, {{(dir / "bad.txt").string(), "text", "", "|"}}, tok, {}), std::runtime_error);
+  for (const auto& entry : fs::directory_iterator(cache_dir))
+    EXPECT_EQ(entry.path().string().find(".tmp"), std::string::npos) << entry.path();
+}
+
 class Samplers : public ::testing::Test {
  protected:
   void SetUp() override {
