@@ -41,8 +41,7 @@ nlohmann::json parse_json(std::string_view text, const std::string& origin) {
     std::string what = e.what();
     if (what.rfind("[json.exception.", 0) == 0 && what.find("] ") != std::string::npos)
       what = what.substr(what.find("] ") + 2);
-    if (what.size() > 200) what = what.substr(0, 200) + "…";
-    throw JsonError(origin + ": not valid JSON (" + what + ")");
+    throw JsonError(origin + ": not valid JSON (" + cut(what, 200) + ")");
   }
 }
 
@@ -56,14 +55,14 @@ std::optional<nlohmann::json> try_parse_json(std::string_view text) {
 nlohmann::json read_json_file(const std::string& path) { return parse_json(read_file(path), path); }
 
 std::string brief(const nlohmann::json& value, size_t max_chars) {
-  std::string text = value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  if (text.size() > max_chars) {
-    text.resize(max_chars);
-    while (!text.empty() && (static_cast<unsigned char>(text.back()) & 0xC0) == 0x80) text.pop_back();  // whole UTF-8 characters
-    if (!text.empty() && static_cast<unsigned char>(text.back()) >= 0xC0) text.pop_back();
-    text += "…";
-  }
-  return text;
+  return cut(value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), max_chars);
+}
+
+std::string cut(std::string_view text, size_t max_bytes) {
+  if (text.size() <= max_bytes) return std::string(text);
+  size_t end = max_bytes;  // back to the first byte of a character: continuation bytes are 10xxxxxx
+  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
+  return std::string(text.substr(0, end)) + "…";
 }
 
 }  // namespace util

@@ -32,8 +32,12 @@ std::optional<nlohmann::json> try_parse_json(std::string_view text);
 // parse_json() of a whole file (util::read_file's checks and kMaxDocumentBytes).
 nlohmann::json read_json_file(const std::string& path);
 
-// `value` as JSON text for an error message: at most `max_chars`, cut with "…" (a config value
-// may be a 4 MB string).
+// `value` as JSON text for an error message: cut() to `max_chars` (a config value may be a
+// 4 MB string).
 std::string brief(const nlohmann::json& value, size_t max_chars = 80);
+
+// `text` for an error message or a log: whole if at most `max_bytes` long, else its first
+// whole UTF-8 characters within `max_bytes` followed by "…".
+std::string cut(std::string_view text, size_t max_bytes = 80);
 
 }  // namespace util

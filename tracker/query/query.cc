@@ -23,26 +23,18 @@ constexpr const char* kPathForms =
     "a PATH is config.KEY[.KEY...], summary.KEY[.min|.max|.best|.last], or one of id, uid, name, status, group, "
     "project, created_at, heartbeat_at, finished_at";
 
-// `text` for an error message: at most 80 bytes, cut at a UTF-8 character boundary.
-std::string brief_text(const std::string& text) {
-  if (text.size() <= 80) return text;
-  size_t cut = 80;
-  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xc0) == 0x80) --cut;
-  return text.substr(0, cut) + "…";
-}
-
 // What is wrong with `path` as a PATH of RunFilter::where; "" if nothing.
 std::string path_problem(const std::string& path) {
   if (path.rfind("config.", 0) == 0) {
     const std::string keys = path.substr(7);
     if (keys.empty() || keys.front() == '.' || keys.back() == '.' || keys.find("..") != std::string::npos)
-      return "PATH '" + brief_text(path) + "' has an empty config key; " + kPathForms;
+      return "PATH '" + util::cut(path) + "' has an empty config key; " + kPathForms;
     return "";
   }
   if (path.rfind("summary.", 0) == 0) return path.size() > 8 ? "" : "PATH 'summary.' names no metric; " + std::string(kPathForms);
   for (const char* field : kRunFields)
     if (path == field) return "";
-  return (path.empty() ? std::string("no PATH") : "unknown PATH '" + brief_text(path) + "'") + "; " + kPathForms;
+  return (path.empty() ? std::string("no PATH") : "unknown PATH '" + util::cut(path) + "'") + "; " + kPathForms;
 }
 
 // "config.optimizer.lr", "summary.val/loss[.min|.max|.best|.last]", "name", "status", ...;
@@ -158,7 +150,7 @@ void check_run_path(const std::string& path) {
 
 RunCondition parse_run_condition(const std::string& condition) {
   using Op = RunCondition::Op;
-  const std::string label = "runs filter '" + brief_text(condition) + "': ";
+  const std::string label = "runs filter '" + util::cut(condition) + "': ";
   const size_t at = condition.find_first_of("=!<>");
   if (at == std::string::npos)
     throw std::invalid_argument(label + "no operator; write PATH OP VALUE with OP one of = != < <= > >=");
@@ -171,7 +163,7 @@ RunCondition parse_run_condition(const std::string& condition) {
   RunCondition out;
   const auto op = std::find_if(std::begin(kOps), std::end(kOps), [&](const auto& o) { return op_text == o.first; });
   if (op == std::end(kOps))
-    throw std::invalid_argument(label + "'" + brief_text(op_text) +
+    throw std::invalid_argument(label + "'" + util::cut(op_text) +
                                 "' is not an operator (= != < <= > >=); a VALUE that starts with one of = ! < > is "
                                 "written as a JSON string, e.g. name=\"<x>\"");
   out.op = op->second;
@@ -184,14 +176,14 @@ RunCondition parse_run_condition(const std::string& condition) {
   if (value.front() == '"') {
     std::optional<nlohmann::json> quoted = util::try_parse_json(value);
     if (!quoted || !quoted->is_string())
-      throw std::invalid_argument(label + "VALUE " + brief_text(value) + " is not a JSON string (\"…\" with \\ escapes)");
+      throw std::invalid_argument(label + "VALUE " + util::cut(value) + " is not a JSON string (\"…\" with \\ escapes)");
     out.text = quoted->get<std::string>();
   } else {
     out.text = value;
     out.number = parse_number(value);
   }
   if (out.op != Op::kEq && out.op != Op::kNe && !out.number)
-    throw std::invalid_argument(label + "'" + op_text + "' needs a number on the right, got " + brief_text(value) +
+    throw std::invalid_argument(label + "'" + op_text + "' needs a number on the right, got " + util::cut(value) +
                                 " (= and != compare text)");
   return out;
 }
