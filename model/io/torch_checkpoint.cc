@@ -1,8 +1,10 @@
 #include "model/io/torch_checkpoint.h"
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 
 #include "common/util/files.h"
@@ -20,41 +22,60 @@ constexpr size_t kMaxPickleValues = size_t{1} << 22;  // values created, and mem
 constexpr int kMaxPickleDepth = 128;                   // containers inside containers
 
 // ---------------------------------------------------------------------------------------------
-// Zip: only what torch.save writes (stored entries, no compression, no zip64).
+// Zip: only what torch.save writes (stored entries, no compression, no zip64). Only the central
+// directory and the local headers are read here; entries are read when needed, storages
+// straight into their tensors, so memory follows the storages, not the file twice.
 
 uint32_t u16(const std::string& b, size_t at) { return uint8_t(b[at]) | uint8_t(b[at + 1]) << 8; }
 uint32_t u32(const std::string& b, size_t at) { return u16(b, at) | u16(b, at + 2) << 16; }
 
-// name → (offset, size) of each entry's data in `bytes`.
-std::map<std::string, std::pair<size_t, size_t>> zip_entries(const std::string& bytes, const std::string& path) {
-  auto fail = [&](const std::string& what) { return CheckpointError(path + ": " + what); };
-  if (bytes.size() < 22) throw fail("too short to be a torch.save zip archive");
+struct ZipEntry {
+  uint64_t offset = 0, size = 0;  // of the entry's data in the file
+};
+using ZipEntries = std::map<std::string, ZipEntry>;
+
+std::string read_bytes(const util::RegularFile& file, uint64_t offset, uint64_t size) {
+  std::string out(size, '\0');
+  file.read_at(offset, out.data(), out.size());
+  return out;
+}
+
+ZipEntries zip_entries(const util::RegularFile& file) {
+  auto fail = [&](const std::string& what) { return CheckpointError(file.path() + ": " + what); };
+  const uint64_t file_size = file.size();
+  if (file_size < 22) throw fail("too short to be a torch.save zip archive");
   // The end-of-central-directory record is in the last 22 + 65535 bytes.
-  size_t eocd = std::string::npos;
-  for (size_t i = bytes.size() - 22 + 1; i-- > 0 && bytes.size() - i <= 22 + 65535;)
-    if (u32(bytes, i) == 0x06054b50) {
+  const uint64_t tail_at = file_size - std::min<uint64_t>(file_size, 22 + 65535);
+  const std::string tail = read_bytes(file, tail_at, file_size - tail_at);
+  size_t eocd = std::string::npos;  // in `tail`
+  for (size_t i = tail.size() - 22 + 1; i-- > 0;)
+    if (u32(tail, i) == 0x06054b50) {
       eocd = i;
       break;
     }
   if (eocd == std::string::npos) throw fail("not a zip archive (the legacy pre-1.6 torch.save format is not supported)");
-  const uint32_t count = u16(bytes, eocd + 10), cd_size = u32(bytes, eocd + 12), cd_offset = u32(bytes, eocd + 16);
+  const uint32_t count = u16(tail, eocd + 10), cd_size = u32(tail, eocd + 12), cd_offset = u32(tail, eocd + 16);
   if (count == 0xFFFF || cd_offset == 0xFFFFFFFF) throw fail("zip64 archives (over 4 GB) are not supported");
-  if (uint64_t(cd_offset) + cd_size > eocd) throw fail("zip central directory out of bounds");
-  std::map<std::string, std::pair<size_t, size_t>> entries;
-  size_t at = cd_offset;
+  const uint64_t eocd_at = tail_at + eocd;
+  if (uint64_t(cd_offset) + cd_size > eocd_at) throw fail("zip central directory out of bounds");
+  const std::string cd = read_bytes(file, cd_offset, eocd_at - cd_offset);  // the directory, up to the record
+  ZipEntries entries;
+  size_t at = 0;
   for (uint32_t i = 0; i < count; ++i) {
-    if (at + 46 > eocd || u32(bytes, at) != 0x02014b50) throw fail("corrupt zip central directory");
-    const uint32_t method = u16(bytes, at + 10), size = u32(bytes, at + 20);
-    const uint32_t name_len = u16(bytes, at + 28), extra_len = u16(bytes, at + 30), comment_len = u16(bytes, at + 32);
-    const uint32_t local = u32(bytes, at + 42);
-    if (at + 46 + name_len > eocd) throw fail("corrupt zip central directory");
-    std::string name = bytes.substr(at + 46, name_len);
+    if (at + 46 > cd.size() || u32(cd, at) != 0x02014b50) throw fail("corrupt zip central directory");
+    const uint32_t method = u16(cd, at + 10), size = u32(cd, at + 20);
+    const uint32_t name_len = u16(cd, at + 28), extra_len = u16(cd, at + 30), comment_len = u16(cd, at + 32);
+    const uint32_t local = u32(cd, at + 42);
+    if (at + 46 + name_len > cd.size()) throw fail("corrupt zip central directory");
+    std::string name = cd.substr(at + 46, name_len);
     if (method != 0) throw fail("zip entry " + name + " is compressed; torch.save writes stored entries");
-    if (uint64_t(local) + 30 > bytes.size() || u32(bytes, local) != 0x04034b50) throw fail("corrupt zip entry " + name);
+    if (uint64_t(local) + 30 > file_size) throw fail("corrupt zip entry " + name);
+    const std::string header = read_bytes(file, local, 30);
+    if (u32(header, 0) != 0x04034b50) throw fail("corrupt zip entry " + name);
     // The local header has its own extra field (torch pads it to align the data).
-    const size_t data = size_t(local) + 30 + u16(bytes, local + 26) + u16(bytes, local + 28);
-    if (data + size > bytes.size()) throw fail("zip entry " + name + " runs past the end of the file (truncated?)");
-    entries[name] = {data, size};
+    const uint64_t data = uint64_t(local) + 30 + u16(header, 26) + u16(header, 28);
+    if (data + size > file_size) throw fail("zip entry " + name + " runs past the end of the file (truncated?)");
+    entries[std::move(name)] = {data, size};
     at += 46 + name_len + extra_len + comment_len;
   }
   return entries;
@@ -119,18 +140,12 @@ torch::Dtype storage_dtype(const std::string& global) {
 
 class Unpickler {
  public:
-  Unpickler(const std::string& bytes, const std::map<std::string, std::pair<size_t, size_t>>& entries,
-            const std::string& archive)
-      : bytes_(bytes), entries_(entries), archive_(archive) {
-    auto pkl = entries.at(archive + "/data.pkl");
-    pos_ = pkl.first;
-    end_ = pkl.first + pkl.second;
-  }
+  // `pickle`: the bytes of ARCHIVE/data.pkl; storages are read from `file` when the pickle
+  // names them.
+  Unpickler(std::string pickle, const util::RegularFile& file, const ZipEntries& entries, const std::string& archive)
+      : pickle_(std::move(pickle)), file_(file), entries_(entries), archive_(archive), end_(pickle_.size()) {}
 
   Value run() {
-    if (end_ - pos_ > kMaxPickleBytes)
-      throw std::runtime_error("data.pkl is " + std::to_string(end_ - pos_) + " bytes, over the limit of " +
-                               std::to_string(kMaxPickleBytes) + " (a state dict's is a few KB)");
     while (true) {
       const uint8_t op = byte();
       switch (op) {
@@ -247,11 +262,11 @@ class Unpickler {
  private:
   uint8_t byte() {
     if (pos_ >= end_) throw std::runtime_error("pickle ends early");
-    return static_cast<uint8_t>(bytes_[pos_++]);
+    return static_cast<uint8_t>(pickle_[pos_++]);
   }
   std::string take(uint64_t n) {
     if (n > end_ - pos_) throw std::runtime_error("pickle ends early");
-    std::string out = bytes_.substr(pos_, n);
+    std::string out = pickle_.substr(pos_, n);
     pos_ += n;
     return out;
   }
@@ -343,14 +358,14 @@ class Unpickler {
     auto entry = entries_.find(archive_ + "/data/" + key);
     if (entry == entries_.end()) throw std::runtime_error("storage record data/" + util::cut(key, 64) + " is missing");
     // Compared by division: numel × element size may overflow for a hostile numel.
-    const size_t element = torch::elementSize(dtype), bytes = entry->second.second;
+    const size_t element = torch::elementSize(dtype), bytes = entry->second.size;
     if (numel < 0 || bytes % element != 0 || static_cast<uint64_t>(numel) != bytes / element)
       throw std::runtime_error("storage data/" + util::cut(key, 64) + " holds " + std::to_string(bytes) + " bytes, but the pickle says " +
                                std::to_string(numel) + " elements of " + std::to_string(element) + " bytes");
     Value v = make(K::Storage);
     v->s = key;
     v->tensor = torch::empty({numel}, torch::TensorOptions().dtype(dtype));
-    std::memcpy(v->tensor.data_ptr(), bytes_.data() + entry->second.first, bytes);
+    file_.read_at(entry->second.offset, v->tensor.data_ptr(), bytes);
     storage_elements_ += static_cast<uint64_t>(numel);
     storages_[key] = v;
     return v;
@@ -421,8 +436,9 @@ class Unpickler {
     throw std::runtime_error("the file asks to build a " + name + ", which a state dict never holds");
   }
 
-  const std::string& bytes_;
-  const std::map<std::string, std::pair<size_t, size_t>>& entries_;
+  const std::string pickle_;
+  const util::RegularFile& file_;
+  const ZipEntries& entries_;
   const std::string archive_;
   size_t pos_ = 0, end_ = 0;
   std::vector<Value> stack_;
@@ -450,27 +466,35 @@ std::vector<std::pair<std::string, torch::Tensor>> as_state_dict(const Value& di
 }  // namespace
 
 std::vector<std::pair<std::string, torch::Tensor>> load_torch_state_dict(const std::string& path) {
-  std::string bytes;
+  std::optional<util::RegularFile> file;
   try {
-    bytes = util::read_file(path, util::kNoSizeLimit);  // i3-80M's is 330 MB: the storages, as the file describes
+    file.emplace(path);
   } catch (const std::runtime_error& e) {
     throw CheckpointError(e.what());
   }
-  const auto entries = zip_entries(bytes, path);
+  const ZipEntries entries = zip_entries(*file);
   std::string archive;
   for (const auto& [name, where] : entries) {
     const auto slash = name.find('/');
     if (slash != std::string::npos && name.substr(slash) == "/data.pkl") archive = name.substr(0, slash);
   }
   if (archive.empty()) throw CheckpointError(path + ": no data.pkl in the archive: not written by torch.save");
-  if (auto order = entries.find(archive + "/byteorder"); order != entries.end() &&
-      bytes.substr(order->second.first, order->second.second) != "little")
-    throw CheckpointError(path + ": big-endian checkpoints are not supported");
+  const ZipEntry pickle = entries.at(archive + "/data.pkl");
+  if (pickle.size > kMaxPickleBytes)
+    throw CheckpointError(path + ": data.pkl is " + std::to_string(pickle.size) + " bytes, over the limit of " +
+                          std::to_string(kMaxPickleBytes) + " (a state dict's is a few KB)");
   Value root;
   try {
-    root = Unpickler(bytes, entries, archive).run();
+    if (auto order = entries.find(archive + "/byteorder");
+        order != entries.end() && (order->second.size != 6 || read_bytes(*file, order->second.offset, 6) != "little"))
+      throw CheckpointError(path + ": big-endian checkpoints are not supported");
+    root = Unpickler(read_bytes(*file, pickle.offset, pickle.size), *file, entries, archive).run();
+  } catch (const CheckpointError&) {
+    throw;
   } catch (const std::exception& e) {
-    throw CheckpointError(path + ": " + e.what());
+    // util::RegularFile's errors (the file shrank) name the path already.
+    const std::string what = e.what();
+    throw CheckpointError(what.rfind(path + ": ", 0) == 0 ? what : path + ": " + what);
   }
   if (root->kind != PyValue::Kind::Dict) throw CheckpointError(path + ": holds no dict of tensors");
   auto flat = as_state_dict(root, path);
