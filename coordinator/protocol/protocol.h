@@ -57,11 +57,14 @@ constexpr std::chrono::milliseconds kReconnectMin{250};
 constexpr std::chrono::milliseconds kReconnectMax{8000};
 constexpr std::chrono::milliseconds kCancelGrace{10000};  // SIGTERM → SIGKILL, unless a job says otherwise
 
-// Size limits, checked before a body is parsed.
+// Size limits, checked before a body is parsed. decode() sees frames ZeroMQ has already
+// received: the transport must also cap what it receives (ZMQ_MAXMSGSIZE of at least
+// kMaxMessageBytes), so that a 1 GB frame is dropped by ZeroMQ, not allocated.
 constexpr size_t kMaxFrames = 8;
 constexpr size_t kMaxBodyBytes = 8u << 20;   // an EVENTS batch holds at most one 4 MiB table
 constexpr size_t kMaxBlobBytes = 4u << 20;   // one artifact chunk
 constexpr size_t kMaxTypeBytes = 32;
+constexpr size_t kMaxMessageBytes = kMaxBodyBytes + (kMaxFrames - 3) * kMaxBlobBytes + 64;
 
 enum class Type {
   kHello,
