@@ -28,12 +28,13 @@ size_t too_deep_at(std::string_view text) {
 
 }  // namespace
 
-nlohmann::json parse_json(std::string_view text, const std::string& origin) {
+nlohmann::json parse_json(std::string_view text, const std::string& origin,
+                          const nlohmann::json::parser_callback_t& callback) {
   if (const size_t at = too_deep_at(text); at != std::string_view::npos)
     throw JsonError(origin + ": JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels (at byte " +
                     std::to_string(at) + "); i3lab reads no deeper");
   try {
-    return nlohmann::json::parse(text);
+    return nlohmann::json::parse(text, callback);
   } catch (const nlohmann::json::exception& e) {
     // "[json.exception.parse_error.101] parse error at line 2, column 1: ...", or
     // "[json.exception.out_of_range.406] number overflow parsing '1e400'": the part after the

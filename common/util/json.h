@@ -23,8 +23,11 @@ struct JsonError : std::invalid_argument {
 };
 
 // Parses `text`. Throws JsonError "ORIGIN: not valid JSON (parse error at line L, column C: …)"
-// or "ORIGIN: JSON nested deeper than 128 levels (at byte N)".
-nlohmann::json parse_json(std::string_view text, const std::string& origin);
+// or "ORIGIN: JSON nested deeper than 128 levels (at byte N)". `callback` (nlohmann's parser
+// callback) sees each value as it is parsed, e.g. to refuse a duplicate key, which the parsed
+// document would silently merge; what it throws passes through.
+nlohmann::json parse_json(std::string_view text, const std::string& origin,
+                          const nlohmann::json::parser_callback_t& callback = nullptr);
 
 // The same, without the error: nullopt for text that parse_json() would refuse.
 std::optional<nlohmann::json> try_parse_json(std::string_view text);

@@ -29,32 +29,6 @@ constexpr size_t kQuoteChars = 64;
 
 std::string tensor_label(const std::string& name) { return "tensor " + util::brief(name, kQuoteChars); }
 
-// Finds a top-level key that appears twice, which the parsed document would silently merge
-// (the last one winning). Runs on text util::parse_json accepted, so it never fails to parse.
-class DuplicateNames : public nlohmann::json_sax<nlohmann::json> {
- public:
-  bool null() override { return true; }
-  bool boolean(bool) override { return true; }
-  bool number_integer(number_integer_t) override { return true; }
-  bool number_unsigned(number_unsigned_t) override { return true; }
-  bool number_float(number_float_t, const string_t&) override { return true; }
-  bool string(string_t&) override { return true; }
-  bool binary(binary_t&) override { return true; }
-  bool start_object(std::size_t) override { return ++depth_, true; }
-  bool end_object() override { return --depth_, true; }
-  bool start_array(std::size_t) override { return ++depth_, true; }
-  bool end_array() override { return --depth_, true; }
-  bool key(string_t& name) override {
-    if (depth_ == 1 && !names_.insert(name).second) throw FormatError(tensor_label(name) + " appears twice in the header");
-    return true;
-  }
-  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override { return false; }
-
- private:
-  int depth_ = 0;
-  std::set<std::string> names_;
-};
-
 }  // namespace
 
 const char* dtype_name(DType dtype) {
@@ -86,14 +60,20 @@ Header parse_header(const std::string& prefix, uint64_t file_size) {
   if (prefix.size() < 8 + n) throw FormatError("header is incomplete");
 
   const std::string_view text(prefix.data() + 8, n);
+  // A name twice would be merged silently by the parsed document (the last one winning).
+  std::set<std::string> names;
+  auto no_duplicates = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    if (event == nlohmann::json::parse_event_t::key && depth == 1 &&
+        !names.insert(parsed.get_ref<const std::string&>()).second)
+      throw FormatError(tensor_label(parsed.get_ref<const std::string&>()) + " appears twice in the header");
+    return true;
+  };
   nlohmann::json doc;
   try {
-    doc = util::parse_json(text, "header");
+    doc = util::parse_json(text, "header", no_duplicates);
   } catch (const util::JsonError& e) {
     throw FormatError(e.what());
   }
-  DuplicateNames duplicates;
-  nlohmann::json::sax_parse(text, &duplicates);
   if (!doc.is_object()) throw FormatError("header is not a JSON object");
 
   Header header;
