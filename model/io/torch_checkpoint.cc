@@ -419,8 +419,9 @@ class Unpickler {
         throw std::runtime_error(where + ": the tensors hold more elements than the file's storages (" +
                                  std::to_string(view_elements_) + " > " + std::to_string(storage_elements_) +
                                  "); expanded or shared views are not a state dict");
+      // A view, as torch.load returns it: no copy, so memory stays that of the storages.
       Value v = make(PyValue::Kind::Tensor);
-      v->tensor = storage.as_strided(size, stride, offset).clone();
+      v->tensor = storage.as_strided(size, stride, offset);
       return v;
     }
     if (name == "torch._utils._rebuild_parameter") {

@@ -26,7 +26,8 @@ struct CheckpointError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// The name → tensor pairs of a state dict, in file order. Accepts a flat dict (what
+// The name → tensor pairs of a state dict, in file order. Tensors are views of the file's
+// storages, as torch.load returns them (two may share one; copy before writing into one). Accepts a flat dict (what
 // torch.save(model.state_dict()) writes) or a dict holding one under "model_state_dict",
 // "state_dict" or "model" (training checkpoints); other values in such a dict are skipped.
 std::vector<std::pair<std::string, torch::Tensor>> load_torch_state_dict(const std::string& path);
