@@ -1,6 +1,6 @@
 // i3lab, the control plane: one command name space for the user, no LibTorch.
 //
-// Tracker commands (and later the coordinator, worker and web server) run here and start in
+// Tracker, coordinator and worker commands (and later the web server) run here and start in
 // milliseconds. Commands that need the model (model/cli/catalog.h) are listed, checked and
 // explained here too, then handed to `i3lab-model` beside this executable.
 #include <algorithm>
@@ -8,13 +8,17 @@
 
 #include "bench/tracker/commands.h"
 #include "common/cli/cli.h"
+#include "coordinator/cli/commands.h"
 #include "model/cli/catalog.h"
 #include "tracker/cli/commands.h"
+#include "worker/cli/commands.h"
 
 int main(int argc, char** argv) {
   std::vector<cli::Command> commands = i3::model_catalog();
   for (cli::Command& c : commands) c.run = [argv](const cli::Args&) { return i3::exec_model_program(argv); };
   for (auto& c : tracker::tracker_commands()) commands.push_back(std::move(c));
+  for (auto& c : coordinator::coordinator_commands()) commands.push_back(std::move(c));
+  for (auto& c : worker::worker_commands()) commands.push_back(std::move(c));
   for (auto& c : tracker::bench_commands()) commands.push_back(std::move(c));
   // Help lists the benchmarks last, together.
   std::stable_partition(commands.begin(), commands.end(), [](const cli::Command& c) { return c.path.rfind("bench ", 0) != 0; });

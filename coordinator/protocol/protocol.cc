@@ -26,13 +26,17 @@ struct Spec {
 const std::vector<Spec>& specs() {
   using K = Kind;
   static const std::vector<Spec> table = {
-      {Type::kHello, "HELLO", {{"worker", K::kString}, {"hostname", K::kString}, {"resources", K::kObject}, {"running", K::kArray}}},
-      {Type::kWelcome, "WELCOME", {{"worker", K::kString}, {"heartbeat_ms", K::kInteger}}},
+      {Type::kHello, "HELLO", {{"worker", K::kString}, {"session", K::kInteger}, {"hostname", K::kString},
+                               {"resources", K::kObject}, {"running", K::kArray}, {"exited", K::kArray}}},
+      {Type::kWelcome, "WELCOME", {{"worker", K::kString}, {"session", K::kInteger}, {"heartbeat_ms", K::kInteger}}},
       {Type::kHeartbeat, "HEARTBEAT", {}},
-      {Type::kAssign, "ASSIGN", {{"job", K::kInteger}, {"attempt", K::kInteger}, {"spec", K::kObject}}},
+      {Type::kAssign, "ASSIGN", {{"job", K::kInteger}, {"attempt", K::kInteger}, {"session", K::kInteger}, {"spec", K::kObject}, {"env", K::kObject}}},
       {Type::kStarted, "STARTED", {{"job", K::kInteger}, {"attempt", K::kInteger}, {"pid", K::kInteger}}},
-      {Type::kExited, "EXITED", {{"job", K::kInteger}, {"attempt", K::kInteger}, {"exit_code", K::kInteger}}},
+      {Type::kExited, "EXITED", {{"job", K::kInteger}, {"attempt", K::kInteger}, {"exit_code", K::kInteger}, {"signal", K::kInteger}}},
+      {Type::kExitedAck, "EXITED_ACK", {{"job", K::kInteger}, {"attempt", K::kInteger}}},
       {Type::kCancel, "CANCEL", {{"job", K::kInteger}, {"attempt", K::kInteger}}},
+      {Type::kLog, "LOG", {{"job", K::kInteger}, {"attempt", K::kInteger}, {"first", K::kInteger}, {"lines", K::kArray}}},
+      {Type::kLogAck, "LOG_ACK", {{"job", K::kInteger}, {"attempt", K::kInteger}, {"next", K::kInteger}}},
       {Type::kEvents, "EVENTS", {{"run", K::kString}, {"events", K::kArray}}},
       {Type::kEventsAck, "EVENTS_ACK", {{"run", K::kString}, {"seq", K::kInteger}}},
       {Type::kResync, "RESYNC", {}},

@@ -1,5 +1,6 @@
 #include "model/config/train_config.h"
 
+#include <filesystem>
 #include <functional>
 #include <stdexcept>
 
@@ -322,6 +323,19 @@ TrainConfig TrainConfig::load(const std::string& path, const std::vector<std::st
 void TrainConfig::set_vocab_size(int64_t n) {
   model.vocab_size = n;
   resolved_["model"]["vocab_size"] = n;
+}
+
+json with_absolute_paths(json resolved, const std::string& base_dir) {
+  auto absolute = [&](json& v) {
+    if (!v.is_string()) return;
+    const std::string path = v.get<std::string>();
+    if (!path.empty() && path[0] != '/') v = (std::filesystem::path(base_dir) / path).lexically_normal().string();
+  };
+  json& data = resolved["data"];
+  absolute(data["vocab"]);
+  absolute(data["cache_dir"]);
+  for (json& source : data["sources"]) absolute(source["path"]);
+  return resolved;
 }
 
 }  // namespace i3

@@ -78,6 +78,11 @@ struct TrainConfig {
   nlohmann::json resolved_;
 };
 
+// `resolved` (TrainConfig::to_json()) with its relative paths — data.vocab, each source's path
+// and data.cache_dir — made absolute against `base_dir`: a config submitted to a coordinator
+// means what it means where it was submitted, whichever folder a worker runs it in.
+nlohmann::json with_absolute_paths(nlohmann::json resolved, const std::string& base_dir);
+
 // The default config (every key), for `i3lab train --print-defaults`.
 nlohmann::json default_train_config();
 

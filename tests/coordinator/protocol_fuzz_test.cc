@@ -38,12 +38,13 @@ TEST(ProtocolFuzz, CorpusMessagesAreDecodedOrRefusedCleanly) {
 
 TEST(ProtocolFuzz, MutatedMessagesAreDecodedOrRefusedCleanly) {
   const std::vector<std::vector<std::string>> seeds = {
-      {"i3lab/1", "HELLO", R"({"worker":"w","hostname":"h","resources":{"cpu_slots":2,"gpus":[]},"running":[{"job":1,"attempt":1}]})"},
-      {"i3lab/1", "ASSIGN", R"({"job":1,"attempt":2,"spec":{"kind":"command","argv":["sleep","5"]}})"},
+      {"i3lab/1", "HELLO", R"({"worker":"w","session":1,"hostname":"h","resources":{"cpu_slots":2,"gpus":[]},"running":[{"job":1,"attempt":1}],"exited":[]})"},
+      {"i3lab/1", "ASSIGN", R"({"job":1,"attempt":2,"session":1,"spec":{"kind":"command","argv":["sleep","5"]},"env":{}})"},
       {"i3lab/1", "EVENTS", R"({"run":"u","events":[{"run":"u","seq":1,"type":"metrics","step":1,"wall":1,"values":{"loss":1.5}}]})"},
-      {"i3lab/1", "EXITED", R"({"job":1,"attempt":2,"exit_code":-9})"},
+      {"i3lab/1", "EXITED", R"({"job":1,"attempt":2,"exit_code":-1,"signal":9})"},
       {"i3lab/1", "REQUEST", R"({"op":"submit","args":{"config":{"kind":"command","argv":["true"]}}})"},
       {"i3lab/1", "HEARTBEAT", "{}"},
+      {"i3lab/1", "LOG", R"({"job":1,"attempt":2,"first":0,"lines":[["stdout",1.5,"hello"]]})"},
   };
   const std::vector<std::string> dictionary = {"[", "]", "{", "}", "\"", ",", ":", "1e400", "-1", "9223372036854775808",
                                                "null", "\"job\":", "\"attempt\":", "\"\\ud800\"", "\xff"};

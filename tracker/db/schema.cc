@@ -82,6 +82,43 @@ CREATE TABLE artifact_usage(
     R"SQL(
 ALTER TABLE runs ADD COLUMN event_seq INTEGER NOT NULL DEFAULT 0;
 )SQL",
+    // 4: the coordinator's durable state (coordinator/jobs/job_store.h): jobs, their attempts,
+    // the leases that place an attempt's ranks on workers, workers, and the jobs' console output.
+    R"SQL(
+CREATE TABLE jobs(
+  id INTEGER PRIMARY KEY,
+  spec TEXT NOT NULL,                      -- JSON: the job as submitted (coordinator/jobs/job_spec.h)
+  status TEXT NOT NULL,                    -- queued assigned running succeeded failed cancelled early-stopped
+  priority INTEGER NOT NULL,
+  attempt INTEGER NOT NULL DEFAULT 0,      -- the newest attempt's number (0: none yet)
+  restarts INTEGER NOT NULL DEFAULT 0,     -- attempts that started and did not succeed
+  not_before REAL NOT NULL DEFAULT 0,      -- retry backoff: not placed before this unix time
+  cancel_requested INTEGER NOT NULL DEFAULT 0,
+  run_uid TEXT NOT NULL DEFAULT '',        -- a training or evaluation job's tracked run
+  exit_code INTEGER, signal INTEGER,
+  error TEXT NOT NULL DEFAULT '',
+  submitted_at REAL NOT NULL, started_at REAL, finished_at REAL);
+CREATE INDEX jobs_by_status ON jobs(status, priority, id);
+CREATE TABLE job_leases(                  -- one rank of one attempt, placed on a worker
+  job_id INTEGER NOT NULL, attempt INTEGER NOT NULL, rank INTEGER NOT NULL,
+  worker TEXT NOT NULL,
+  gpus TEXT NOT NULL DEFAULT '[]',         -- JSON array of GPU indexes on the worker
+  state TEXT NOT NULL,                     -- assigned running exited lost
+  exit_code INTEGER, signal INTEGER,
+  assigned_at REAL NOT NULL, started_at REAL, ended_at REAL,
+  PRIMARY KEY(job_id, attempt, rank)) WITHOUT ROWID;
+CREATE INDEX job_leases_open ON job_leases(state, job_id);
+CREATE TABLE workers(
+  id TEXT PRIMARY KEY,
+  hostname TEXT NOT NULL,
+  resources TEXT NOT NULL,                 -- JSON as the worker reported it
+  status TEXT NOT NULL,                    -- alive lost left
+  first_seen REAL NOT NULL, last_seen REAL NOT NULL);
+CREATE TABLE job_logs(
+  job_id INTEGER NOT NULL, attempt INTEGER NOT NULL, line INTEGER NOT NULL,
+  stream TEXT NOT NULL, wall REAL NOT NULL, text TEXT NOT NULL,
+  PRIMARY KEY(job_id, attempt, line)) WITHOUT ROWID;
+)SQL",
 };
 
 // Switches a new file to WAL (the mode is stored in the file, so once is enough). The switch

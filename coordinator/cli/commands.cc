@@ -1,0 +1,236 @@
+// `i3lab coordinator`, `submit`, `jobs`, `cancel`, `logs`, `workers`: flags in, one
+// library call, a table or JSON out.
+#include "coordinator/cli/commands.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "common/util/clock.h"
+#include "common/util/json.h"
+#include "coordinator/client/client.h"
+#include "coordinator/jobs/job_spec.h"
+#include "coordinator/server/coordinator.h"
+#include "coordinator/wire/wire.h"
+#include "model/config/train_config.h"
+
+namespace coordinator {
+namespace {
+
+using cli::Args;
+using cli::UsageError;
+using nlohmann::json;
+
+std::atomic<bool> stop_requested{false};
+extern "C" void stop_coordinator(int) { stop_requested.store(true); }
+
+void stop_on_signals() {
+  signal(SIGINT, stop_coordinator);
+  signal(SIGTERM, stop_coordinator);
+}
+
+std::string endpoint_of(const Args& args) { return args.get("coordinator", client::kDefaultEndpoint); }
+
+int64_t job_id_arg(const Args& args) {
+  if (args.positional().size() != 1) throw UsageError("give one job ID");
+  const std::string& text = args.positional()[0];
+  char* end = nullptr;
+  errno = 0;
+  const long long id = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || *end || errno || id < 1) throw UsageError("job ID must be a positive integer, got '" + util::cut(text, 40) + "'");
+  return id;
+}
+
+// "3m05s", "42s", "1h02m".
+std::string duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "-";
+  const long t = std::lround(s);
+  char buf[32];
+  if (t >= 3600) snprintf(buf, sizeof buf, "%ldh%02ldm", t / 3600, t / 60 % 60);
+  else if (t >= 60) snprintf(buf, sizeof buf, "%ldm%02lds", t / 60, t % 60);
+  else snprintf(buf, sizeof buf, "%lds", t);
+  return buf;
+}
+
+// --- coordinator -------------------------------------------------------------------------------
+
+int coordinator_cmd(const Args& args) {
+  Options options;
+  options.db_path = args.get("db", "i3lab.db");
+  options.listen = args.get("listen", "tcp://127.0.0.1:5555");
+  options.insecure = args.has("insecure");
+  Coordinator coordinator(options);
+  std::cout << "coordinator listening on " << coordinator.endpoint() << ", database " << options.db_path << std::endl;
+  if (options.insecure && !wire::is_loopback(options.listen))
+    std::cerr << "coordinator: warning: --insecure: any machine that reaches " << coordinator.endpoint()
+              << " can register as a worker and submit jobs" << std::endl;
+  stop_on_signals();
+  coordinator.serve(stop_requested);
+  std::cerr << "coordinator: stopped" << std::endl;
+  return 0;
+}
+
+// --- submit ------------------------------------------------------------------------------------
+
+// The job CONFIG describes: a job spec (it has "kind"), or a bare training config.
+json job_from_file(const Args& args) {
+  if (args.positional().size() != 1) throw UsageError("give one CONFIG file (a training config or a job spec)");
+  const std::string path = args.positional()[0];
+  json j = util::read_json_file(path);
+  const std::vector<std::string> overrides = args.get_all("set");
+  if (!j.is_object()) throw std::invalid_argument(path + ": must hold a JSON object");
+  if (!j.contains("kind")) j = {{"kind", "train"}, {"config", j}};
+  if (j["kind"] == "train") {
+    json& config = j["config"];
+    const std::string cwd = std::filesystem::current_path().string();
+    // Checked here, before it is queued: an unknown key is the submitter's error, not a failed job.
+    const i3::TrainConfig checked = config.is_string() ? i3::TrainConfig::load(config.get<std::string>(), overrides)
+                                                       : i3::TrainConfig::parse(config, path + ": config", overrides);
+    config = i3::with_absolute_paths(checked.to_json(), cwd);
+  } else if (!overrides.empty()) {
+    throw UsageError("--set changes a training config; " + path + " is a " + util::brief(j["kind"], 20) + " job");
+  }
+  if (args.has("priority")) j["priority"] = args.get_int("priority", 0, -1000000, 1000000);
+  jobs::parse_job_spec(j, path);  // the coordinator checks again; this names the file
+  return j;
+}
+
+int submit_cmd(const Args& args) {
+  const json job = job_from_file(args);
+  client::Client c(endpoint_of(args));
+  const json result = c.call("submit", {{"jobs", json::array({job})}});
+  std::cout << result["ids"][0].get<int64_t>() << std::endl;
+  return 0;
+}
+
+// --- jobs, cancel, logs, workers ---------------------------------------------------------------
+
+void print_jobs(const json& list) {
+  std::cout << std::left << std::setw(7) << "ID" << std::setw(15) << "STATUS" << std::setw(9) << "ATTEMPTS" << std::setw(22)
+            << "WORKER" << std::setw(9) << "RUNTIME" << "NAME\n";
+  const double now = util::unix_time();
+  for (const json& j : list) {
+    double runtime = NAN;
+    if (j["started_at"].is_number())
+      runtime = (j["finished_at"].is_number() ? j["finished_at"].get<double>() : now) - j["started_at"].get<double>();
+    std::string status = j["status"].get<std::string>();
+    std::cout << std::setw(7) << j["id"].get<int64_t>() << std::setw(15) << status << std::setw(9) << j["attempts"].get<int>()
+              << std::setw(22) << util::cut(j["worker"].get<std::string>(), 21) << std::setw(9) << duration(runtime)
+              << util::cut(j["name"].get<std::string>(), 60) << "\n";
+    if (!j["error"].get<std::string>().empty() && status != "succeeded")
+      std::cout << "       " << util::cut(j["error"].get<std::string>(), 120) << "\n";
+  }
+}
+
+int jobs_cmd(const Args& args) {
+  json query = {{"limit", args.get_int("limit", 1000, 1, 1000000)}};
+  if (args.has("status")) query["status"] = args.get("status");
+  client::Client c(endpoint_of(args));
+  const json list = c.call("jobs", query);
+  if (args.has("json")) std::cout << list.dump() << std::endl;
+  else print_jobs(list);
+  return 0;
+}
+
+int cancel_cmd(const Args& args) {
+  client::Client c(endpoint_of(args));
+  const json r = c.call("cancel", {{"id", job_id_arg(args)}});
+  std::cout << "job " << r["id"].get<int64_t>() << ": " << r["status"].get<std::string>();
+  if (r.contains("note")) std::cout << " (" << r["note"].get<std::string>() << ")";
+  std::cout << std::endl;
+  return 0;
+}
+
+int logs_cmd(const Args& args) {
+  const int64_t id = job_id_arg(args);
+  client::Client c(endpoint_of(args));
+  int attempt = static_cast<int>(args.get_int("attempt", 0, 0, 1 << 20));
+  int64_t after = -1;
+  while (true) {
+    const json r = c.call("logs", {{"id", id}, {"attempt", attempt}, {"after", after}});
+    for (const json& l : r["lines"]) {
+      (l[1] == "stderr" ? std::cerr : std::cout) << l[3].get<std::string>() << "\n";
+      after = l[0].get<int64_t>();
+    }
+    std::cout.flush();
+    const bool final = jobs::is_final_job_status(r["status"].get<std::string>());
+    if (!args.has("follow") || (final && r["lines"].empty())) break;
+    // --follow moves on to a newer attempt once the one shown has been re-queued.
+    if (attempt == 0) attempt = r["attempt"].get<int>();
+    if (r["lines"].empty() && r["attempts"].get<int>() > attempt) {
+      std::cerr << "--- attempt " << r["attempts"].get<int>() << " ---\n";
+      attempt = r["attempts"].get<int>();
+      after = -1;
+      continue;
+    }
+    if (r["lines"].empty()) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  return 0;
+}
+
+int workers_cmd(const Args& args) {
+  client::Client c(endpoint_of(args));
+  const json list = c.call("workers");
+  if (args.has("json")) {
+    std::cout << list.dump() << std::endl;
+    return 0;
+  }
+  std::cout << std::left << std::setw(24) << "WORKER" << std::setw(8) << "STATUS" << std::setw(20) << "HOST" << std::setw(8)
+            << "SLOTS" << std::setw(8) << "GPUS" << "JOBS\n";
+  for (const json& w : list) {
+    std::ostringstream slots, gpus, running;
+    slots << w["used_slots"].get<int>() << "/" << w["cpu_slots"].get<int>();
+    gpus << w["used_gpus"].size() << "/" << w["gpus"].size();
+    for (const json& j : w["jobs"]) running << (running.tellp() ? "," : "") << j.get<int64_t>();
+    std::cout << std::setw(24) << util::cut(w["id"].get<std::string>(), 23) << std::setw(8) << w["status"].get<std::string>()
+              << std::setw(20) << util::cut(w["hostname"].get<std::string>(), 19) << std::setw(8) << slots.str() << std::setw(8)
+              << gpus.str() << running.str() << "\n";
+  }
+  return 0;
+}
+
+const char* kEndpointHelp = "  --coordinator ENDPOINT  the coordinator (default tcp://127.0.0.1:5555)\n";
+
+}  // namespace
+
+std::vector<cli::Command> coordinator_commands() {
+  return {
+      {"coordinator", "run the coordinator: job queue, scheduler, worker registry",
+       "usage: i3lab coordinator [--db FILE] [--listen ENDPOINT] [--insecure]\n"
+       "Owns the tracker database (default i3lab.db) and the job queue; workers and clients connect to\n"
+       "ENDPOINT (default tcp://127.0.0.1:5555; tcp://127.0.0.1:* picks a free port, printed at start).\n"
+       "Listening beyond this machine needs --insecure (worker keys are not implemented yet).\n"
+       "SIGINT or SIGTERM stops it; started again on the same database it continues where it was.\n",
+       {{"db", "listen", "artifacts"}, {"insecure"}}, coordinator_cmd},
+      {"submit", "queue a job on a coordinator; prints its id",
+       std::string("usage: i3lab submit CONFIG [--coordinator ENDPOINT] [--priority P] [--set SECTION.KEY=VALUE]...\n"
+                   "CONFIG is a training config (docs/training.md), checked here, its relative paths taken from\n"
+                   "this folder; or a job spec with \"kind\": command, train or eval (docs/jobs.md).\n") +
+           kEndpointHelp,
+       {{"coordinator", "priority", "set"}, {}}, submit_cmd},
+      {"jobs", "list a coordinator's jobs",
+       std::string("usage: i3lab jobs [--coordinator ENDPOINT] [--status S] [--limit N] [--json]\n"
+                   "Newest first. --json: an array of objects with id, status, attempts, worker, name, kind, …\n") +
+           kEndpointHelp,
+       {{"coordinator", "status", "limit"}, {"json"}}, jobs_cmd},
+      {"cancel", "cancel a job (SIGTERM, then SIGKILL after its grace period)",
+       std::string("usage: i3lab cancel ID [--coordinator ENDPOINT]\n") + kEndpointHelp, {{"coordinator"}, {}}, cancel_cmd},
+      {"logs", "a job's console output",
+       std::string("usage: i3lab logs ID [--coordinator ENDPOINT] [--attempt N] [--follow]\n"
+                   "The newest attempt's stdout and stderr; --follow waits for more until the job ends.\n") +
+           kEndpointHelp,
+       {{"coordinator", "attempt"}, {"follow"}}, logs_cmd},
+      {"workers", "list a coordinator's workers",
+       std::string("usage: i3lab workers [--coordinator ENDPOINT] [--json]\n") + kEndpointHelp,
+       {{"coordinator"}, {"json"}}, workers_cmd},
+  };
+}
+
+}  // namespace coordinator

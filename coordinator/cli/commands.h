@@ -1,0 +1,10 @@
+// The coordinator's `i3lab` subcommands: coordinator, submit, jobs, cancel, logs, workers.
+#pragma once
+
+#include <vector>
+
+#include "common/cli/cli.h"
+
+namespace coordinator {
+std::vector<cli::Command> coordinator_commands();
+}

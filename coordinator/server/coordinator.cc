@@ -1,0 +1,785 @@
+#include "coordinator/server/coordinator.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <iostream>
+#include <map>
+#include <set>
+#include <zmq.hpp>
+
+#include "common/util/clock.h"
+#include "common/util/json.h"
+#include "coordinator/jobs/job_store.h"
+#include "coordinator/protocol/protocol.h"
+#include "coordinator/scheduler/placement.h"
+#include "coordinator/wire/wire.h"
+
+namespace coordinator {
+namespace {
+
+using nlohmann::json;
+using protocol::Message;
+using protocol::Type;
+
+constexpr double kHeartbeatS = protocol::kHeartbeatInterval.count() / 1000.0;
+constexpr double kLivenessS = kHeartbeatS * protocol::kHeartbeatLiveness;
+constexpr int kMaxMessagesPerTurn = 5000;  // then commit and send, so replies do not wait on a flood
+constexpr double kMaxBackoffS = 60;
+constexpr size_t kMaxLogLineBytes = 64u << 10;
+
+struct LeaseKey {
+  int64_t job;
+  int attempt, rank;
+  bool operator<(const LeaseKey& o) const {
+    return std::tie(job, attempt, rank) < std::tie(o.job, o.attempt, o.rank);
+  }
+};
+
+struct WorkerState {
+  jobs::WorkerRow row;
+  scheduler::Node node;
+  std::string peer;        // routing identity of its socket
+  int64_t session = -1;    // from its HELLO; -1: not greeted since this coordinator started
+  double heard = 0;        // monotonic seconds: last message from it
+  double sent = 0;         // monotonic seconds: last message to it
+  double freed = 0;        // monotonic seconds: resources last given back
+  bool greeted() const { return session >= 0 && row.status == "alive"; }
+};
+
+// How one rank of the current attempt ended.
+struct RankEnd {
+  bool lost = false;
+  int exit_code = 0, signal = 0;
+  bool ok() const { return !lost && exit_code == 0 && signal == 0; }
+};
+
+struct JobState {
+  jobs::JobRow row;
+  double placeable_since = 0;  // monotonic: queued (and past its backoff) since
+  double attempt_started = 0;  // monotonic: the current attempt's first STARTED
+  bool timed_out = false;
+  bool started = false;        // some rank of the current attempt started
+  std::map<int, RankEnd> ends;  // of the current attempt
+  std::string lost_reason;
+};
+
+double monotonic() { return std::chrono::duration<double>(util::Clock::now().time_since_epoch()).count(); }
+
+std::string describe_end(const RankEnd& e) {
+  if (e.signal) return "killed by signal " + std::to_string(e.signal) + " (" + strsignal(e.signal) + ")";
+  return "exit code " + std::to_string(e.exit_code);
+}
+
+scheduler::Capacity capacity_from(const json& r) {
+  scheduler::Capacity c;
+  if (r.contains("cpu_slots") && r["cpu_slots"].is_number_integer()) c.cpu_slots = std::max(0, r["cpu_slots"].get<int>());
+  if (r.contains("memory_mb") && r["memory_mb"].is_number_integer()) c.memory_mb = std::max<int64_t>(0, r["memory_mb"].get<int64_t>());
+  if (r.contains("gpus") && r["gpus"].is_array())
+    for (const json& g : r["gpus"])
+      if (g.is_object() && g.contains("index") && g["index"].is_number_integer()) c.gpus.push_back(g["index"].get<int>());
+  if (r.contains("labels") && r["labels"].is_object())
+    for (const auto& [k, v] : r["labels"].items())
+      if (v.is_string()) c.labels[k] = v.get<std::string>();
+  return c;
+}
+
+// The integer field `name` of a decoded body, or `fallback`.
+int64_t int_field(const json& body, const char* name, int64_t fallback = 0) {
+  const auto it = body.find(name);
+  return it != body.end() && it->is_number_integer() ? it->get<int64_t>() : fallback;
+}
+
+}  // namespace
+
+struct Coordinator::State {
+  Options options;
+  zmq::context_t context{1};
+  zmq::socket_t router{context, zmq::socket_type::router};
+  std::string endpoint;
+  jobs::JobStore store;
+
+  std::map<int64_t, JobState> jobs;                  // unfinished jobs
+  std::set<std::pair<int, int64_t>> queue;           // (-priority, id) of queued jobs
+  std::map<LeaseKey, jobs::LeaseRow> leases;         // open leases
+  std::map<std::string, WorkerState> workers;        // by worker id
+  std::map<std::string, std::string> worker_by_peer;  // routing identity → worker id
+  std::vector<std::pair<std::string, Message>> outbox;  // sent after the turn's commit
+  std::vector<double> latencies_ms;
+  std::vector<std::pair<size_t, double>> pending_latencies;  // outbox index, placeable since
+  bool placement_dirty = true;
+  double now = 0;       // monotonic seconds, this turn
+  double now_unix = 0;  // wall clock, this turn
+  // Bad-message log lines, at most 20 per 10 s, then a count.
+  double bad_window = 0;
+  int bad_logged = 0, bad_suppressed = 0;
+
+  explicit State(Options o) : options(std::move(o)), store(options.db_path) {
+    if (!options.log) options.log = [](const std::string& line) { std::cerr << "coordinator: " << line << std::endl; };
+  }
+
+  void log(const std::string& line) { options.log(line); }
+
+  // --- start-up ----------------------------------------------------------------------------
+
+  void recover() {
+    now = monotonic();
+    now_unix = util::unix_time();
+    for (jobs::WorkerRow& row : store.workers()) {
+      WorkerState w;
+      w.node.id = row.id;
+      w.node.capacity = capacity_from(row.resources);
+      w.heard = now;  // a worker alive at the crash has kLivenessS to say HELLO again
+      w.row = std::move(row);
+      workers[w.row.id] = std::move(w);
+    }
+    for (jobs::JobRow& row : store.unfinished_jobs()) {
+      JobState j;
+      j.placeable_since = now;
+      j.row = std::move(row);
+      if (j.row.status == "queued") queue.insert({-j.row.spec.priority, j.row.id});
+      jobs[j.row.id] = std::move(j);
+    }
+    for (jobs::LeaseRow& lease : store.open_leases()) {
+      const LeaseKey key{lease.job_id, lease.attempt, lease.rank};
+      auto job = jobs.find(lease.job_id);
+      auto w = workers.find(lease.worker);
+      if (w != workers.end() && job != jobs.end()) {
+        w->second.node.hold(job->second.row.spec.resources, lease.gpus);
+        if (lease.state == "running" && job->second.row.attempt == lease.attempt) {
+          job->second.started = true;
+          job->second.attempt_started = now;
+        }
+      }
+      leases[key] = std::move(lease);
+    }
+    // Leases of a job that is no longer unfinished, or on a worker never recorded: nobody will
+    // report them.
+    std::vector<LeaseKey> orphans;
+    for (const auto& [key, lease] : leases)
+      if (!jobs.count(key.job) || !workers.count(lease.worker)) orphans.push_back(key);
+    for (const LeaseKey& key : orphans) lose_lease(key, "its worker is unknown after a restart");
+    store.commit();
+    size_t alive = 0;
+    for (const auto& [id, w] : workers) alive += w.row.status == "alive";
+    log("recovered " + std::to_string(jobs.size()) + " unfinished jobs, " + std::to_string(leases.size()) +
+        " running leases and " + std::to_string(alive) + " workers from " + options.db_path +
+        (alive ? "; waiting up to " + std::to_string(static_cast<int>(kLivenessS)) + " s for workers to say HELLO" : ""));
+  }
+
+  // --- sending -----------------------------------------------------------------------------
+
+  void post(const std::string& peer, Type type, json body) {
+    Message m;
+    m.type = type;
+    m.body = std::move(body);
+    outbox.emplace_back(peer, std::move(m));
+  }
+
+  void post_to_worker(WorkerState& w, Type type, json body) {
+    post(w.peer, type, std::move(body));
+    w.sent = now;
+  }
+
+  void flush_outbox() {
+    size_t next_latency = 0;
+    for (size_t i = 0; i < outbox.size(); ++i) {
+      wire::send(router, outbox[i].second, &outbox[i].first);
+      while (next_latency < pending_latencies.size() && pending_latencies[next_latency].first == i) {
+        latencies_ms.push_back((monotonic() - pending_latencies[next_latency].second) * 1000);
+        ++next_latency;
+      }
+    }
+    outbox.clear();
+    pending_latencies.clear();
+  }
+
+  void log_bad(const std::string& peer, const std::string& what) {
+    if (now - bad_window > 10) {
+      if (bad_suppressed) log("(" + std::to_string(bad_suppressed) + " more dropped messages not shown)");
+      bad_window = now;
+      bad_logged = bad_suppressed = 0;
+    }
+    if (bad_logged++ < 20) log("dropped a message from peer " + wire::peer_name(peer) + ": " + what);
+    else ++bad_suppressed;
+  }
+
+  // --- jobs and leases ---------------------------------------------------------------------
+
+  WorkerState* worker_of(const jobs::LeaseRow& lease) {
+    auto it = workers.find(lease.worker);
+    return it == workers.end() ? nullptr : &it->second;
+  }
+
+  // Closes an open lease: its resources go back to the worker.
+  jobs::LeaseRow close_lease(const LeaseKey& key, const std::string& state) {
+    jobs::LeaseRow lease = leases.at(key);
+    leases.erase(key);
+    lease.state = state;
+    lease.ended_at = now_unix;
+    store.save_lease(lease);
+    if (WorkerState* w = worker_of(lease)) {
+      auto job = jobs.find(key.job);
+      if (job != jobs.end()) w->node.give_back(job->second.row.spec.resources, lease.gpus);
+      w->freed = now;
+      placement_dirty = true;
+    }
+    return lease;
+  }
+
+  bool attempt_open(int64_t job, int attempt) const {
+    auto it = leases.lower_bound({job, attempt, 0});
+    return it != leases.end() && it->first.job == job && it->first.attempt == attempt;
+  }
+
+  void cancel_open_ranks(int64_t job, int attempt) {
+    const JobState& j = jobs.at(job);
+    const int64_t grace_ms = std::llround(j.row.spec.cancel_grace_s * 1000);
+    for (auto it = leases.lower_bound({job, attempt, 0}); it != leases.end() && it->first.job == job && it->first.attempt == attempt; ++it)
+      if (WorkerState* w = worker_of(it->second); w && w->greeted())
+        post_to_worker(*w, Type::kCancel, {{"job", job}, {"attempt", attempt}, {"rank", it->first.rank}, {"grace_ms", grace_ms}});
+  }
+
+  void finish_job(JobState& j, const std::string& status, const std::string& error) {
+    j.row.status = status;
+    j.row.error = error;
+    j.row.finished_at = now_unix;
+    store.save_job(j.row);
+    const int64_t id = j.row.id;
+    queue.erase({-j.row.spec.priority, id});
+    jobs.erase(id);
+  }
+
+  void requeue(JobState& j, double backoff_s) {
+    j.row.status = "queued";
+    j.row.not_before = backoff_s > 0 ? now_unix + backoff_s : 0;
+    j.placeable_since = now + backoff_s;
+    j.started = false;
+    j.timed_out = false;
+    j.ends.clear();
+    j.lost_reason.clear();
+    store.save_job(j.row);
+    queue.insert({-j.row.spec.priority, j.row.id});
+    placement_dirty = true;
+  }
+
+  // Every rank of the current attempt has ended: decide what the job does next.
+  void end_attempt(JobState& j) {
+    const jobs::JobSpec& spec = j.row.spec;
+    std::string reason;
+    bool lost = false;
+    for (int r = 0; r < spec.ranks; ++r) {
+      const RankEnd e = j.ends.count(r) ? j.ends[r] : RankEnd{true};
+      if (e.ok()) continue;
+      if (e.lost) {
+        lost = true;
+        if (reason.empty()) reason = j.lost_reason.empty() ? "its worker was lost" : j.lost_reason;
+      } else if (reason.empty()) {
+        reason = (spec.ranks > 1 ? "rank " + std::to_string(r) + ": " : "") + describe_end(e);
+        j.row.exit_code = e.exit_code;
+        j.row.signal = e.signal ? std::optional<int>(e.signal) : std::nullopt;
+      }
+    }
+    if (reason.empty()) {
+      j.row.exit_code = 0;
+      j.row.signal.reset();
+    }
+    const std::string attempt = "attempt " + std::to_string(j.row.attempt);
+    if (j.row.cancel_requested) return finish_job(j, "cancelled", "cancelled by request");
+    if (j.timed_out)
+      return finish_job(j, "failed", attempt + " timed out after " + util::cut(std::to_string(spec.timeout_s), 8) + " s");
+    if (reason.empty()) return finish_job(j, "succeeded", "");
+    if (!j.started) {  // never ran: an ASSIGN nobody took
+      log("job " + std::to_string(j.row.id) + " " + attempt + " did not start (" + reason + "); queued again");
+      return requeue(j, 0);
+    }
+    ++j.row.restarts;
+    if (j.row.restarts > spec.max_restarts)
+      return finish_job(j, "failed", attempt + ": " + reason + "; gave up after " + std::to_string(spec.max_restarts) +
+                                         " restarts (max_restarts)");
+    const double backoff = lost ? 0 : std::min(kMaxBackoffS, std::pow(2.0, j.row.restarts - 1));
+    j.row.error = attempt + ": " + reason;
+    log("job " + std::to_string(j.row.id) + " " + attempt + ": " + reason + "; restart " + std::to_string(j.row.restarts) +
+        " of " + std::to_string(spec.max_restarts) + (backoff > 0 ? " in " + std::to_string(static_cast<int>(backoff)) + " s" : " now"));
+    requeue(j, backoff);
+  }
+
+  // A rank of some attempt ended (reported, or its worker lost).
+  void rank_ended(const LeaseKey& key, const RankEnd& end, const std::string& lost_reason = "") {
+    auto jit = jobs.find(key.job);
+    if (jit == jobs.end() || jit->second.row.attempt != key.attempt) return;  // an older attempt's straggler
+    JobState& j = jit->second;
+    j.ends[key.rank] = end;
+    if (end.lost && j.lost_reason.empty()) j.lost_reason = lost_reason;
+    if (!end.ok()) cancel_open_ranks(key.job, key.attempt);  // a gang fails together
+    if (!attempt_open(key.job, key.attempt)) end_attempt(j);
+  }
+
+  void lose_lease(const LeaseKey& key, const std::string& reason) {
+    close_lease(key, "lost");
+    rank_ended(key, RankEnd{true}, reason);
+  }
+
+  void assign(JobState& j, const std::vector<scheduler::RankPlacement>& placement) {
+    const jobs::JobSpec& spec = j.row.spec;
+    queue.erase({-spec.priority, j.row.id});
+    ++j.row.attempt;
+    j.row.status = "assigned";
+    j.started = false;
+    j.ends.clear();
+    j.lost_reason.clear();
+    store.save_job(j.row);
+    // Multi-rank jobs: torchrun's variables; the master is rank 0's host, at a port chosen from
+    // the job and attempt in that worker's advertised range.
+    WorkerState& master = workers.at(placement[0].worker);
+    std::string master_addr = master.row.hostname;
+    int port_lo = 29500, port_hi = 29999;
+    const json& ports = master.row.resources.contains("ports") ? master.row.resources["ports"] : json();
+    if (ports.is_array() && ports.size() == 2 && ports[0].is_number_integer() && ports[1].is_number_integer() &&
+        ports[0].get<int>() > 0 && ports[1].get<int>() >= ports[0].get<int>() && ports[1].get<int>() < 65536) {
+      port_lo = ports[0].get<int>();
+      port_hi = ports[1].get<int>();
+    }
+    if (master.row.resources.contains("address") && master.row.resources["address"].is_string())
+      master_addr = master.row.resources["address"].get<std::string>();
+    const int master_port = port_lo + static_cast<int>((j.row.id * 31 + j.row.attempt) % (port_hi - port_lo + 1));
+    std::map<std::string, int> local_rank;
+    const json spec_json = jobs::to_json(spec);
+    for (int r = 0; r < static_cast<int>(placement.size()); ++r) {
+      const scheduler::RankPlacement& p = placement[r];
+      jobs::LeaseRow lease;
+      lease.job_id = j.row.id;
+      lease.attempt = j.row.attempt;
+      lease.rank = r;
+      lease.worker = p.worker;
+      lease.gpus = p.gpus;
+      lease.assigned_at = now_unix;
+      store.save_lease(lease);
+      leases[{j.row.id, j.row.attempt, r}] = lease;
+      std::string visible;
+      for (int g : p.gpus) visible += (visible.empty() ? "" : ",") + std::to_string(g);
+      json env = {{"I3LAB_JOB_ID", std::to_string(j.row.id)},
+                  {"I3LAB_ATTEMPT", std::to_string(j.row.attempt)},
+                  {"CUDA_VISIBLE_DEVICES", visible}};
+      if (spec.ranks > 1) {
+        env["RANK"] = std::to_string(r);
+        env["WORLD_SIZE"] = std::to_string(spec.ranks);
+        env["LOCAL_RANK"] = std::to_string(local_rank[p.worker]++);
+        env["MASTER_ADDR"] = master_addr;
+        env["MASTER_PORT"] = std::to_string(master_port);
+      }
+      WorkerState& w = workers.at(p.worker);
+      pending_latencies.emplace_back(outbox.size(), std::max(j.placeable_since, w.freed));
+      post_to_worker(w, Type::kAssign,
+                     {{"job", j.row.id}, {"attempt", j.row.attempt}, {"rank", r}, {"session", w.session},
+                      {"spec", spec_json}, {"env", env}});
+    }
+  }
+
+  void schedule() {
+    if (!placement_dirty) return;
+    placement_dirty = false;
+    std::vector<scheduler::Node*> nodes;
+    for (auto& [id, w] : workers)
+      if (w.greeted()) nodes.push_back(&w.node);
+    if (nodes.empty()) return;
+    std::vector<int64_t> placeable;
+    for (const auto& [key, id] : queue) placeable.push_back(id);
+    for (int64_t id : placeable) {
+      bool any_free = false;
+      for (const scheduler::Node* n : nodes) any_free = any_free || n->used_slots < n->capacity.cpu_slots;
+      JobState& j = jobs.at(id);
+      if (!any_free && j.row.spec.resources.cpu_slots > 0) continue;
+      if (j.row.not_before > now_unix) {
+        placement_dirty = true;  // look again next turn
+        continue;
+      }
+      if (auto placement = scheduler::place(j.row.spec, nodes)) assign(j, *placement);
+    }
+  }
+
+  // --- messages from workers ---------------------------------------------------------------
+
+  void on_hello(const std::string& peer, const json& body) {
+    const std::string id = body["worker"].get<std::string>();
+    if (id.empty() || id.size() > 255) return log_bad(peer, "HELLO: \"worker\" must be 1 to 255 bytes");
+    WorkerState& w = workers[id];
+    const bool known = !w.row.id.empty();
+    if (!known) {
+      w.row.id = id;
+      w.row.first_seen = now_unix;
+    }
+    if (!w.peer.empty() && w.peer != peer) worker_by_peer.erase(w.peer);
+    w.peer = peer;
+    worker_by_peer[peer] = id;
+    w.session = int_field(body, "session");
+    w.heard = now;
+    w.row.hostname = body["hostname"].get<std::string>();
+    w.row.resources = body["resources"];
+    w.row.status = "alive";
+    w.row.last_seen = now_unix;
+    w.node.id = id;
+    w.node.capacity = capacity_from(w.row.resources);
+    store.save_worker(w.row);
+    post_to_worker(w, Type::kWelcome, {{"worker", id}, {"session", w.session}, {"heartbeat_ms", protocol::kHeartbeatInterval.count()}});
+    log("worker " + id + " (" + w.row.hostname + ", " + std::to_string(w.node.capacity.cpu_slots) + " slots, " +
+        std::to_string(w.node.capacity.gpus.size()) + " GPUs) " + (known ? "is back" : "joined") + ", session " +
+        std::to_string(w.session));
+
+    for (const json& e : body["exited"])
+      if (e.is_object()) on_exited(w, e);
+    std::set<LeaseKey> running;
+    for (const json& r : body["running"]) {
+      if (!r.is_object()) continue;
+      const LeaseKey key{int_field(r, "job"), static_cast<int>(int_field(r, "attempt")), static_cast<int>(int_field(r, "rank"))};
+      running.insert(key);
+      auto it = leases.find(key);
+      if (it == leases.end() || it->second.worker != id) {
+        // Not ours to run any more (re-queued while this worker was away, or cancelled).
+        post_to_worker(w, Type::kCancel, {{"job", key.job}, {"attempt", key.attempt}, {"rank", key.rank}, {"grace_ms", 0}});
+      } else if (it->second.state == "assigned") {
+        mark_started(key);
+      }
+    }
+    std::vector<LeaseKey> forgotten;
+    for (const auto& [key, lease] : leases)
+      if (lease.worker == id && !running.count(key)) forgotten.push_back(key);
+    for (const LeaseKey& key : forgotten) lose_lease(key, "worker " + id + " no longer runs it");
+    placement_dirty = true;
+  }
+
+  void mark_started(const LeaseKey& key) {
+    jobs::LeaseRow& lease = leases.at(key);
+    lease.state = "running";
+    lease.started_at = now_unix;
+    store.save_lease(lease);
+    auto jit = jobs.find(key.job);
+    if (jit == jobs.end() || jit->second.row.attempt != key.attempt) return;
+    JobState& j = jit->second;
+    if (!j.started) {
+      j.started = true;
+      j.attempt_started = now;
+      j.row.status = "running";
+      j.row.started_at = now_unix;
+      store.save_job(j.row);
+    }
+  }
+
+  void on_started(WorkerState& w, const json& body) {
+    const LeaseKey key{body["job"].get<int64_t>(), body["attempt"].get<int>(), static_cast<int>(int_field(body, "rank"))};
+    auto it = leases.find(key);
+    if (it == leases.end() || it->second.worker != w.row.id) {
+      post_to_worker(w, Type::kCancel, {{"job", key.job}, {"attempt", key.attempt}, {"rank", key.rank}, {"grace_ms", 0}});
+      return;
+    }
+    if (it->second.state == "assigned") mark_started(key);
+  }
+
+  void on_exited(WorkerState& w, const json& body) {
+    if (!body.contains("job") || !body["job"].is_number_integer() || !body.contains("attempt") || !body["attempt"].is_number_integer())
+      return log_bad(w.peer, "EXITED without an integer job and attempt");
+    const LeaseKey key{body["job"].get<int64_t>(), body["attempt"].get<int>(), static_cast<int>(int_field(body, "rank"))};
+    post_to_worker(w, Type::kExitedAck, {{"job", key.job}, {"attempt", key.attempt}, {"rank", key.rank}});
+    auto it = leases.find(key);
+    if (it == leases.end() || it->second.worker != w.row.id) return;  // reported before, or not ours
+    RankEnd end;
+    end.exit_code = static_cast<int>(int_field(body, "exit_code"));
+    end.signal = static_cast<int>(int_field(body, "signal"));
+    if (it->second.state == "assigned") mark_started(key);  // it ran, however briefly
+    jobs::LeaseRow& lease = leases.at(key);
+    lease.exit_code = end.exit_code;
+    lease.signal = end.signal ? std::optional<int>(end.signal) : std::nullopt;
+    close_lease(key, "exited");
+    rank_ended(key, end);
+  }
+
+  void on_log(WorkerState& w, const json& body) {
+    const int64_t job = body["job"].get<int64_t>();
+    const int attempt = body["attempt"].get<int>();
+    const int64_t first = body["first"].get<int64_t>();
+    const json& lines = body["lines"];
+    if (first < 0) return log_bad(w.peer, "LOG: \"first\" is negative");
+    auto jit = jobs.find(job);
+    const int newest = jit != jobs.end() ? jit->second.row.attempt : [&] {
+      const auto row = store.job(job);
+      return row ? row->attempt : 0;
+    }();
+    if (attempt < 1 || attempt > newest) return log_bad(w.peer, "LOG for job " + std::to_string(job) + " attempt " + std::to_string(attempt) + ", which does not exist");
+    std::vector<jobs::LogLine> rows;
+    for (size_t i = 0; i < lines.size(); ++i) {
+      const json& l = lines[i];
+      if (!l.is_array() || l.size() != 3 || !l[0].is_string() || !l[1].is_number() || !l[2].is_string() ||
+          (l[0] != "stdout" && l[0] != "stderr"))
+        return log_bad(w.peer, "LOG: line " + std::to_string(i) + " is not [\"stdout\"|\"stderr\", wall, text]");
+      std::string text = l[2].get<std::string>();
+      if (text.size() > kMaxLogLineBytes) text = util::cut(text, kMaxLogLineBytes);
+      rows.push_back({first + static_cast<int64_t>(i), l[0].get<std::string>(), l[1].get<double>(), std::move(text)});
+    }
+    store.append_log(job, attempt, rows);
+    post_to_worker(w, Type::kLogAck, {{"job", job}, {"attempt", attempt}, {"next", first + static_cast<int64_t>(rows.size())}});
+  }
+
+  void worker_lost(WorkerState& w, const std::string& why) {
+    log("worker " + w.row.id + " lost: " + why + "; its jobs go back to the queue");
+    w.row.status = "lost";
+    w.session = -1;
+    worker_by_peer.erase(w.peer);
+    store.save_worker(w.row);
+    std::vector<LeaseKey> keys;
+    for (const auto& [key, lease] : leases)
+      if (lease.worker == w.row.id) keys.push_back(key);
+    for (const LeaseKey& key : keys) lose_lease(key, "worker " + w.row.id + " was lost (" + why + ")");
+  }
+
+  // --- requests from clients ---------------------------------------------------------------
+
+  json job_summary(const jobs::JobRow& row) {
+    std::string worker;
+    for (const jobs::LeaseRow& l : store.leases_of(row.id, row.attempt))
+      if (worker.find(l.worker) == std::string::npos) worker += (worker.empty() ? "" : ",") + l.worker;
+    json j = {{"id", row.id},
+              {"name", jobs::display_name(row.spec)},
+              {"kind", row.spec.kind},
+              {"status", row.status},
+              {"priority", row.spec.priority},
+              {"attempts", row.attempt},
+              {"restarts", row.restarts},
+              {"worker", worker},
+              {"submitted_at", row.submitted_at},
+              {"started_at", row.started_at ? json(*row.started_at) : json()},
+              {"finished_at", row.finished_at ? json(*row.finished_at) : json()},
+              {"exit_code", row.exit_code ? json(*row.exit_code) : json()},
+              {"signal", row.signal ? json(*row.signal) : json()},
+              {"error", row.error},
+              {"run", row.run_uid}};
+    return j;
+  }
+
+  json op_submit(const json& args) {
+    if (!args.contains("jobs") || !args["jobs"].is_array() || args["jobs"].empty())
+      throw std::invalid_argument("submit: \"jobs\" must be a non-empty array of job specs");
+    if (args["jobs"].size() > 100000) throw std::invalid_argument("submit: at most 100000 jobs at once");
+    std::vector<jobs::JobSpec> specs;
+    for (size_t i = 0; i < args["jobs"].size(); ++i)
+      specs.push_back(jobs::parse_job_spec(args["jobs"][i], "job " + std::to_string(i)));
+    json ids = json::array();
+    for (const jobs::JobSpec& spec : specs) {
+      const int64_t id = store.insert_job(spec, now_unix);
+      JobState j;
+      j.row.id = id;
+      j.row.spec = spec;
+      j.row.submitted_at = now_unix;
+      j.placeable_since = now;
+      jobs[id] = std::move(j);
+      queue.insert({-spec.priority, id});
+      ids.push_back(id);
+    }
+    placement_dirty = true;
+    return {{"ids", ids}};
+  }
+
+  json op_jobs(const json& args) {
+    const int64_t limit = std::clamp<int64_t>(int_field(args, "limit", 1000), 1, 1000000);
+    const std::string status = args.contains("status") && args["status"].is_string() ? args["status"].get<std::string>() : "";
+    json out = json::array();
+    if (args.contains("ids") && args["ids"].is_array()) {
+      for (const json& id : args["ids"])
+        if (id.is_number_integer())
+          if (auto row = store.job(id.get<int64_t>())) out.push_back(job_summary(*row));
+      return out;
+    }
+    for (const jobs::JobRow& row : store.list_jobs(limit, status)) out.push_back(job_summary(row));
+    return out;
+  }
+
+  json op_counts() {
+    json counts = {{"queued", 0}, {"assigned", 0}, {"running", 0}};
+    for (const auto& [id, j] : jobs) counts[j.row.status] = counts.value(j.row.status, 0) + 1;
+    for (const auto& [status, n] : store.final_counts()) counts[status] = n;
+    return counts;
+  }
+
+  json op_cancel(const json& args) {
+    const int64_t id = int_field(args, "id", -1);
+    auto it = jobs.find(id);
+    if (it == jobs.end()) {
+      const auto row = store.job(id);
+      if (!row) throw std::invalid_argument("no job " + std::to_string(id));
+      return {{"id", id}, {"status", row->status}, {"note", "already " + row->status}};
+    }
+    JobState& j = it->second;
+    if (j.row.status == "queued") {
+      j.row.cancel_requested = true;
+      finish_job(j, "cancelled", "cancelled by request");
+      return {{"id", id}, {"status", "cancelled"}};
+    }
+    j.row.cancel_requested = true;
+    store.save_job(j.row);
+    cancel_open_ranks(id, j.row.attempt);
+    log("job " + std::to_string(id) + ": cancelling attempt " + std::to_string(j.row.attempt));
+    return {{"id", id}, {"status", j.row.status}, {"note", "stopping (SIGTERM, then SIGKILL after " +
+                                                           util::cut(std::to_string(j.row.spec.cancel_grace_s), 6) + " s)"}};
+  }
+
+  json op_workers() {
+    json out = json::array();
+    for (const auto& [id, w] : workers) {
+      json running = json::array();
+      for (const auto& [key, lease] : leases)
+        if (lease.worker == id) running.push_back(key.job);
+      out.push_back({{"id", id},
+                     {"hostname", w.row.hostname},
+                     {"status", w.row.status},
+                     {"cpu_slots", w.node.capacity.cpu_slots},
+                     {"used_slots", w.node.used_slots},
+                     {"memory_mb", w.node.capacity.memory_mb},
+                     {"gpus", w.row.resources.value("gpus", json::array())},
+                     {"used_gpus", w.node.used_gpus},
+                     {"labels", w.node.capacity.labels},
+                     {"last_seen", w.row.last_seen},
+                     {"jobs", running}});
+    }
+    return out;
+  }
+
+  json op_logs(const json& args) {
+    const int64_t id = int_field(args, "id", -1);
+    const auto row = store.job(id);
+    if (!row) throw std::invalid_argument("no job " + std::to_string(id));
+    int attempt = static_cast<int>(int_field(args, "attempt", 0));
+    if (attempt <= 0) attempt = row->attempt;
+    const int64_t after = int_field(args, "after", -1);
+    const int64_t limit = std::clamp<int64_t>(int_field(args, "limit", 10000), 1, 100000);
+    json lines = json::array();
+    for (const jobs::LogLine& l : store.log_lines(id, attempt, after, limit))
+      lines.push_back({l.line, l.stream, l.wall, l.text});
+    return {{"id", id}, {"attempt", attempt}, {"attempts", row->attempt}, {"status", row->status}, {"lines", lines}};
+  }
+
+  void on_request(const std::string& peer, const json& body) {
+    const std::string op = body["op"].get<std::string>();
+    const json& args = body["args"];
+    const json id = body.contains("id") && body["id"].is_number_integer() ? body["id"] : json();
+    try {
+      json result;
+      if (op == "submit") result = op_submit(args);
+      else if (op == "jobs") result = op_jobs(args);
+      else if (op == "counts") result = op_counts();
+      else if (op == "cancel") result = op_cancel(args);
+      else if (op == "workers") result = op_workers();
+      else if (op == "logs") result = op_logs(args);
+      else if (op == "ping") result = json::object();
+      else throw std::invalid_argument("unknown operation \"" + util::cut(op, 40) + "\" (submit, jobs, counts, cancel, workers, logs, ping)");
+      post(peer, Type::kReply, {{"result", std::move(result)}, {"id", id}});
+    } catch (const tracker::DbError&) {
+      throw;  // the disk, not the request: stop
+    } catch (const std::exception& e) {
+      post(peer, Type::kError, {{"error", e.what()}, {"id", id}});
+    }
+  }
+
+  // --- the loop ----------------------------------------------------------------------------
+
+  void handle(const wire::Received& r) {
+    if (!r.decoded.ok()) return log_bad(r.peer, r.decoded.reason);
+    const Message& m = r.decoded.message;
+    if (m.type == Type::kRequest) return on_request(r.peer, m.body);
+    if (m.type == Type::kHello) return on_hello(r.peer, m.body);
+    auto wid = worker_by_peer.find(r.peer);
+    if (wid == worker_by_peer.end() || !workers.at(wid->second).greeted()) {
+      // A worker this coordinator does not know (it restarted, or declared the worker lost):
+      // everything it says waits for its HELLO, which re-sends what matters.
+      if (m.type == Type::kHeartbeat || m.type == Type::kStarted || m.type == Type::kExited || m.type == Type::kLog ||
+          m.type == Type::kEvents)
+        post(r.peer, Type::kResync, json::object());
+      return;
+    }
+    WorkerState& w = workers.at(wid->second);
+    w.heard = now;
+    w.row.last_seen = now_unix;
+    switch (m.type) {
+      case Type::kHeartbeat: break;
+      case Type::kStarted: on_started(w, m.body); break;
+      case Type::kExited: on_exited(w, m.body); break;
+      case Type::kLog: on_log(w, m.body); break;
+      case Type::kBye: {
+        log("worker " + w.row.id + " said BYE");
+        worker_lost(w, "it left");
+        w.row.status = "left";
+        store.save_worker(w.row);
+        break;
+      }
+      default: log_bad(r.peer, std::string(protocol::type_name(m.type)) + " is not a message a worker sends"); break;
+    }
+  }
+
+  void tick() {
+    for (auto& [id, w] : workers) {
+      if (w.row.status != "alive") continue;
+      if (now - w.heard > kLivenessS) {
+        worker_lost(w, "silent for " + std::to_string(static_cast<int>(now - w.heard)) + " s");
+        continue;
+      }
+      if (w.greeted() && now - w.sent >= kHeartbeatS) post_to_worker(w, Type::kHeartbeat, json::object());
+    }
+    for (auto& [id, j] : jobs) {
+      if (j.started && !j.timed_out && j.row.spec.timeout_s > 0 && now - j.attempt_started > j.row.spec.timeout_s) {
+        j.timed_out = true;
+        log("job " + std::to_string(id) + " attempt " + std::to_string(j.row.attempt) + " ran past its timeout_s; stopping it");
+        cancel_open_ranks(id, j.row.attempt);
+      }
+    }
+  }
+
+  void turn(int poll_ms) {
+    zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0}};
+    wire::poll(items, 1, std::chrono::milliseconds(poll_ms));
+    now = monotonic();
+    now_unix = util::unix_time();
+    for (int i = 0; i < kMaxMessagesPerTurn; ++i) {
+      std::optional<wire::Received> r = wire::receive(router, true);
+      if (!r) break;
+      try {
+        handle(*r);
+      } catch (const nlohmann::json::exception& e) {  // a field of a kind decode() does not check
+        log_bad(r->peer, std::string(protocol::type_name(r->decoded.message.type)) + ": " + e.what());
+      }
+    }
+    tick();
+    schedule();
+    store.commit();
+    flush_outbox();
+  }
+};
+
+Coordinator::Coordinator(Options options) : state_(std::make_unique<State>(std::move(options))) {
+  State& s = *state_;
+  if (!wire::is_loopback(s.options.listen) && !s.options.insecure)
+    throw std::runtime_error("refusing to listen on " + s.options.listen +
+                             " without worker keys: anyone who can reach it could run commands as this user. "
+                             "Listen on tcp://127.0.0.1:PORT, or give --insecure on a network you trust");
+  s.recover();
+  wire::configure(s.router);
+  s.router.set(zmq::sockopt::router_handover, 1);
+  try {
+    s.router.bind(s.options.listen);
+  } catch (const zmq::error_t& e) {
+    throw std::runtime_error("cannot listen on " + s.options.listen + ": " + e.what() +
+                             (e.num() == EADDRINUSE ? " (another coordinator? choose another port with --listen)" : ""));
+  }
+  s.endpoint = s.router.get(zmq::sockopt::last_endpoint);
+}
+
+Coordinator::~Coordinator() = default;
+
+const std::string& Coordinator::endpoint() const { return state_->endpoint; }
+
+void Coordinator::serve(const std::atomic<bool>& stop) {
+  while (!stop.load()) state_->turn(100);
+  state_->store.commit();
+}
+
+const std::vector<double>& Coordinator::assign_latencies_ms() const { return state_->latencies_ms; }
+
+}  // namespace coordinator

@@ -1,0 +1,481 @@
+#include "worker/agent/worker.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <random>
+#include <set>
+#include <zmq.hpp>
+
+#include "common/util/clock.h"
+#include "common/util/json.h"
+#include "coordinator/jobs/job_spec.h"
+#include "coordinator/protocol/protocol.h"
+#include "coordinator/wire/wire.h"
+#include "worker/process/spawn.h"
+
+extern char** environ;
+
+namespace worker {
+namespace {
+
+using nlohmann::json;
+using protocol::Message;
+using protocol::Type;
+
+constexpr double kHeartbeatS = protocol::kHeartbeatInterval.count() / 1000.0;
+constexpr double kLivenessS = kHeartbeatS * protocol::kHeartbeatLiveness;
+constexpr double kResendS = 2.0;                  // unacknowledged EXITED and LOG go again after this
+constexpr size_t kMaxLineBytes = 64u << 10;       // longer output lines are cut
+constexpr size_t kMaxLogBatchBytes = 1u << 20;    // one LOG message
+constexpr size_t kMaxBufferedLines = 200000;      // per attempt, unacknowledged; older ones stay in the file only
+
+double monotonic() { return std::chrono::duration<double>(util::Clock::now().time_since_epoch()).count(); }
+
+struct Key {
+  int64_t job;
+  int attempt, rank;
+  bool operator<(const Key& o) const { return std::tie(job, attempt, rank) < std::tie(o.job, o.attempt, o.rank); }
+  json to_json() const { return {{"job", job}, {"attempt", attempt}, {"rank", rank}}; }
+};
+
+struct Line {
+  std::string stream;
+  double wall;
+  std::string text;
+};
+
+struct Attempt {
+  Key key;
+  pid_t pid = -1;
+  int fds[2] = {-1, -1};        // stdout, stderr (read ends)
+  std::string partial[2];       // an unfinished last line of each
+  std::ofstream log_file;
+  std::vector<Line> unacked;    // lines first_unacked, first_unacked + 1, …
+  int64_t first_unacked = 0, next_to_send = 0;
+  double last_send = 0;
+  bool running = false, exited = false, exit_acked = false;
+  int exit_code = 0, signal = 0;
+  double exited_sent = -1e9;
+  double kill_at = 0;           // > 0: SIGKILL the group then
+  bool done() const {
+    return exited && exit_acked && fds[0] < 0 && fds[1] < 0 && next_to_send == first_unacked + static_cast<int64_t>(unacked.size()) &&
+           unacked.empty();
+  }
+};
+
+std::string random_suffix() {
+  std::random_device rd;
+  char buf[8];
+  snprintf(buf, sizeof buf, "%06x", static_cast<unsigned>(rd()) & 0xffffff);
+  return buf;
+}
+
+std::string own_program_dir() {
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? "." : exe.parent_path().string();
+}
+
+}  // namespace
+
+struct Worker::State {
+  Options options;
+  std::string name;
+  json resources;
+  zmq::context_t context{1};
+  std::unique_ptr<zmq::socket_t> socket;
+  int64_t session = 0;
+  bool welcomed = false;
+  double heard = 0, sent = 0;
+  double hello_sent = 0;
+  double reconnect_at = 0;  // > 0: a new socket is due then
+  std::chrono::milliseconds backoff = protocol::kReconnectMin;
+  std::map<Key, Attempt> attempts;
+  std::map<pid_t, Key> by_pid;
+  double now = 0;
+
+  explicit State(Options o) : options(std::move(o)) {
+    if (!options.log) options.log = [](const std::string& line) { std::cerr << "worker: " << line << std::endl; };
+    name = options.name.empty() ? resources::host_name() + "-" + random_suffix() : options.name;
+    if (name.size() > 255) throw std::invalid_argument("worker name over 255 bytes");
+    if (options.i3lab_program.empty()) options.i3lab_program = own_program_dir() + "/i3lab";
+    std::error_code ec;
+    std::filesystem::create_directories(options.workdir, ec);
+    if (ec || !std::filesystem::is_directory(options.workdir))
+      throw std::runtime_error("cannot create the work folder " + options.workdir + ": " + ec.message());
+    options.workdir = std::filesystem::absolute(options.workdir).lexically_normal().string();
+    resources = resources::describe(options.offer);
+  }
+
+  void log(const std::string& line) { options.log(line); }
+
+  // --- the socket --------------------------------------------------------------------------
+
+  void send(Type type, json body) {
+    Message m;
+    m.type = type;
+    m.body = std::move(body);
+    wire::send(*socket, m);
+    sent = now;
+  }
+
+  void connect() {
+    socket = std::make_unique<zmq::socket_t>(context, zmq::socket_type::dealer);
+    wire::configure(*socket);
+    socket->set(zmq::sockopt::routing_id, name);
+    socket->set(zmq::sockopt::reconnect_ivl, static_cast<int>(protocol::kReconnectMin.count()));
+    socket->set(zmq::sockopt::reconnect_ivl_max, static_cast<int>(protocol::kReconnectMax.count()));
+    socket->connect(options.coordinator);
+    hello();
+  }
+
+  void hello() {
+    ++session;
+    welcomed = false;
+    heard = now;
+    hello_sent = now;
+    json running = json::array(), exited = json::array();
+    for (auto& [key, a] : attempts) {
+      if (a.running) running.push_back(key.to_json());
+      if (a.exited && !a.exit_acked) exited.push_back(exit_report(a));
+      a.next_to_send = a.first_unacked;  // unacknowledged lines go again
+    }
+    send(Type::kHello, {{"worker", name},
+                        {"session", session},
+                        {"hostname", resources::host_name()},
+                        {"resources", resources},
+                        {"running", running},
+                        {"exited", exited}});
+  }
+
+  json exit_report(const Attempt& a) {
+    json r = a.key.to_json();
+    r["exit_code"] = a.exit_code;
+    r["signal"] = a.signal;
+    return r;
+  }
+
+  // --- jobs --------------------------------------------------------------------------------
+
+  std::vector<std::string> job_argv(const jobs::JobSpec& spec, const std::string& dir) {
+    if (spec.kind == "command") return spec.argv;
+    const std::string db = dir + "/run.db";
+    if (spec.kind == "train") {
+      const std::string config = dir + "/config.json";
+      std::ofstream(config) << spec.config.dump(2) << "\n";
+      return {options.i3lab_program, "train", config, "--db", db};
+    }
+    std::vector<std::string> argv = {options.i3lab_program, "eval"};
+    argv.insert(argv.end(), spec.args.begin(), spec.args.end());
+    argv.insert(argv.end(), {"--db", db});
+    return argv;
+  }
+
+  void on_assign(const json& body) {
+    if (body["session"].get<int64_t>() != session) {
+      log("dropped an ASSIGN of session " + std::to_string(body["session"].get<int64_t>()) + " (this is session " +
+          std::to_string(session) + "); the coordinator re-queues it");
+      return;
+    }
+    const Key key{body["job"].get<int64_t>(), body["attempt"].get<int>(), static_cast<int>(body.value("rank", 0))};
+    if (attempts.count(key)) return;  // already ours
+    Attempt& a = attempts[key];
+    a.key = key;
+    const std::string dir = options.workdir + "/job-" + std::to_string(key.job);
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    a.log_file.open(dir + "/attempt-" + std::to_string(key.attempt) + (key.rank ? ".rank-" + std::to_string(key.rank) : "") + ".log",
+                    std::ios::app);
+    try {
+      const jobs::JobSpec spec = jobs::parse_job_spec(body["spec"], "ASSIGN job " + std::to_string(key.job));
+      std::map<std::string, std::string> env;
+      for (char** e = environ; *e; ++e) {
+        const std::string kv = *e;
+        const size_t eq = kv.find('=');
+        if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+      }
+      for (const auto& [k, v] : spec.env) env[k] = v;
+      for (const auto& [k, v] : body["env"].items())
+        if (v.is_string()) env[k] = v.get<std::string>();
+      std::vector<std::string> env_list;
+      for (const auto& [k, v] : env) env_list.push_back(k + "=" + v);
+      const process::Spawned p = process::spawn(job_argv(spec, dir), env_list, dir);
+      a.pid = p.pid;
+      a.fds[0] = p.stdout_fd;
+      a.fds[1] = p.stderr_fd;
+      a.running = true;
+      by_pid[p.pid] = key;
+      send(Type::kStarted, {{"job", key.job}, {"attempt", key.attempt}, {"rank", key.rank}, {"pid", p.pid}});
+    } catch (const std::exception& e) {
+      add_line(a, 1, std::string("i3lab worker: ") + e.what());
+      a.exited = true;
+      a.exit_code = 127;
+      log("job " + std::to_string(key.job) + " attempt " + std::to_string(key.attempt) + ": " + e.what());
+      send_exit(a);
+    }
+  }
+
+  void on_cancel(const json& body) {
+    const Key key{body["job"].get<int64_t>(), body["attempt"].get<int>(), static_cast<int>(body.value("rank", 0))};
+    auto it = attempts.find(key);
+    if (it == attempts.end() || !it->second.running) return;
+    Attempt& a = it->second;
+    const int64_t grace_ms = body.contains("grace_ms") && body["grace_ms"].is_number_integer()
+                                 ? body["grace_ms"].get<int64_t>()
+                                 : protocol::kCancelGrace.count();
+    if (grace_ms <= 0) {
+      process::signal_group(a.pid, SIGKILL);
+    } else if (a.kill_at == 0) {
+      process::signal_group(a.pid, SIGTERM);
+      a.kill_at = now + grace_ms / 1000.0;
+    }
+    log("job " + std::to_string(key.job) + " attempt " + std::to_string(key.attempt) + ": cancelled" +
+        (grace_ms > 0 ? " (SIGTERM; SIGKILL in " + std::to_string(grace_ms / 1000.0).substr(0, 4) + " s)" : " (SIGKILL)"));
+  }
+
+  void add_line(Attempt& a, int stream, std::string text) {
+    if (text.size() > kMaxLineBytes) text = util::cut(text, kMaxLineBytes);
+    const char* name = stream == 0 ? "stdout" : "stderr";
+    if (a.log_file) a.log_file << text << "\n" << std::flush;
+    if (a.unacked.size() >= kMaxBufferedLines) {  // the coordinator is away for long: keep the file, drop the oldest
+      a.unacked.erase(a.unacked.begin());
+      ++a.first_unacked;
+      a.next_to_send = std::max(a.next_to_send, a.first_unacked);
+    }
+    a.unacked.push_back({name, util::unix_time(), std::move(text)});
+  }
+
+  void read_output(Attempt& a, int stream) {
+    char buf[65536];
+    while (a.fds[stream] >= 0) {
+      const ssize_t n = read(a.fds[stream], buf, sizeof buf);
+      if (n > 0) {
+        std::string& p = a.partial[stream];
+        p.append(buf, n);
+        size_t start = 0, nl;
+        while ((nl = p.find('\n', start)) != std::string::npos) {
+          add_line(a, stream, p.substr(start, nl - start));
+          start = nl + 1;
+        }
+        p.erase(0, start);
+        if (p.size() > kMaxLineBytes) {
+          add_line(a, stream, p);
+          p.clear();
+        }
+        continue;
+      }
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+      // End of output (or an error): the last unfinished line is a line too.
+      if (!a.partial[stream].empty()) add_line(a, stream, a.partial[stream]);
+      a.partial[stream].clear();
+      close(a.fds[stream]);
+      a.fds[stream] = -1;
+    }
+  }
+
+  void send_exit(Attempt& a) {
+    send_logs(a, true);  // the output first, in order
+    json r = exit_report(a);
+    send(Type::kExited, r);
+    a.exited_sent = now;
+  }
+
+  void send_logs(Attempt& a, bool force) {
+    if (!welcomed && !force) return;
+    const int64_t end = a.first_unacked + static_cast<int64_t>(a.unacked.size());
+    while (a.next_to_send < end) {
+      json lines = json::array();
+      size_t bytes = 0;
+      const int64_t first = a.next_to_send;
+      while (a.next_to_send < end && bytes < kMaxLogBatchBytes) {
+        const Line& l = a.unacked[a.next_to_send - a.first_unacked];
+        lines.push_back({l.stream, l.wall, l.text});
+        bytes += l.text.size() + 32;
+        ++a.next_to_send;
+      }
+      send(Type::kLog, {{"job", a.key.job}, {"attempt", a.key.attempt}, {"first", first}, {"lines", lines}});
+      a.last_send = now;
+    }
+  }
+
+  void reap_children() {
+    while (std::optional<process::Exit> e = process::reap()) {
+      auto it = by_pid.find(e->pid);
+      if (it == by_pid.end()) continue;
+      Attempt& a = attempts.at(it->second);
+      by_pid.erase(it);
+      process::signal_group(a.pid, SIGKILL);  // whatever the job left behind
+      for (int s = 0; s < 2; ++s) read_output(a, s);
+      a.running = false;
+      a.exited = true;
+      a.exit_code = e->exit_code;
+      a.signal = e->signal;
+      log("job " + std::to_string(a.key.job) + " attempt " + std::to_string(a.key.attempt) +
+          (a.signal ? " killed by signal " + std::to_string(a.signal) : " exited with " + std::to_string(a.exit_code)));
+      send_exit(a);
+    }
+  }
+
+  // --- messages ----------------------------------------------------------------------------
+
+  void handle(const wire::Received& r) {
+    if (!r.decoded.ok()) {
+      log("dropped a message from the coordinator: " + r.decoded.reason);
+      return;
+    }
+    const Message& m = r.decoded.message;
+    heard = now;
+    switch (m.type) {
+      case Type::kWelcome:
+        if (m.body["session"].get<int64_t>() == session) {
+          welcomed = true;
+          backoff = protocol::kReconnectMin;
+          log("registered with " + options.coordinator + " as " + name + " (session " + std::to_string(session) + ")");
+          for (auto& [key, a] : attempts) send_logs(a, false);
+        }
+        break;
+      case Type::kHeartbeat: break;
+      case Type::kResync:
+        // Every message sent before our HELLO arrived earns one; answer once, not once each.
+        if (welcomed || now - hello_sent > kHeartbeatS) hello();
+        break;
+      case Type::kAssign: on_assign(m.body); break;
+      case Type::kCancel: on_cancel(m.body); break;
+      case Type::kExitedAck: {
+        auto it = attempts.find({m.body["job"].get<int64_t>(), m.body["attempt"].get<int>(), static_cast<int>(m.body.value("rank", 0))});
+        if (it != attempts.end() && it->second.exited) it->second.exit_acked = true;
+        break;
+      }
+      case Type::kLogAck: {
+        const int64_t job = m.body["job"].get<int64_t>();
+        const int attempt = m.body["attempt"].get<int>();
+        for (auto& [key, a] : attempts) {
+          if (key.job != job || key.attempt != attempt) continue;
+          const int64_t next = std::min(m.body["next"].get<int64_t>(), a.first_unacked + static_cast<int64_t>(a.unacked.size()));
+          if (next > a.first_unacked) {
+            a.unacked.erase(a.unacked.begin(), a.unacked.begin() + (next - a.first_unacked));
+            a.first_unacked = next;
+          }
+        }
+        break;
+      }
+      default: log(std::string("dropped a ") + protocol::type_name(m.type) + " message: not one a coordinator sends"); break;
+    }
+  }
+
+  void timers() {
+    if (reconnect_at > 0) {
+      if (now < reconnect_at) return;
+      reconnect_at = 0;
+      connect();
+      return;
+    }
+    if (now - heard > kLivenessS) {
+      log("no word from the coordinator at " + options.coordinator + " for " + std::to_string(static_cast<int>(now - heard)) +
+          " s; reconnecting in " + std::to_string(backoff.count()) + " ms (jobs keep running)");
+      socket.reset();
+      welcomed = false;
+      reconnect_at = now + backoff.count() / 1000.0;
+      backoff = std::min(backoff * 2, protocol::kReconnectMax);
+      return;
+    }
+    for (auto& [key, a] : attempts) {
+      if (a.running && a.kill_at > 0 && now >= a.kill_at) {
+        process::signal_group(a.pid, SIGKILL);
+        a.kill_at = 0;
+      }
+      if (!welcomed) continue;
+      if (a.exited && !a.exit_acked && now - a.exited_sent > kResendS) send_exit(a);
+      if (!a.unacked.empty() && a.next_to_send > a.first_unacked && now - a.last_send > kResendS) a.next_to_send = a.first_unacked;
+      send_logs(a, false);
+    }
+    for (auto it = attempts.begin(); it != attempts.end();) it = it->second.done() ? attempts.erase(it) : std::next(it);
+    if (now - sent >= kHeartbeatS) send(Type::kHeartbeat, json::object());
+  }
+
+  void turn() {
+    std::vector<zmq::pollitem_t> items;
+    items.push_back({nullptr, process::child_signal_fd(), ZMQ_POLLIN, 0});
+    if (socket) items.push_back({socket->handle(), 0, ZMQ_POLLIN, 0});
+    std::vector<std::pair<Attempt*, int>> outputs;
+    for (auto& [key, a] : attempts)
+      for (int s = 0; s < 2; ++s)
+        if (a.fds[s] >= 0) {
+          items.push_back({nullptr, a.fds[s], ZMQ_POLLIN, 0});
+          outputs.emplace_back(&a, s);
+        }
+    wire::poll(items.data(), items.size(), std::chrono::milliseconds(100));
+    now = monotonic();
+    process::drain_child_signal();
+    const size_t first_output = socket ? 2 : 1;
+    for (size_t i = 0; i < outputs.size(); ++i)
+      if (items[first_output + i].revents) read_output(*outputs[i].first, outputs[i].second);
+    reap_children();
+    if (socket) {
+      for (int i = 0; i < 1000; ++i) {
+        std::optional<wire::Received> r = wire::receive(*socket, false);
+        if (!r) break;
+        try {
+          handle(*r);
+        } catch (const nlohmann::json::exception& e) {  // a field of a kind decode() does not check
+          log(std::string("dropped a ") + protocol::type_name(r->decoded.message.type) + " message: " + e.what());
+        }
+      }
+    }
+    timers();
+  }
+
+  void shut_down() {
+    if (socket) {
+      send(Type::kBye, json::object());
+      socket->set(zmq::sockopt::linger, 1000);  // let BYE leave before the socket closes
+    }
+    const double deadline = monotonic() + protocol::kCancelGrace.count() / 1000.0;
+    for (auto& [key, a] : attempts)
+      if (a.running) process::signal_group(a.pid, SIGTERM);
+    while (!by_pid.empty() && monotonic() < deadline) {
+      usleep(20000);
+      now = monotonic();
+      reap_children();
+    }
+    for (auto& [key, a] : attempts)
+      if (a.running) process::signal_group(a.pid, SIGKILL);
+    while (!by_pid.empty()) {
+      usleep(5000);
+      reap_children();
+    }
+    for (auto& [key, a] : attempts)
+      for (int s = 0; s < 2; ++s)
+        if (a.fds[s] >= 0) close(a.fds[s]);
+  }
+};
+
+Worker::Worker(Options options) : state_(std::make_unique<State>(std::move(options))) {}
+Worker::~Worker() = default;
+
+const std::string& Worker::name() const { return state_->name; }
+
+void Worker::serve(const std::atomic<bool>& stop) {
+  State& s = *state_;
+  s.now = monotonic();
+  process::child_signal_fd();
+  try {
+    s.connect();
+  } catch (const zmq::error_t& e) {
+    throw std::runtime_error("coordinator endpoint " + s.options.coordinator + ": " + e.what() + " (use tcp://HOST:PORT)");
+  }
+  s.log("worker " + s.name + " connecting to " + s.options.coordinator + ", work folder " + s.options.workdir);
+  while (!stop.load()) s.turn();
+  s.shut_down();
+}
+
+}  // namespace worker
