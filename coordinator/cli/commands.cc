@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <filesystem>
@@ -17,6 +18,7 @@
 #include "common/util/json.h"
 #include "coordinator/client/client.h"
 #include "coordinator/jobs/job_spec.h"
+#include "coordinator/local/local_cluster.h"
 #include "coordinator/server/coordinator.h"
 #include "coordinator/wire/wire.h"
 #include "model/config/train_config.h"
@@ -196,6 +198,115 @@ int workers_cmd(const Args& args) {
   return 0;
 }
 
+// --- up ----------------------------------------------------------------------------------------
+
+bool is_tty() { return isatty(STDERR_FILENO); }
+
+int up_cmd(const Args& args) {
+  const json job = job_from_file(args);
+  LocalOptions options;
+  options.db_path = args.get("db", "i3lab.db");
+  options.listen = args.get("listen", "tcp://127.0.0.1:5555");
+  options.workers = static_cast<int>(args.get_int("workers", 2, 1, 256));
+  options.slots_per_worker = static_cast<int>(args.get_int("slots", 0, 1, 1 << 20));
+  options.dir = args.get("dir", "i3lab-local");
+  LocalCluster cluster(options);
+  std::cerr << "i3lab up: coordinator on " << cluster.endpoint() << " (database " << options.db_path << "), "
+            << options.workers << " workers; logs in " << options.dir << "/" << std::endl;
+  client::Client c(cluster.endpoint());
+  const json ids = c.call("submit", {{"jobs", json::array({job})}})["ids"];
+  std::cout << "submitted job " << ids[0].get<int64_t>() << std::endl;
+  stop_on_signals();
+  const auto start = util::Clock::now();
+  std::string last;
+  bool finished = false;
+  int failed = 0;
+  while (!stop_requested.load()) {
+    cluster.check();
+    const json counts = c.call("counts");
+    int done = 0, total = 0;
+    for (const auto& [status, n] : counts.items()) {
+      total += n.get<int>();
+      if (jobs::is_final_job_status(status)) done += n.get<int>();
+    }
+    failed = counts.value("failed", 0) + counts.value("cancelled", 0);
+    const double elapsed = util::seconds_since(start);
+    std::ostringstream line;
+    line << "jobs: " << done << "/" << total << " done (" << counts.value("succeeded", 0) << " succeeded, " << failed
+         << " failed), " << counts.value("running", 0) + counts.value("assigned", 0) << " running, "
+         << counts.value("queued", 0) << " queued | " << duration(elapsed);
+    if (done > 0 && done < total) line << " | ETA " << duration(elapsed / done * (total - done));
+    if (line.str() != last) {
+      std::cerr << (is_tty() ? "\r\033[K" : "") << line.str() << (is_tty() ? "" : "\n") << std::flush;
+      last = line.str();
+    }
+    if (total > 0 && done == total && !finished) {
+      finished = true;
+      std::cerr << (is_tty() ? "\n" : "") << "i3lab up: every job ended; " << (failed ? "some failed: see i3lab jobs" : "all succeeded")
+                << std::endl;
+      if (args.has("exit-when-done")) break;
+      std::cerr << "i3lab up: serving on " << cluster.endpoint() << " until Ctrl-C" << std::endl;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  cluster.stop();
+  cluster.check();
+  return finished && failed == 0 ? 0 : 1;
+}
+
+// --- bench scheduler ---------------------------------------------------------------------------
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return NAN;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5))];
+}
+
+int bench_scheduler_cmd(const Args& args) {
+  const int64_t n = args.get_int("jobs", 1000, 1, 1000000);
+  LocalOptions options;
+  options.workers = static_cast<int>(args.get_int("workers", 4, 1, 256));
+  options.slots_per_worker = static_cast<int>(args.get_int("slots", 0, 1, 1 << 20));
+  const std::string dir = args.get("dir", "");
+  char tmpl[] = "/tmp/i3lab-bench-scheduler-XXXXXX";
+  options.dir = dir.empty() ? std::string(mkdtemp(tmpl)) : dir;
+  options.db_path = options.dir + "/i3lab.db";
+  options.listen = "tcp://127.0.0.1:*";
+  LocalCluster cluster(options);
+  client::Client c(cluster.endpoint());
+  // Wait until every worker has said HELLO, so the clock measures scheduling, not start-up.
+  while (static_cast<int>(c.call("workers").size()) < options.workers) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const json job = {{"kind", "command"}, {"argv", {"true"}}, {"max_restarts", 0}};
+  const auto start = util::Clock::now();
+  c.call("submit", {{"jobs", json(std::vector<json>(n, job))}}, std::chrono::seconds(120));
+  int64_t ended = 0;
+  json counts;
+  while (ended < n) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    counts = c.call("counts");
+    ended = counts.value("succeeded", 0) + counts.value("failed", 0);
+  }
+  const double seconds = util::seconds_since(start);
+  cluster.stop();
+  const std::vector<double>& latencies = cluster.coordinator().assign_latencies_ms();
+  json out = {{"jobs", n},
+              {"workers", options.workers},
+              {"succeeded", counts.value("succeeded", 0)},
+              {"seconds", seconds},
+              {"jobs_per_sec", n / seconds},
+              {"p50_assign_ms", percentile(latencies, 0.5)},
+              {"p99_assign_ms", percentile(latencies, 0.99)}};
+  if (dir.empty()) std::filesystem::remove_all(options.dir);
+  if (args.has("json")) {
+    std::cout << out.dump() << std::endl;
+  } else {
+    std::cout << n << " jobs through " << options.workers << " workers in " << seconds << " s: " << out["jobs_per_sec"].get<double>()
+              << " jobs/s; assignment p50 " << out["p50_assign_ms"].get<double>() << " ms, p99 "
+              << out["p99_assign_ms"].get<double>() << " ms\n";
+  }
+  return counts.value("succeeded", 0) == n ? 0 : 1;
+}
+
 const char* kEndpointHelp = "  --coordinator ENDPOINT  the coordinator (default tcp://127.0.0.1:5555)\n";
 
 }  // namespace
@@ -227,6 +338,20 @@ std::vector<cli::Command> coordinator_commands() {
                    "The newest attempt's stdout and stderr; --follow waits for more until the job ends.\n") +
            kEndpointHelp,
        {{"coordinator", "attempt"}, {"follow"}}, logs_cmd},
+      {"up", "start a coordinator and local workers, submit CONFIG, show progress",
+       "usage: i3lab up CONFIG [--workers N] [--slots N] [--exit-when-done] [--db FILE] [--listen ENDPOINT] [--dir DIR]\n"
+       "Starts a coordinator (database FILE, default i3lab.db; ENDPOINT default tcp://127.0.0.1:5555) and N\n"
+       "local workers (default 2, each offering --slots CPU slots), submits CONFIG as `i3lab submit` does and\n"
+       "shows progress. --exit-when-done: exit 0 once every job succeeded, 1 if any failed; otherwise it\n"
+       "keeps serving until Ctrl-C. Logs and work folders go to DIR (default i3lab-local).\n",
+       {{"workers", "slots", "db", "listen", "dir", "set", "priority"}, {"exit-when-done"}}, up_cmd},
+      {"bench scheduler", "scheduler throughput and assignment latency with local workers",
+       "usage: i3lab bench scheduler [--jobs N] [--workers W] [--slots N] [--json] [--dir DIR]\n"
+       "Submits N command jobs running `true` (default 1000) to an in-process coordinator with W local\n"
+       "worker processes (default 4), every state change committed before it is acted on, and reports\n"
+       "jobs/s from submission to the last success and the p50/p99 assignment latency: from the moment a\n"
+       "job could be placed (submitted, or its worker's slot freed) until its ASSIGN left.\n",
+       {{"jobs", "workers", "slots", "dir"}, {"json"}}, bench_scheduler_cmd},
       {"workers", "list a coordinator's workers",
        std::string("usage: i3lab workers [--coordinator ENDPOINT] [--json]\n") + kEndpointHelp,
        {{"coordinator"}, {"json"}}, workers_cmd},

@@ -235,3 +235,32 @@ TEST(Cluster, ListeningBeyondLoopbackNeedsInsecure) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Up, RunsTheJobOnLocalWorkersAndExitsWithItsOutcome) {
+  const std::string dir = cluster_dir(), side = dir + "/side.txt";
+  std::ofstream(dir + "/ok.json") << json{{"kind", "command"}, {"argv", {"sh", "-c", "echo \"$I3LAB_JOB_ID\" >> '" + side + "'"}}}.dump();
+  I3labResult r = i3lab({"up", dir + "/ok.json", "--workers", "2", "--exit-when-done", "--listen", "tcp://127.0.0.1:*",
+                         "--db", dir + "/i3lab.db", "--dir", dir + "/local"});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("1/1 done (1 succeeded, 0 failed)"), std::string::npos) << r.err;
+  EXPECT_EQ(file_lines(side), std::vector<std::string>{"1"});
+  std::ofstream(dir + "/bad.json") << json{{"kind", "command"}, {"argv", {"false"}}, {"max_restarts", 0}}.dump();
+  r = i3lab({"up", dir + "/bad.json", "--workers", "1", "--exit-when-done", "--listen", "tcp://127.0.0.1:*", "--db",
+             dir + "/i3lab2.db", "--dir", dir + "/local2"});
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_NE(r.err.find("some failed"), std::string::npos) << r.err;
+}
+
+TEST(BenchScheduler, EveryJobSucceedsAndTheReportHasItsFields) {
+  const I3labResult r = i3lab({"bench", "scheduler", "--jobs", "50", "--workers", "2", "--json"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const json report = json::parse(r.out);
+  EXPECT_EQ(report["succeeded"], 50);
+  EXPECT_GT(report["jobs_per_sec"].get<double>(), 0);
+  EXPECT_GT(report["p99_assign_ms"].get<double>(), 0);
+  EXPECT_GE(report["p99_assign_ms"].get<double>(), report["p50_assign_ms"].get<double>());
+}
+
+}  // namespace

@@ -13,13 +13,17 @@ namespace {
 std::vector<Message> one_of_each() {
   using nlohmann::json;
   return {
-      {Type::kHello, {{"worker", "w-1"}, {"hostname", "node1"}, {"resources", {{"cpu_slots", 2}}}, {"running", json::array()}}},
-      {Type::kWelcome, {{"worker", "w-1"}, {"heartbeat_ms", 1000}}},
+      {Type::kHello, {{"worker", "w-1"}, {"session", 1}, {"hostname", "node1"}, {"resources", {{"cpu_slots", 2}}},
+                      {"running", json::array()}, {"exited", json::array()}}},
+      {Type::kWelcome, {{"worker", "w-1"}, {"session", 1}, {"heartbeat_ms", 1000}}},
       {Type::kHeartbeat, json::object()},
-      {Type::kAssign, {{"job", 7}, {"attempt", 1}, {"spec", {{"kind", "command"}, {"argv", {"true"}}}}}},
+      {Type::kAssign, {{"job", 7}, {"attempt", 1}, {"session", 1}, {"spec", {{"kind", "command"}, {"argv", {"true"}}}}, {"env", json::object()}}},
       {Type::kStarted, {{"job", 7}, {"attempt", 1}, {"pid", 4242}}},
-      {Type::kExited, {{"job", 7}, {"attempt", 1}, {"exit_code", 0}}},
+      {Type::kExited, {{"job", 7}, {"attempt", 1}, {"exit_code", 0}, {"signal", 0}}},
+      {Type::kExitedAck, {{"job", 7}, {"attempt", 1}}},
       {Type::kCancel, {{"job", 7}, {"attempt", 1}}},
+      {Type::kLog, {{"job", 7}, {"attempt", 1}, {"first", 0}, {"lines", json::array({{"stdout", 1.5, "hi"}})}}},
+      {Type::kLogAck, {{"job", 7}, {"attempt", 1}, {"next", 1}}},
       {Type::kEvents, {{"run", "abc"}, {"events", json::array({{{"run", "abc"}, {"seq", 1}, {"type", "heartbeat"}, {"wall", 1.5}}})}}},
       {Type::kEventsAck, {{"run", "abc"}, {"seq", 1}}},
       {Type::kResync, json::object()},

@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +21,27 @@ extern "C" void on_sigchld(int) {
   ssize_t ignored = write(self_pipe[1], &byte, 1);  // a full pipe is fine: the reader is awake anyway
   (void)ignored;
   errno = saved;
+}
+
+// argv0 as the path execve needs: as it is when it holds a '/', else the first executable file
+// of that name in the PATH of `env` (or of this process). "" when there is none.
+std::string find_program(const std::string& argv0, const std::vector<std::string>& env) {
+  if (argv0.find('/') != std::string::npos) return argv0;
+  std::string path = "/usr/local/bin:/usr/bin:/bin";
+  if (const char* own = getenv("PATH")) path = own;
+  for (const std::string& e : env)
+    if (e.rfind("PATH=", 0) == 0) path = e.substr(5);
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t end = path.find(':', start);
+    if (end == std::string::npos) end = path.size();
+    const std::string dir = end > start ? path.substr(start, end - start) : ".";
+    const std::string candidate = dir + "/" + argv0;
+    struct stat st;
+    if (stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(candidate.c_str(), X_OK) == 0) return candidate;
+    start = end + 1;
+  }
+  return "";
 }
 
 void set_flags(int fd) {
@@ -40,32 +63,50 @@ Spawned spawn(const std::vector<std::string>& argv, const std::vector<std::strin
   for (const std::string& e : env) cenv.push_back(const_cast<char*>(e.c_str()));
   cenv.push_back(nullptr);
   const pid_t parent = getpid();
-
-  const pid_t pid = fork();
-  if (pid < 0) {
+  const std::string program = find_program(argv[0], env);
+  if (program.empty()) {
     for (int fd : {out[0], out[1], err[0], err[1], status[0], status[1]}) close(fd);
-    throw SpawnError(std::string("cannot fork: ") + strerror(errno));
+    throw SpawnError("cannot run '" + argv[0] + "': not found in PATH");
   }
+  // Signal handlers must not run in the vfork child, which shares this process's memory.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+
+  // vfork: the child borrows this process's memory until it execs, so starting a job costs no
+  // page-table copy (fork of a large worker). The child only makes system calls on values
+  // prepared above.
+  const pid_t pid = vfork();
   if (pid == 0) {
     setpgid(0, 0);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    int step = 0;  // what failed, for the parent's message
     if (getppid() != parent) _exit(127);  // the worker died before the line above
+    for (int sig = 1; sig < NSIG; ++sig) {
+      struct sigaction current;
+      if (sigaction(sig, nullptr, &current) == 0 && current.sa_handler != SIG_DFL && current.sa_handler != SIG_IGN)
+        signal(sig, SIG_DFL);
+    }
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
-    for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL);
-    int step = 0;  // what failed, for the parent's message
     const int null_fd = open("/dev/null", O_RDONLY);
     if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0) step = 1;
     else if (chdir(cwd.c_str()) != 0) step = 2;
     else {
-      execvpe(cargv[0], cargv.data(), cenv.data());
+      execve(program.c_str(), cargv.data(), cenv.data());
       step = 3;
     }
     const int report[2] = {step, errno};
     ssize_t ignored = write(status[1], report, sizeof report);
     (void)ignored;
     _exit(127);
+  }
+  const int fork_errno = errno;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) {
+    for (int fd : {out[0], out[1], err[0], err[1], status[0], status[1]}) close(fd);
+    throw SpawnError(std::string("cannot start a process: ") + strerror(fork_errno));
   }
   setpgid(pid, pid);  // also here, so the group exists before anyone signals it
   close(out[1]);
@@ -82,7 +123,7 @@ Spawned spawn(const std::vector<std::string>& argv, const std::vector<std::strin
     close(err[0]);
     const std::string why = strerror(report[1]);
     if (report[0] == 2) throw SpawnError("cannot enter the working directory " + cwd + ": " + why);
-    if (report[0] == 3) throw SpawnError("cannot run '" + argv[0] + "': " + why + (report[1] == ENOENT ? " (not found in PATH)" : ""));
+    if (report[0] == 3) throw SpawnError("cannot run '" + argv[0] + "' (" + program + "): " + why);
     throw SpawnError("cannot set up the job's standard streams: " + why);
   }
   set_flags(out[0]);
