@@ -56,6 +56,9 @@ constexpr int kHeartbeatLiveness = 5;  // intervals of silence before a peer is 
 constexpr std::chrono::milliseconds kReconnectMin{250};
 constexpr std::chrono::milliseconds kReconnectMax{8000};
 constexpr std::chrono::milliseconds kCancelGrace{10000};  // SIGTERM → SIGKILL, unless a job says otherwise
+// The same in seconds, as both loops keep time.
+constexpr double kHeartbeatSeconds = kHeartbeatInterval.count() / 1000.0;
+constexpr double kLivenessSeconds = kHeartbeatSeconds * kHeartbeatLiveness;
 
 // Size limits, checked before a body is parsed. decode() sees frames ZeroMQ has already
 // received: the transport must also cap what it receives (ZMQ_MAXMSGSIZE of at least
@@ -64,6 +67,7 @@ constexpr size_t kMaxFrames = 8;
 constexpr size_t kMaxBodyBytes = 8u << 20;   // an EVENTS batch holds at most one 4 MiB table
 constexpr size_t kMaxBlobBytes = 4u << 20;   // one artifact chunk
 constexpr size_t kMaxTypeBytes = 32;
+constexpr size_t kMaxLogLineBytes = 64u << 10;  // one console line in LOG (longer ones are cut)
 constexpr size_t kMaxMessageBytes = kMaxBodyBytes + (kMaxFrames - 3) * kMaxBlobBytes + 64;
 
 enum class Type {

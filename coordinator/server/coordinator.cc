@@ -23,11 +23,10 @@ using nlohmann::json;
 using protocol::Message;
 using protocol::Type;
 
-constexpr double kHeartbeatS = protocol::kHeartbeatInterval.count() / 1000.0;
-constexpr double kLivenessS = kHeartbeatS * protocol::kHeartbeatLiveness;
+constexpr double kHeartbeatS = protocol::kHeartbeatSeconds;
+constexpr double kLivenessS = protocol::kLivenessSeconds;
 constexpr int kMaxMessagesPerTurn = 5000;  // then commit and send, so replies do not wait on a flood
 constexpr double kMaxBackoffS = 60;
-constexpr size_t kMaxLogLineBytes = 64u << 10;
 
 struct LeaseKey {
   int64_t job;
@@ -64,8 +63,6 @@ struct JobState {
   std::map<int, RankEnd> ends;  // of the current attempt
   std::string lost_reason;
 };
-
-double monotonic() { return std::chrono::duration<double>(util::Clock::now().time_since_epoch()).count(); }
 
 std::string describe_end(const RankEnd& e) {
   if (e.signal) return "killed by signal " + std::to_string(e.signal) + " (" + strsignal(e.signal) + ")";
@@ -124,7 +121,7 @@ struct Coordinator::State {
   // --- start-up ----------------------------------------------------------------------------
 
   void recover() {
-    now = monotonic();
+    now = util::monotonic_seconds();
     now_unix = util::unix_time();
     for (jobs::WorkerRow& row : store.workers()) {
       WorkerState w;
@@ -187,7 +184,7 @@ struct Coordinator::State {
     for (size_t i = 0; i < outbox.size(); ++i) {
       wire::send(router, outbox[i].second, &outbox[i].first);
       while (next_latency < pending_latencies.size() && pending_latencies[next_latency].first == i) {
-        latencies_ms.push_back((monotonic() - pending_latencies[next_latency].second) * 1000);
+        latencies_ms.push_back((util::monotonic_seconds() - pending_latencies[next_latency].second) * 1000);
         ++next_latency;
       }
     }
@@ -513,7 +510,7 @@ struct Coordinator::State {
           (l[0] != "stdout" && l[0] != "stderr"))
         return log_bad(w.peer, "LOG: line " + std::to_string(i) + " is not [\"stdout\"|\"stderr\", wall, text]");
       std::string text = l[2].get<std::string>();
-      if (text.size() > kMaxLogLineBytes) text = util::cut(text, kMaxLogLineBytes);
+      if (text.size() > protocol::kMaxLogLineBytes) text = util::cut(text, protocol::kMaxLogLineBytes);
       rows.push_back({first + static_cast<int64_t>(i), l[0].get<std::string>(), l[1].get<double>(), std::move(text)});
     }
     store.append_log(job, attempt, rows);
@@ -735,7 +732,7 @@ struct Coordinator::State {
   void turn(int poll_ms) {
     zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0}};
     wire::poll(items, 1, std::chrono::milliseconds(poll_ms));
-    now = monotonic();
+    now = util::monotonic_seconds();
     now_unix = util::unix_time();
     for (int i = 0; i < kMaxMessagesPerTurn; ++i) {
       std::optional<wire::Received> r = wire::receive(router, true);

@@ -31,14 +31,11 @@ using nlohmann::json;
 using protocol::Message;
 using protocol::Type;
 
-constexpr double kHeartbeatS = protocol::kHeartbeatInterval.count() / 1000.0;
-constexpr double kLivenessS = kHeartbeatS * protocol::kHeartbeatLiveness;
+constexpr double kHeartbeatS = protocol::kHeartbeatSeconds;
+constexpr double kLivenessS = protocol::kLivenessSeconds;
 constexpr double kResendS = 2.0;                  // unacknowledged EXITED and LOG go again after this
-constexpr size_t kMaxLineBytes = 64u << 10;       // longer output lines are cut
 constexpr size_t kMaxLogBatchBytes = 1u << 20;    // one LOG message
 constexpr size_t kMaxBufferedLines = 200000;      // per attempt, unacknowledged; older ones stay in the file only
-
-double monotonic() { return std::chrono::duration<double>(util::Clock::now().time_since_epoch()).count(); }
 
 struct Key {
   int64_t job;
@@ -243,7 +240,7 @@ struct Worker::State {
   }
 
   void add_line(Attempt& a, int stream, std::string text) {
-    if (text.size() > kMaxLineBytes) text = util::cut(text, kMaxLineBytes);
+    if (text.size() > protocol::kMaxLogLineBytes) text = util::cut(text, protocol::kMaxLogLineBytes);
     const char* name = stream == 0 ? "stdout" : "stderr";
     if (a.log_file) a.log_file << text << "\n" << std::flush;
     if (a.unacked.size() >= kMaxBufferedLines) {  // the coordinator is away for long: keep the file, drop the oldest
@@ -267,7 +264,7 @@ struct Worker::State {
           start = nl + 1;
         }
         p.erase(0, start);
-        if (p.size() > kMaxLineBytes) {
+        if (p.size() > protocol::kMaxLogLineBytes) {
           add_line(a, stream, p);
           p.clear();
         }
@@ -414,7 +411,7 @@ struct Worker::State {
           outputs.emplace_back(&a, s);
         }
     wire::poll(items.data(), items.size(), std::chrono::milliseconds(100));
-    now = monotonic();
+    now = util::monotonic_seconds();
     process::drain_child_signal();
     const size_t first_output = socket ? 2 : 1;
     for (size_t i = 0; i < outputs.size(); ++i)
@@ -439,12 +436,12 @@ struct Worker::State {
       send(Type::kBye, json::object());
       socket->set(zmq::sockopt::linger, 1000);  // let BYE leave before the socket closes
     }
-    const double deadline = monotonic() + protocol::kCancelGrace.count() / 1000.0;
+    const double deadline = util::monotonic_seconds() + protocol::kCancelGrace.count() / 1000.0;
     for (auto& [key, a] : attempts)
       if (a.running) process::signal_group(a.pid, SIGTERM);
-    while (!by_pid.empty() && monotonic() < deadline) {
+    while (!by_pid.empty() && util::monotonic_seconds() < deadline) {
       usleep(20000);
-      now = monotonic();
+      now = util::monotonic_seconds();
       reap_children();
     }
     for (auto& [key, a] : attempts)
@@ -466,7 +463,7 @@ const std::string& Worker::name() const { return state_->name; }
 
 void Worker::serve(const std::atomic<bool>& stop) {
   State& s = *state_;
-  s.now = monotonic();
+  s.now = util::monotonic_seconds();
   process::child_signal_fd();
   try {
     s.connect();
