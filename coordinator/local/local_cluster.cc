@@ -12,22 +12,14 @@
 #include <fstream>
 #include <mutex>
 
+#include "common/util/files.h"
+
 extern char** environ;
 
 namespace coordinator {
-namespace {
-
-std::string sibling_i3lab() {
-  std::error_code ec;
-  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  return (ec ? std::filesystem::path(".") : exe.parent_path()).string() + "/i3lab";
-}
-
-}  // namespace
-
 LocalCluster::LocalCluster(LocalOptions options) : options_(std::move(options)) {
   std::filesystem::create_directories(options_.dir);
-  if (options_.i3lab_program.empty()) options_.i3lab_program = sibling_i3lab();
+  if (options_.i3lab_program.empty()) options_.i3lab_program = util::sibling_program("i3lab");
   Options o;
   o.db_path = options_.db_path;
   o.listen = options_.listen;

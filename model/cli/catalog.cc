@@ -3,11 +3,12 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <string>
+
+#include "common/util/files.h"
 
 namespace i3 {
 
@@ -147,10 +148,7 @@ std::vector<cli::Command> model_catalog() {
 void prefer_passive_openmp() { setenv("OMP_WAIT_POLICY", "PASSIVE", /*overwrite=*/0); }
 
 int exec_model_program(char** argv) {
-  char self[PATH_MAX];
-  const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-  std::string program = n > 0 ? std::string(self, static_cast<size_t>(n)) : std::string(argv[0]);
-  program = program.substr(0, program.rfind('/') + 1) + kModelProgram;
+  const std::string program = util::sibling_program(kModelProgram);
   prefer_passive_openmp();
   execv(program.c_str(), argv);
   std::cerr << "i3lab: cannot run " << program << " (" << std::strerror(errno) << "): the model program is built\n"

@@ -16,6 +16,7 @@
 #include <zmq.hpp>
 
 #include "common/util/clock.h"
+#include "common/util/files.h"
 #include "common/util/json.h"
 #include "coordinator/jobs/job_spec.h"
 #include "coordinator/protocol/protocol.h"
@@ -76,12 +77,6 @@ std::string random_suffix() {
   return buf;
 }
 
-std::string own_program_dir() {
-  std::error_code ec;
-  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  return ec ? "." : exe.parent_path().string();
-}
-
 }  // namespace
 
 struct Worker::State {
@@ -104,7 +99,7 @@ struct Worker::State {
     if (!options.log) options.log = [](const std::string& line) { std::cerr << "worker: " << line << std::endl; };
     name = options.name.empty() ? resources::host_name() + "-" + random_suffix() : options.name;
     if (name.size() > 255) throw std::invalid_argument("worker name over 255 bytes");
-    if (options.i3lab_program.empty()) options.i3lab_program = own_program_dir() + "/i3lab";
+    if (options.i3lab_program.empty()) options.i3lab_program = util::sibling_program("i3lab");
     std::error_code ec;
     std::filesystem::create_directories(options.workdir, ec);
     if (ec || !std::filesystem::is_directory(options.workdir))
