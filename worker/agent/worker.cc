@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -57,17 +58,14 @@ struct Attempt {
   int fds[2] = {-1, -1};        // stdout, stderr (read ends)
   std::string partial[2];       // an unfinished last line of each
   std::ofstream log_file;
-  std::vector<Line> unacked;    // lines first_unacked, first_unacked + 1, …
+  std::deque<Line> unacked;     // lines first_unacked, first_unacked + 1, …
   int64_t first_unacked = 0, next_to_send = 0;
   double last_send = 0;
   bool running = false, exited = false, exit_acked = false;
   int exit_code = 0, signal = 0;
   double exited_sent = -1e9;
   double kill_at = 0;           // > 0: SIGKILL the group then
-  bool done() const {
-    return exited && exit_acked && fds[0] < 0 && fds[1] < 0 && next_to_send == first_unacked + static_cast<int64_t>(unacked.size()) &&
-           unacked.empty();
-  }
+  bool done() const { return exited && exit_acked && fds[0] < 0 && fds[1] < 0 && unacked.empty(); }
 };
 
 std::string random_suffix() {
@@ -93,6 +91,7 @@ struct Worker::State {
   std::chrono::milliseconds backoff = protocol::kReconnectMin;
   std::map<Key, Attempt> attempts;
   std::map<pid_t, Key> by_pid;
+  std::map<std::string, std::string> base_env;  // the worker's own environment: every job's starting point
   double now = 0;
 
   explicit State(Options o) : options(std::move(o)) {
@@ -106,6 +105,11 @@ struct Worker::State {
       throw std::runtime_error("cannot create the work folder " + options.workdir + ": " + ec.message());
     options.workdir = std::filesystem::absolute(options.workdir).lexically_normal().string();
     resources = resources::describe(options.offer);
+    for (char** e = environ; *e; ++e) {
+      const std::string kv = *e;
+      const size_t eq = kv.find('=');
+      if (eq != std::string::npos) base_env[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
   }
 
   void log(const std::string& line) { options.log(line); }
@@ -189,12 +193,7 @@ struct Worker::State {
                     std::ios::app);
     try {
       const jobs::JobSpec spec = jobs::parse_job_spec(body["spec"], "ASSIGN job " + std::to_string(key.job));
-      std::map<std::string, std::string> env;
-      for (char** e = environ; *e; ++e) {
-        const std::string kv = *e;
-        const size_t eq = kv.find('=');
-        if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
-      }
+      std::map<std::string, std::string> env = base_env;
       for (const auto& [k, v] : spec.env) env[k] = v;
       for (const auto& [k, v] : body["env"].items())
         if (v.is_string()) env[k] = v.get<std::string>();
@@ -239,7 +238,7 @@ struct Worker::State {
     const char* name = stream == 0 ? "stdout" : "stderr";
     if (a.log_file) a.log_file << text << "\n" << std::flush;
     if (a.unacked.size() >= kMaxBufferedLines) {  // the coordinator is away for long: keep the file, drop the oldest
-      a.unacked.erase(a.unacked.begin());
+      a.unacked.pop_front();
       ++a.first_unacked;
       a.next_to_send = std::max(a.next_to_send, a.first_unacked);
     }
