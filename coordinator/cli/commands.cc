@@ -272,6 +272,7 @@ int bench_scheduler_cmd(const Args& args) {
   options.dir = dir.empty() ? std::string(mkdtemp(tmpl)) : dir;
   options.db_path = options.dir + "/i3lab.db";
   options.listen = "tcp://127.0.0.1:*";
+  options.record_assign_latencies = true;
   LocalCluster cluster(options);
   client::Client c(cluster.endpoint());
   // Wait until every worker has said HELLO, so the clock measures scheduling, not start-up.

@@ -203,10 +203,27 @@ std::vector<WorkerRow> JobStore::workers() {
 }
 
 std::optional<JobRow> JobStore::job(int64_t id) {
-  Stmt s(*db_, (std::string("SELECT ") + kJobColumns + " FROM jobs WHERE id=?").c_str());
+  static const std::string sql = std::string("SELECT ") + kJobColumns + " FROM jobs WHERE id=?";
+  Stmt& s = stmt(5, sql.c_str());
   s.bind(1, id);
-  if (!s.step()) return std::nullopt;
-  return read_job(s, db_->path());
+  std::optional<JobRow> row;
+  try {
+    if (s.step()) row = read_job(s, db_->path());
+  } catch (...) {
+    s.reset();
+    throw;
+  }
+  s.reset();
+  return row;
+}
+
+std::optional<int> JobStore::newest_attempt(int64_t id) {
+  Stmt& s = stmt(6, "SELECT attempt FROM jobs WHERE id=?");
+  s.bind(1, id);
+  std::optional<int> attempt;
+  if (s.step()) attempt = static_cast<int>(s.int64(0));
+  s.reset();
+  return attempt;
 }
 
 std::vector<JobRow> JobStore::list_jobs(int64_t limit, const std::string& status) {
@@ -225,10 +242,12 @@ std::vector<std::pair<std::string, int64_t>> JobStore::final_counts() {
 }
 
 std::vector<LeaseRow> JobStore::leases_of(int64_t job_id, int attempt) {
-  Stmt s(*db_, (std::string("SELECT ") + kLeaseColumns + " FROM job_leases WHERE job_id=? AND attempt=? ORDER BY rank").c_str());
+  static const std::string sql = std::string("SELECT ") + kLeaseColumns + " FROM job_leases WHERE job_id=? AND attempt=? ORDER BY rank";
+  Stmt& s = stmt(7, sql.c_str());
   s.bind(1, job_id).bind(2, static_cast<int64_t>(attempt));
   std::vector<LeaseRow> out;
   while (s.step()) out.push_back(read_lease(s));
+  s.reset();
   return out;
 }
 

@@ -88,6 +88,8 @@ class JobStore {
   std::vector<LeaseRow> open_leases();
   std::vector<WorkerRow> workers();
   std::optional<JobRow> job(int64_t id);
+  // Job `id`'s newest attempt number, without reading its spec.
+  std::optional<int> newest_attempt(int64_t id);
   // Jobs newest first: at most `limit`, optionally only those with `status`.
   std::vector<JobRow> list_jobs(int64_t limit, const std::string& status = "");
   // How many jobs are in each final status.

@@ -23,6 +23,7 @@ LocalCluster::LocalCluster(LocalOptions options) : options_(std::move(options)) 
   Options o;
   o.db_path = options_.db_path;
   o.listen = options_.listen;
+  o.record_assign_latencies = options_.record_assign_latencies;
   auto log = std::make_shared<std::ofstream>(options_.dir + "/coordinator.log", std::ios::app);
   auto mu = std::make_shared<std::mutex>();
   o.log = [log, mu](const std::string& line) {

@@ -22,6 +22,7 @@ struct LocalOptions {
   int workers = 2;
   int slots_per_worker = 0;         // 0: each worker offers every CPU
   std::string i3lab_program;        // "": this executable's `i3lab` sibling
+  bool record_assign_latencies = false;  // Options::record_assign_latencies
 };
 
 class LocalCluster {

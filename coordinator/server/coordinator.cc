@@ -27,6 +27,7 @@ constexpr double kHeartbeatS = protocol::kHeartbeatSeconds;
 constexpr double kLivenessS = protocol::kLivenessSeconds;
 constexpr int kMaxMessagesPerTurn = 5000;  // then commit and send, so replies do not wait on a flood
 constexpr double kMaxBackoffS = 60;
+constexpr int64_t kMaxLogLine = int64_t{1} << 48;  // a line number; first + count stays far from overflow
 
 struct LeaseKey {
   int64_t job;
@@ -102,9 +103,13 @@ struct Coordinator::State {
   std::map<LeaseKey, jobs::LeaseRow> leases;         // open leases
   std::map<std::string, WorkerState> workers;        // by worker id
   std::map<std::string, std::string> worker_by_peer;  // routing identity → worker id
-  std::vector<std::pair<std::string, Message>> outbox;  // sent after the turn's commit
+  struct Outgoing {
+    std::string peer;
+    Message message;
+    double placeable_since = -1;  // an ASSIGN: when its job could first have been placed
+  };
+  std::vector<Outgoing> outbox;  // sent after the turn's commit
   std::vector<double> latencies_ms;
-  std::vector<std::pair<size_t, double>> pending_latencies;  // outbox index, placeable since
   bool placement_dirty = true;
   double now = 0;       // monotonic seconds, this turn
   double now_unix = 0;  // wall clock, this turn
@@ -167,29 +172,25 @@ struct Coordinator::State {
 
   // --- sending -----------------------------------------------------------------------------
 
-  void post(const std::string& peer, Type type, json body) {
+  void post(const std::string& peer, Type type, json body, double placeable_since = -1) {
     Message m;
     m.type = type;
     m.body = std::move(body);
-    outbox.emplace_back(peer, std::move(m));
+    outbox.push_back({peer, std::move(m), placeable_since});
   }
 
-  void post_to_worker(WorkerState& w, Type type, json body) {
-    post(w.peer, type, std::move(body));
+  void post_to_worker(WorkerState& w, Type type, json body, double placeable_since = -1) {
+    post(w.peer, type, std::move(body), placeable_since);
     w.sent = now;
   }
 
   void flush_outbox() {
-    size_t next_latency = 0;
-    for (size_t i = 0; i < outbox.size(); ++i) {
-      wire::send(router, outbox[i].second, &outbox[i].first);
-      while (next_latency < pending_latencies.size() && pending_latencies[next_latency].first == i) {
-        latencies_ms.push_back((util::monotonic_seconds() - pending_latencies[next_latency].second) * 1000);
-        ++next_latency;
-      }
+    for (const Outgoing& o : outbox) {
+      wire::send(router, o.message, &o.peer);
+      if (o.placeable_since >= 0 && options.record_assign_latencies)
+        latencies_ms.push_back((util::monotonic_seconds() - o.placeable_since) * 1000);
     }
     outbox.clear();
-    pending_latencies.clear();
   }
 
   void log_bad(const std::string& peer, const std::string& what) {
@@ -367,10 +368,10 @@ struct Coordinator::State {
         env["MASTER_PORT"] = std::to_string(master_port);
       }
       WorkerState& w = workers.at(p.worker);
-      pending_latencies.emplace_back(outbox.size(), std::max(j.placeable_since, w.freed));
       post_to_worker(w, Type::kAssign,
                      {{"job", j.row.id}, {"attempt", j.row.attempt}, {"rank", r}, {"session", w.session},
-                      {"spec", spec_json}, {"env", env}});
+                      {"spec", spec_json}, {"env", env}},
+                     std::max(j.placeable_since, w.freed));
     }
   }
 
@@ -420,7 +421,7 @@ struct Coordinator::State {
     w.node.capacity = capacity_from(w.row.resources);
     store.save_worker(w.row);
     post_to_worker(w, Type::kWelcome, {{"worker", id}, {"session", w.session}, {"heartbeat_ms", protocol::kHeartbeatInterval.count()}});
-    log("worker " + id + " (" + w.row.hostname + ", " + std::to_string(w.node.capacity.cpu_slots) + " slots, " +
+    log("worker " + id + " (" + util::cut(w.row.hostname, 64) + ", " + std::to_string(w.node.capacity.cpu_slots) + " slots, " +
         std::to_string(w.node.capacity.gpus.size()) + " GPUs) " + (known ? "is back" : "joined") + ", session " +
         std::to_string(w.session));
 
@@ -496,12 +497,9 @@ struct Coordinator::State {
     const int attempt = body["attempt"].get<int>();
     const int64_t first = body["first"].get<int64_t>();
     const json& lines = body["lines"];
-    if (first < 0) return log_bad(w.peer, "LOG: \"first\" is negative");
+    if (first < 0 || first > kMaxLogLine) return log_bad(w.peer, "LOG: \"first\" is outside 0.." + std::to_string(kMaxLogLine));
     auto jit = jobs.find(job);
-    const int newest = jit != jobs.end() ? jit->second.row.attempt : [&] {
-      const auto row = store.job(job);
-      return row ? row->attempt : 0;
-    }();
+    const int newest = jit != jobs.end() ? jit->second.row.attempt : store.newest_attempt(job).value_or(0);
     if (attempt < 1 || attempt > newest) return log_bad(w.peer, "LOG for job " + std::to_string(job) + " attempt " + std::to_string(attempt) + ", which does not exist");
     std::vector<jobs::LogLine> rows;
     for (size_t i = 0; i < lines.size(); ++i) {

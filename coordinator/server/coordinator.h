@@ -30,6 +30,9 @@ struct Options {
   std::string listen = "tcp://127.0.0.1:5555";
   // Listening beyond this machine without worker keys needs this (say so, on purpose).
   bool insecure = false;
+  // Keep every ASSIGN's latency for assign_latencies_ms() (a benchmark; a long-lived
+  // coordinator would grow by one number per job).
+  bool record_assign_latencies = false;
   // Where log lines go (one line each, no newline); default: stderr.
   std::function<void(const std::string&)> log;
 };
@@ -53,7 +56,8 @@ class Coordinator {
 
   // For `i3lab bench scheduler`: per ASSIGN, milliseconds from the moment the job could have
   // been placed (submitted, or its worker's capacity freed, whichever is later) until the
-  // ASSIGN left, after its commit. Read after serve() returned.
+  // ASSIGN left, after its commit. Read after serve() returned; empty unless
+  // Options::record_assign_latencies.
   const std::vector<double>& assign_latencies_ms() const;
 
  private:
