@@ -61,14 +61,16 @@ constexpr double kHeartbeatSeconds = kHeartbeatInterval.count() / 1000.0;
 constexpr double kLivenessSeconds = kHeartbeatSeconds * kHeartbeatLiveness;
 
 // Size limits, checked before a body is parsed. decode() sees frames ZeroMQ has already
-// received: the transport must also cap what it receives (ZMQ_MAXMSGSIZE of at least
-// kMaxMessageBytes), so that a 1 GB frame is dropped by ZeroMQ, not allocated.
+// received: the transport must also cap what it receives, so that a 1 GB frame is dropped by
+// ZeroMQ, not allocated. libzmq applies ZMQ_MAXMSGSIZE to each frame as it decodes it (a peer
+// sending a larger one is disconnected): the transport sets it to kMaxFrameBytes, the largest
+// frame this protocol has.
 constexpr size_t kMaxFrames = 8;
 constexpr size_t kMaxBodyBytes = 8u << 20;   // an EVENTS batch holds at most one 4 MiB table
 constexpr size_t kMaxBlobBytes = 4u << 20;   // one artifact chunk
 constexpr size_t kMaxTypeBytes = 32;
 constexpr size_t kMaxLogLineBytes = 64u << 10;  // one console line in LOG (longer ones are cut)
-constexpr size_t kMaxMessageBytes = kMaxBodyBytes + (kMaxFrames - 3) * kMaxBlobBytes + 64;
+constexpr size_t kMaxFrameBytes = kMaxBodyBytes > kMaxBlobBytes ? kMaxBodyBytes : kMaxBlobBytes;
 
 enum class Type {
   kHello,

@@ -6,10 +6,12 @@
 namespace wire {
 
 void configure(zmq::socket_t& socket) {
-  socket.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(protocol::kMaxMessageBytes));
+  socket.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(protocol::kMaxFrameBytes));
   socket.set(zmq::sockopt::linger, 0);
-  socket.set(zmq::sockopt::sndhwm, 100000);
-  socket.set(zmq::sockopt::rcvhwm, 100000);
+  // Messages queued per peer, each way (ZeroMQ's default, said here because it bounds what a
+  // peer that floods or stops reading can make this process hold).
+  socket.set(zmq::sockopt::sndhwm, 1000);
+  socket.set(zmq::sockopt::rcvhwm, 1000);
 }
 
 bool send(zmq::socket_t& socket, const protocol::Message& message, const std::string* peer) {

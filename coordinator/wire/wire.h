@@ -14,8 +14,8 @@
 
 namespace wire {
 
-// Socket options every i3lab socket gets: the receive cap (protocol::kMaxMessageBytes), no
-// linger on close, bounded queues.
+// Socket options every i3lab socket gets: the receive cap per frame (protocol::kMaxFrameBytes),
+// no linger on close, bounded queues.
 void configure(zmq::socket_t& socket);
 
 // Sends `message`; `peer` (ROUTER only) is the routing identity. Returns false if dropped.
