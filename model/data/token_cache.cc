@@ -274,9 +274,10 @@ std::unique_ptr<TokenCache> TokenCache::open(const std::string& cache_dir, const
     cache->val_.push_back({span[2], span[3]});
   }
   cache->data_ = p + header_size(n);
-  // Every id must be one the model can embed: the vocabulary's, or the separator token.
+  // Every id must be one the model can embed: the vocabulary's, or the separator token. A
+  // cache this call just wrote holds this tokenizer's ids: only one found on disk is scanned.
   const int64_t limit = std::max<int64_t>(tokenizer.vocab_size(), options.separator_token + 1);
-  for (int64_t i = 0; i < cache->count_; ++i)
+  for (int64_t i = 0; !cache->built_now_ && i < cache->count_; ++i)
     if (cache->token(i) >= limit)
       throw std::runtime_error(cache->path_ + ": token " + std::to_string(i) + " is id " + std::to_string(cache->token(i)) +
                                ", outside the vocabulary's " + std::to_string(tokenizer.vocab_size()) +

@@ -58,7 +58,7 @@ ZipEntries zip_entries(const util::RegularFile& file) {
   if (count == 0xFFFF || cd_offset == 0xFFFFFFFF) throw fail("zip64 archives (over 4 GB) are not supported");
   const uint64_t eocd_at = tail_at + eocd;
   if (uint64_t(cd_offset) + cd_size > eocd_at) throw fail("zip central directory out of bounds");
-  const std::string cd = read_bytes(file, cd_offset, eocd_at - cd_offset);  // the directory, up to the record
+  const std::string cd = read_bytes(file, cd_offset, cd_size);  // the directory as the record sizes it
   ZipEntries entries;
   size_t at = 0;
   for (uint32_t i = 0; i < count; ++i) {
