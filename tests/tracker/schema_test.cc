@@ -3,6 +3,7 @@
 #include "tracker/db/schema.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include "tests/test_paths.h"
 
@@ -145,6 +146,17 @@ TEST(TrackerSchema, ReadOnlyDoesNotCreateAMissingFile) {
   const std::string error = open_error(path, OpenMode::kReadOnly);
   EXPECT_EQ(error, path + ": no such database file");
   for (const char* suffix : {"", "-wal", "-shm", "-journal"}) EXPECT_FALSE(std::filesystem::exists(path + suffix)) << suffix;
+}
+
+TEST(TrackerSchema, AFifoOrADirectoryIsRefusedNotWaitedOn) {
+  const std::string fifo = test_path("db.fifo");
+  std::filesystem::remove(fifo);
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  for (OpenMode mode : {OpenMode::kReadOnly, OpenMode::kReadWrite})
+    EXPECT_EQ(open_error(fifo, mode), fifo + ": not a regular file, so not a database; it was left untouched");
+  const std::string dir = test_path("db.dir");
+  std::filesystem::create_directories(dir);
+  EXPECT_EQ(open_error(dir, OpenMode::kReadOnly), dir + ": not a regular file, so not a database; it was left untouched");
 }
 
 TEST(TrackerSchema, ReadOnlyReadsAnOlderFileAsItIs) {

@@ -191,6 +191,8 @@ std::unique_ptr<Db> open_database(const std::string& path, OpenMode mode, int ma
   const int flags = mode == OpenMode::kReadOnly ? SQLITE_OPEN_READONLY
                                                 : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
   if (!exists && mode == OpenMode::kReadOnly) throw DbError(path + ": no such database file");
+  // SQLite would wait forever on a FIFO and read a device as a database.
+  if (exists && !S_ISREG(st.st_mode)) throw DbError(path + ": not a regular file, so not a database; it was left untouched");
   auto db = std::make_unique<Db>(path, flags | SQLITE_OPEN_NOMUTEX);
 
   // Look before writing anything: journal_mode=WAL alone rewrites the header.

@@ -27,6 +27,11 @@ int64_t run_sql(Db& db, const char* sql) {
   return changes(db);
 }
 
+// The newest migration that changed tables the merge reads (3: runs.event_seq). A source of that
+// schema or later is attached as it is; only an older one is copied and upgraded first.
+// (Migration 4 added the coordinator's tables, which sync does not read.)
+constexpr int kNewestReadSchema = 3;
+
 int64_t user_version(Db& db) {
   Stmt s(db, "PRAGMA user_version");
   return s.step() ? s.int64(0) : 0;
@@ -78,7 +83,7 @@ SyncReport sync_databases(const std::string& from, const std::string& to) {
   std::optional<UpgradedCopy> copy;  // outlives the connection that attaches it
   auto source = open_database(from, OpenMode::kReadOnly);
   auto db = open_database(to, OpenMode::kReadWrite);
-  if (user_version(*source) < schema_version()) copy.emplace(*source, to);
+  if (user_version(*source) < kNewestReadSchema) copy.emplace(*source, to);
   source.reset();
   {
     Stmt attach(*db, "ATTACH DATABASE ? AS src");
