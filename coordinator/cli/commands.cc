@@ -154,9 +154,10 @@ int logs_cmd(const Args& args) {
   const int64_t id = job_id_arg(args);
   client::Client c(endpoint_of(args));
   int attempt = static_cast<int>(args.get_int("attempt", 0, 0, 1 << 20));
+  const int64_t rank = args.get_int("rank", 0, 0, jobs::kMaxRanks - 1);
   int64_t after = -1;
   while (true) {
-    const json r = c.call("logs", {{"id", id}, {"attempt", attempt}, {"after", after}});
+    const json r = c.call("logs", {{"id", id}, {"attempt", attempt}, {"rank", rank}, {"after", after}});
     for (const json& l : r["lines"]) {
       (l[1] == "stderr" ? std::cerr : std::cout) << l[3].get<std::string>() << "\n";
       after = l[0].get<int64_t>();
@@ -335,10 +336,11 @@ std::vector<cli::Command> coordinator_commands() {
       {"cancel", "cancel a job (SIGTERM, then SIGKILL after its grace period)",
        std::string("usage: i3lab cancel ID [--coordinator ENDPOINT]\n") + kEndpointHelp, {{"coordinator"}, {}}, cancel_cmd},
       {"logs", "a job's console output",
-       std::string("usage: i3lab logs ID [--coordinator ENDPOINT] [--attempt N] [--follow]\n"
-                   "The newest attempt's stdout and stderr; --follow waits for more until the job ends.\n") +
+       std::string("usage: i3lab logs ID [--coordinator ENDPOINT] [--attempt N] [--rank R] [--follow]\n"
+                   "The newest attempt's stdout and stderr (of rank R of a multi-rank job, default 0); --follow\n"
+                   "waits for more until the job ends.\n") +
            kEndpointHelp,
-       {{"coordinator", "attempt"}, {"follow"}}, logs_cmd},
+       {{"coordinator", "attempt", "rank"}, {"follow"}}, logs_cmd},
       {"up", "start a coordinator and local workers, submit CONFIG, show progress",
        "usage: i3lab up CONFIG [--workers N] [--slots N] [--exit-when-done] [--db FILE] [--listen ENDPOINT] [--dir DIR]\n"
        "Starts a coordinator (database FILE, default i3lab.db; ENDPOINT default tcp://127.0.0.1:5555) and N\n"

@@ -161,12 +161,13 @@ void JobStore::save_worker(const WorkerRow& w) {
   s.run();
 }
 
-void JobStore::append_log(int64_t job_id, int attempt, const std::vector<LogLine>& lines) {
+void JobStore::append_log(int64_t job_id, int attempt, int rank, const std::vector<LogLine>& lines) {
   if (lines.empty()) return;
   begin();
-  Stmt& s = stmt(4, "INSERT OR IGNORE INTO job_logs(job_id, attempt, line, stream, wall, text) VALUES(?,?,?,?,?,?)");
+  Stmt& s = stmt(4, "INSERT OR IGNORE INTO job_logs(job_id, attempt, rank, line, stream, wall, text) VALUES(?,?,?,?,?,?,?)");
   for (const LogLine& l : lines) {
-    s.bind(1, job_id).bind(2, static_cast<int64_t>(attempt)).bind(3, l.line).bind(4, l.stream).bind(5, l.wall).bind(6, l.text);
+    s.bind(1, job_id).bind(2, static_cast<int64_t>(attempt)).bind(3, static_cast<int64_t>(rank)).bind(4, l.line);
+    s.bind(5, l.stream).bind(6, l.wall).bind(7, l.text);
     s.run();
   }
 }
@@ -251,9 +252,9 @@ std::vector<LeaseRow> JobStore::leases_of(int64_t job_id, int attempt) {
   return out;
 }
 
-std::vector<LogLine> JobStore::log_lines(int64_t job_id, int attempt, int64_t after, int64_t limit) {
-  Stmt s(*db_, "SELECT line, stream, wall, text FROM job_logs WHERE job_id=? AND attempt=? AND line>? ORDER BY line LIMIT ?");
-  s.bind(1, job_id).bind(2, static_cast<int64_t>(attempt)).bind(3, after).bind(4, limit);
+std::vector<LogLine> JobStore::log_lines(int64_t job_id, int attempt, int rank, int64_t after, int64_t limit) {
+  Stmt s(*db_, "SELECT line, stream, wall, text FROM job_logs WHERE job_id=? AND attempt=? AND rank=? AND line>? ORDER BY line LIMIT ?");
+  s.bind(1, job_id).bind(2, static_cast<int64_t>(attempt)).bind(3, static_cast<int64_t>(rank)).bind(4, after).bind(5, limit);
   std::vector<LogLine> out;
   while (s.step()) out.push_back({s.int64(0), s.text(1), s.real(2), s.text(3)});
   return out;

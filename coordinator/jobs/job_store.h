@@ -77,8 +77,9 @@ class JobStore {
   void save_job(const JobRow& job);
   void save_lease(const LeaseRow& lease);
   void save_worker(const WorkerRow& worker);
-  // Stores lines first, first+1, … of an attempt's console (lines already stored are kept).
-  void append_log(int64_t job_id, int attempt, const std::vector<LogLine>& lines);
+  // Stores lines first, first+1, … of one rank's console in an attempt (lines already stored
+  // are kept).
+  void append_log(int64_t job_id, int attempt, int rank, const std::vector<LogLine>& lines);
   // Commits the open group, if any.
   void commit();
   bool pending() const { return in_transaction_; }
@@ -95,8 +96,8 @@ class JobStore {
   // How many jobs are in each final status.
   std::vector<std::pair<std::string, int64_t>> final_counts();
   std::vector<LeaseRow> leases_of(int64_t job_id, int attempt);
-  // Console lines of an attempt after line `after` (at most `limit`).
-  std::vector<LogLine> log_lines(int64_t job_id, int attempt, int64_t after, int64_t limit);
+  // Console lines of one rank of an attempt after line `after` (at most `limit`).
+  std::vector<LogLine> log_lines(int64_t job_id, int attempt, int rank, int64_t after, int64_t limit);
 
  private:
   void begin();

@@ -23,7 +23,9 @@
 //              "logs") with its arguments
 //
 // Leases. ASSIGN names a job and an attempt; only that attempt's STARTED, EXITED and EVENTS
-// count. A worker that returns says in HELLO which attempts it still runs, so the coordinator
+// count. A multi-rank attempt has one lease per rank: ASSIGN, STARTED, EXITED, EXITED_ACK,
+// CANCEL, LOG and LOG_ACK then also carry "rank" (an optional integer, 0 when absent), and
+// each rank numbers its own LOG lines. A worker that returns says in HELLO which attempts it still runs, so the coordinator
 // re-queues exactly the others, and nothing runs twice.
 //
 // Timing (Paranoid Pirate): each side sends HEARTBEAT when it has sent nothing else for

@@ -496,7 +496,9 @@ struct Coordinator::State {
     const int64_t job = body["job"].get<int64_t>();
     const int attempt = body["attempt"].get<int>();
     const int64_t first = body["first"].get<int64_t>();
+    const int64_t rank = int_field(body, "rank");
     const json& lines = body["lines"];
+    if (rank < 0 || rank >= jobs::kMaxRanks) return log_bad(w.peer, "LOG: \"rank\" is outside 0.." + std::to_string(jobs::kMaxRanks - 1));
     if (first < 0 || first > kMaxLogLine) return log_bad(w.peer, "LOG: \"first\" is outside 0.." + std::to_string(kMaxLogLine));
     auto jit = jobs.find(job);
     const int newest = jit != jobs.end() ? jit->second.row.attempt : store.newest_attempt(job).value_or(0);
@@ -511,8 +513,9 @@ struct Coordinator::State {
       if (text.size() > protocol::kMaxLogLineBytes) text = util::cut(text, protocol::kMaxLogLineBytes);
       rows.push_back({first + static_cast<int64_t>(i), l[0].get<std::string>(), l[1].get<double>(), std::move(text)});
     }
-    store.append_log(job, attempt, rows);
-    post_to_worker(w, Type::kLogAck, {{"job", job}, {"attempt", attempt}, {"next", first + static_cast<int64_t>(rows.size())}});
+    store.append_log(job, attempt, static_cast<int>(rank), rows);
+    post_to_worker(w, Type::kLogAck,
+                   {{"job", job}, {"attempt", attempt}, {"rank", rank}, {"next", first + static_cast<int64_t>(rows.size())}});
   }
 
   void worker_lost(WorkerState& w, const std::string& why) {
@@ -644,12 +647,13 @@ struct Coordinator::State {
     if (!row) throw std::invalid_argument("no job " + std::to_string(id));
     int attempt = static_cast<int>(int_field(args, "attempt", 0));
     if (attempt <= 0) attempt = row->attempt;
+    const int rank = static_cast<int>(std::clamp<int64_t>(int_field(args, "rank", 0), 0, jobs::kMaxRanks - 1));
     const int64_t after = int_field(args, "after", -1);
     const int64_t limit = std::clamp<int64_t>(int_field(args, "limit", 10000), 1, 100000);
     json lines = json::array();
-    for (const jobs::LogLine& l : store.log_lines(id, attempt, after, limit))
+    for (const jobs::LogLine& l : store.log_lines(id, attempt, rank, after, limit))
       lines.push_back({l.line, l.stream, l.wall, l.text});
-    return {{"id", id}, {"attempt", attempt}, {"attempts", row->attempt}, {"status", row->status}, {"lines", lines}};
+    return {{"id", id}, {"attempt", attempt}, {"rank", rank}, {"attempts", row->attempt}, {"status", row->status}, {"lines", lines}};
   }
 
   void on_request(const std::string& peer, const json& body) {

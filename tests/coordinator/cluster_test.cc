@@ -3,6 +3,7 @@
 // worker and coordinator deaths, cancellation, timeouts and retries.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 
 #include "tests/cluster.h"
@@ -206,6 +207,23 @@ TEST(Cluster, JobsArePlacedWhereTheirResourcesFit) {
   EXPECT_EQ(lines.count(std::to_string(gang) + " rank=1 world=2 gpus="), 1u);
   EXPECT_EQ(lines.count(std::to_string(gpu_job) + " rank= world= gpus=0"), 1u);
   EXPECT_EQ(lines.count(std::to_string(labelled) + " rank= world= gpus="), 1u);
+}
+
+TEST(Cluster, EachRankOfAGangKeepsItsOwnConsole) {
+  const std::string dir = cluster_dir();
+  Coordinator c = start_coordinator(dir);
+  auto w1 = start_worker(dir, c.endpoint, "w1", {"--slots", "2"});
+  const int64_t id = submit(dir, c.endpoint, {{"kind", "command"}, {"argv", {"sh", "-c", "for i in 1 2 3; do echo rank $RANK line $i; done"}},
+                                              {"distributed", {{"ranks", 2}}}});
+  ASSERT_TRUE(eventually([&] { return jobs_by_id(jobs_json(c.endpoint))[id]["status"] == "succeeded"; }));
+  for (const std::string rank : {"0", "1"}) {
+    I3labResult r;
+    ASSERT_TRUE(eventually([&] {
+      r = i3lab({"logs", std::to_string(id), "--rank", rank, "--coordinator", c.endpoint});
+      return std::count(r.out.begin(), r.out.end(), '\n') >= 3;
+    })) << r.out << r.err;
+    EXPECT_EQ(r.out, "rank " + rank + " line 1\nrank " + rank + " line 2\nrank " + rank + " line 3\n");
+  }
 }
 
 TEST(Cluster, BadSubmissionsAreRefusedNamingTheField) {

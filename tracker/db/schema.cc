@@ -119,6 +119,16 @@ CREATE TABLE job_logs(
   stream TEXT NOT NULL, wall REAL NOT NULL, text TEXT NOT NULL,
   PRIMARY KEY(job_id, attempt, line)) WITHOUT ROWID;
 )SQL",
+    // 5: console lines per rank: the ranks of a multi-rank attempt each number their own lines.
+    R"SQL(
+CREATE TABLE job_logs_by_rank(
+  job_id INTEGER NOT NULL, attempt INTEGER NOT NULL, rank INTEGER NOT NULL, line INTEGER NOT NULL,
+  stream TEXT NOT NULL, wall REAL NOT NULL, text TEXT NOT NULL,
+  PRIMARY KEY(job_id, attempt, rank, line)) WITHOUT ROWID;
+INSERT INTO job_logs_by_rank SELECT job_id, attempt, 0, line, stream, wall, text FROM job_logs;
+DROP TABLE job_logs;
+ALTER TABLE job_logs_by_rank RENAME TO job_logs;
+)SQL",
 };
 
 // Switches a new file to WAL (the mode is stored in the file, so once is enough). The switch

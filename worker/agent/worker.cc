@@ -293,7 +293,7 @@ struct Worker::State {
         bytes += l.text.size() + 32;
         ++a.next_to_send;
       }
-      send(Type::kLog, {{"job", a.key.job}, {"attempt", a.key.attempt}, {"first", first}, {"lines", lines}});
+      send(Type::kLog, {{"job", a.key.job}, {"attempt", a.key.attempt}, {"rank", a.key.rank}, {"first", first}, {"lines", lines}});
       a.last_send = now;
     }
   }
@@ -347,15 +347,13 @@ struct Worker::State {
         break;
       }
       case Type::kLogAck: {
-        const int64_t job = m.body["job"].get<int64_t>();
-        const int attempt = m.body["attempt"].get<int>();
-        for (auto& [key, a] : attempts) {
-          if (key.job != job || key.attempt != attempt) continue;
-          const int64_t next = std::min(m.body["next"].get<int64_t>(), a.first_unacked + static_cast<int64_t>(a.unacked.size()));
-          if (next > a.first_unacked) {
-            a.unacked.erase(a.unacked.begin(), a.unacked.begin() + (next - a.first_unacked));
-            a.first_unacked = next;
-          }
+        auto it = attempts.find({m.body["job"].get<int64_t>(), m.body["attempt"].get<int>(), static_cast<int>(m.body.value("rank", 0))});
+        if (it == attempts.end()) break;
+        Attempt& a = it->second;
+        const int64_t next = std::min(m.body["next"].get<int64_t>(), a.first_unacked + static_cast<int64_t>(a.unacked.size()));
+        if (next > a.first_unacked) {
+          a.unacked.erase(a.unacked.begin(), a.unacked.begin() + (next - a.first_unacked));
+          a.first_unacked = next;
         }
         break;
       }
