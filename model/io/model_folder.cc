@@ -4,9 +4,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
-#include <sstream>
 
-#include "common/util/files.h"
 #include "common/util/json.h"
 #include "model/io/safetensors.h"
 #include "model/io/torch_checkpoint.h"
@@ -20,12 +18,6 @@ namespace {
 constexpr size_t kQuoteChars = 64;
 
 std::string quote(const std::string& name) { return util::brief(name, kQuoteChars); }
-
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string out = "[";
-  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
-  return out + "]";
-}
 
 // The layer a tensor name belongs to: "layers.N.hybrid.…" → (N, false), "layers.N.attn.…" →
 // (N, true); nothing for any other name. Parsed by hand, in one pass: a name is untrusted
@@ -108,9 +100,9 @@ ModelFolder load_model_folder(const std::string& dir) {
   for (const auto& [name, shape] : needed) {
     auto it = weights.find(name);
     if (it == weights.end()) throw std::runtime_error(dir + ": weights lack tensor " + name);
-    if (it->second.sizes().vec() != shape)
-      throw std::runtime_error(dir + ": tensor " + name + " has shape " + shape_text(it->second.sizes().vec()) +
-                               ", the model needs " + shape_text(shape));
+    if (it->second.sizes() != c10::IntArrayRef(shape))
+      throw std::runtime_error(dir + ": tensor " + name + " has shape " + c10::str(it->second.sizes()) +
+                               ", the model needs " + c10::str(c10::IntArrayRef(shape)));
   }
   if (weights.size() != needed.size()) {
     for (const auto& [name, shape] : needed) weights.erase(name);

@@ -6,14 +6,11 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/util/clock.h"
 #include "tracker/run/run.h"
 
 namespace tracker {
 namespace {
-
-double wall_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 // utime + stime of this process, in seconds (/proc/self/stat fields 14 and 15).
 double process_cpu_seconds() {
@@ -100,7 +97,7 @@ struct SystemSampler::Nvml {
 };
 
 SystemSampler::SystemSampler() : nvml_(Nvml::load()) {
-  last_wall_ = wall_seconds();
+  last_wall_ = util::monotonic_seconds();
   last_process_cpu_ = process_cpu_seconds();
   machine_jiffies(&last_busy_, &last_total_);
 }
@@ -111,7 +108,7 @@ int SystemSampler::gpu_count() const { return nvml_ ? static_cast<int>(nvml_->co
 
 std::vector<std::pair<std::string, double>> SystemSampler::sample() {
   std::vector<std::pair<std::string, double>> out;
-  const double wall = wall_seconds(), cpu = process_cpu_seconds();
+  const double wall = util::monotonic_seconds(), cpu = process_cpu_seconds();
   if (wall > last_wall_) out.emplace_back("system/cpu_percent", 100.0 * (cpu - last_process_cpu_) / (wall - last_wall_));
   last_wall_ = wall, last_process_cpu_ = cpu;
   unsigned long long busy, total;
