@@ -57,10 +57,10 @@ std::string read_file(const std::string& path, uint64_t max_bytes) {
   return out;
 }
 
-std::string sibling_program(const std::string& name) {
+std::string sibling_program(const std::string& name, const std::string& argv0) {
   char self[4096];
   const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-  const std::string exe = n > 0 ? std::string(self, static_cast<size_t>(n)) : std::string("./i3lab");
+  const std::string exe = n > 0 ? std::string(self, static_cast<size_t>(n)) : argv0;
   return exe.substr(0, exe.rfind('/') + 1) + name;
 }
 

@@ -22,9 +22,10 @@ std::string read_file(const std::string& path, uint64_t max_bytes = kMaxDocument
 // waited on). Throws as read_file does.
 uint64_t regular_file_size(const std::string& path);
 
-// `name` in the folder of this process's executable (/proc/self/exe): the programs i3lab is
-// built as live side by side (i3lab, i3lab-model), and each starts the others from there.
-std::string sibling_program(const std::string& name);
+// `name` in the folder of this process's executable (/proc/self/exe; without /proc, the
+// folder of `argv0`, else the working directory): the programs i3lab is built as live side by
+// side (i3lab, i3lab-model), and each starts the others from there.
+std::string sibling_program(const std::string& name, const std::string& argv0 = "");
 
 // An open regular file, for readers that take a file piece by piece (a weights file is read
 // header first, so nothing is allocated before the header is checked). The constructor

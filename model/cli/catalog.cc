@@ -148,7 +148,7 @@ std::vector<cli::Command> model_catalog() {
 void prefer_passive_openmp() { setenv("OMP_WAIT_POLICY", "PASSIVE", /*overwrite=*/0); }
 
 int exec_model_program(char** argv) {
-  const std::string program = util::sibling_program(kModelProgram);
+  const std::string program = util::sibling_program(kModelProgram, argv[0]);
   prefer_passive_openmp();
   execv(program.c_str(), argv);
   std::cerr << "i3lab: cannot run " << program << " (" << std::strerror(errno) << "): the model program is built\n"
