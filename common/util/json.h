@@ -35,6 +35,9 @@ std::optional<nlohmann::json> try_parse_json(std::string_view text);
 // parse_json() of a whole file (util::read_file's checks and kMaxDocumentBytes).
 nlohmann::json read_json_file(const std::string& path);
 
+// How much of an input value an error message quotes: enough to recognise it, never a flood.
+constexpr size_t kQuoteChars = 64;
+
 // `value` as JSON text for an error message: cut() to `max_chars` (a config value may be a
 // 4 MB string).
 std::string brief(const nlohmann::json& value, size_t max_chars = 80);

@@ -15,28 +15,28 @@ using nlohmann::json;
 }
 
 std::vector<std::string> string_list(const json& v, const std::string& origin, const std::string& field) {
-  if (!v.is_array()) fail(origin, field, "must be an array of strings, got " + util::brief(v, 64));
+  if (!v.is_array()) fail(origin, field, "must be an array of strings, got " + util::brief(v, util::kQuoteChars));
   std::vector<std::string> out;
   for (const json& s : v) {
-    if (!s.is_string()) fail(origin, field, "must be an array of strings, got an item " + util::brief(s, 64));
+    if (!s.is_string()) fail(origin, field, "must be an array of strings, got an item " + util::brief(s, util::kQuoteChars));
     out.push_back(s.get<std::string>());
   }
   return out;
 }
 
 std::map<std::string, std::string> string_map(const json& v, const std::string& origin, const std::string& field) {
-  if (!v.is_object()) fail(origin, field, "must be an object of strings, got " + util::brief(v, 64));
+  if (!v.is_object()) fail(origin, field, "must be an object of strings, got " + util::brief(v, util::kQuoteChars));
   std::map<std::string, std::string> out;
   for (const auto& [k, s] : v.items()) {
     if (k.empty()) fail(origin, field, "has an empty key");
-    if (!s.is_string()) fail(origin, field + "." + k, "must be a string, got " + util::brief(s, 64));
+    if (!s.is_string()) fail(origin, field + "." + k, "must be a string, got " + util::brief(s, util::kQuoteChars));
     out[k] = s.get<std::string>();
   }
   return out;
 }
 
 int64_t integer(const json& v, const std::string& origin, const std::string& field, int64_t min, int64_t max) {
-  if (!v.is_number_integer()) fail(origin, field, "must be an integer, got " + util::brief(v, 64));
+  if (!v.is_number_integer()) fail(origin, field, "must be an integer, got " + util::brief(v, util::kQuoteChars));
   if (v.is_number_unsigned() ? v.get<uint64_t>() > static_cast<uint64_t>(max) : (v.get<int64_t>() < min || v.get<int64_t>() > max))
     fail(origin, field, "must be in [" + std::to_string(min) + ", " + std::to_string(max) + "], got " + v.dump());
   return v.get<int64_t>();
@@ -44,12 +44,12 @@ int64_t integer(const json& v, const std::string& origin, const std::string& fie
 
 double seconds(const json& v, const std::string& origin, const std::string& field) {
   if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < 0 || v.get<double>() > 1e9)
-    fail(origin, field, "must be a number of seconds in [0, 1e9], got " + util::brief(v, 64));
+    fail(origin, field, "must be a number of seconds in [0, 1e9], got " + util::brief(v, util::kQuoteChars));
   return v.get<double>();
 }
 
 Resources parse_resources(const json& v, const std::string& origin) {
-  if (!v.is_object()) fail(origin, "resources", "must be an object, got " + util::brief(v, 64));
+  if (!v.is_object()) fail(origin, "resources", "must be an object, got " + util::brief(v, util::kQuoteChars));
   Resources r;
   for (const auto& [k, x] : v.items()) {
     const std::string field = "resources." + k;
@@ -65,14 +65,14 @@ Resources parse_resources(const json& v, const std::string& origin) {
 }  // namespace
 
 JobSpec parse_job_spec(const json& j, const std::string& origin) {
-  if (!j.is_object()) throw SpecError(origin + ": a job must be a JSON object, got " + util::brief(j, 64));
+  if (!j.is_object()) throw SpecError(origin + ": a job must be a JSON object, got " + util::brief(j, util::kQuoteChars));
   if (j.dump().size() > kMaxSpecBytes)
     throw SpecError(origin + ": the job is over " + std::to_string(kMaxSpecBytes) + " bytes of JSON");
   JobSpec s;
   const auto kind = j.find("kind");
   if (kind == j.end()) throw SpecError(origin + ": no \"kind\" (command, train or eval)");
   if (!kind->is_string() || (*kind != "command" && *kind != "train" && *kind != "eval"))
-    fail(origin, "kind", "must be \"command\", \"train\" or \"eval\", got " + util::brief(*kind, 64));
+    fail(origin, "kind", "must be \"command\", \"train\" or \"eval\", got " + util::brief(*kind, util::kQuoteChars));
   s.kind = kind->get<std::string>();
   static const std::set<std::string> kCommon = {"kind", "name", "env", "resources", "distributed", "priority",
                                                 "max_restarts", "timeout_s", "cancel_grace_s"};
@@ -114,7 +114,7 @@ JobSpec parse_job_spec(const json& j, const std::string& origin) {
     s.argv = string_list(*body, origin, "argv");
     if (s.argv.empty() || s.argv[0].empty()) fail(origin, "argv", "must name a program");
   } else if (s.kind == "train") {
-    if (!body->is_object()) fail(origin, "config", "must be a training config object, got " + util::brief(*body, 64));
+    if (!body->is_object()) fail(origin, "config", "must be a training config object, got " + util::brief(*body, util::kQuoteChars));
     s.config = *body;
   } else {
     s.args = string_list(*body, origin, "args");

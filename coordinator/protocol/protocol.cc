@@ -164,7 +164,7 @@ Decoded decode(const std::vector<std::string>& frames) {
     if (it == d.message.body.end()) return refuse(Problem::kMalformed, where + "no field \"" + f.name + "\"");
     if (!has_kind(*it, f.kind))
       return refuse(Problem::kMalformed, where + "\"" + f.name + "\" must be " + kind_name(f.kind) + ", got " +
-                                             util::brief(*it, 64));
+                                             util::brief(*it, util::kQuoteChars));
   }
   d.message.blobs.assign(frames.begin() + 3, frames.end());
   return d;

@@ -421,7 +421,7 @@ struct Coordinator::State {
     w.node.capacity = capacity_from(w.row.resources);
     store.save_worker(w.row);
     post_to_worker(w, Type::kWelcome, {{"worker", id}, {"session", w.session}, {"heartbeat_ms", protocol::kHeartbeatInterval.count()}});
-    log("worker " + id + " (" + util::cut(w.row.hostname, 64) + ", " + std::to_string(w.node.capacity.cpu_slots) + " slots, " +
+    log("worker " + id + " (" + util::cut(w.row.hostname, util::kQuoteChars) + ", " + std::to_string(w.node.capacity.cpu_slots) + " slots, " +
         std::to_string(w.node.capacity.gpus.size()) + " GPUs) " + (known ? "is back" : "joined") + ", session " +
         std::to_string(w.session));
 

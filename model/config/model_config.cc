@@ -20,8 +20,6 @@ constexpr Field kFields[] = {
     {"ffn_mult", &ModelConfig::ffn_mult, 1, kMaxFfnMult},       {"context", &ModelConfig::context, 1, kMaxContext},
 };
 
-// Values quoted in errors are cut: a config value may be a 4 MB string.
-constexpr size_t kQuoteChars = 64;
 
 // Arithmetic for the parameter count that throws instead of overflowing.
 [[noreturn]] void count_overflows() {
@@ -108,13 +106,13 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& o
     if (!field) {
       std::string known;
       for (const auto& f : kFields) known += std::string(known.empty() ? "" : ", ") + f.key;
-      throw std::invalid_argument(origin + ": unknown model key " + util::brief(it.key(), kQuoteChars) + " (known: " +
+      throw std::invalid_argument(origin + ": unknown model key " + util::brief(it.key(), util::kQuoteChars) + " (known: " +
                                   known + ")");
     }
     const std::optional<int64_t> value = as_int64(it.value());
     if (!value)
       throw std::invalid_argument(origin + ": model key \"" + it.key() + "\" must be an integer, got " +
-                                  util::brief(it.value(), kQuoteChars));
+                                  util::brief(it.value(), util::kQuoteChars));
     c.*(field->member) = *value;
   }
   return c;
@@ -123,11 +121,11 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& o
 void ModelConfig::set(const std::string& assignment) {
   auto eq = assignment.find('=');
   if (eq == std::string::npos)
-    throw std::invalid_argument("--set expects key=value, got " + util::brief(assignment, kQuoteChars));
+    throw std::invalid_argument("--set expects key=value, got " + util::brief(assignment, util::kQuoteChars));
   const std::string key = assignment.substr(0, eq), value = assignment.substr(eq + 1);
   const std::optional<nlohmann::json> v = util::try_parse_json(value);
   if (!v || !v->is_number())
-    throw std::invalid_argument("--set " + util::brief(key, kQuoteChars) + ": " + util::brief(value, kQuoteChars) +
+    throw std::invalid_argument("--set " + util::brief(key, util::kQuoteChars) + ": " + util::brief(value, util::kQuoteChars) +
                                 " is not a number");
   *this = from_json(nlohmann::json{{key, *v}}, "--set", *this);
 }
@@ -151,11 +149,11 @@ ModelConfig ModelConfig::from_published_json(const nlohmann::json& j, const std:
     }
     const std::optional<int64_t> value = as_int64(j[key]);
     if (!value)
-      throw std::invalid_argument(origin + ": \"" + key + "\" must be an integer, got " + util::brief(j[key], kQuoteChars));
+      throw std::invalid_argument(origin + ": \"" + key + "\" must be an integer, got " + util::brief(j[key], util::kQuoteChars));
     return *value;
   };
   if (j.contains("model_type") && j["model_type"] != "i3")
-    throw std::invalid_argument(origin + ": model_type is " + util::brief(j["model_type"], kQuoteChars) +
+    throw std::invalid_argument(origin + ": model_type is " + util::brief(j["model_type"], util::kQuoteChars) +
                                 ", not \"i3\"; this is not an i3 model folder");
   ModelConfig c;
   c.vocab_size = get("vocab_size", true, 0);
@@ -177,7 +175,7 @@ ModelConfig preset(const std::string& name) {
     if (name == p.name) return p.config;
   std::string known;
   for (const auto& p : kPresets) known += std::string(known.empty() ? "" : ", ") + p.name;
-  throw std::invalid_argument("unknown preset " + util::brief(name, kQuoteChars) + " (known: " + known + ")");
+  throw std::invalid_argument("unknown preset " + util::brief(name, util::kQuoteChars) + " (known: " + known + ")");
 }
 
 std::vector<std::string> preset_names() {

@@ -14,10 +14,8 @@ namespace fs = std::filesystem;
 namespace i3 {
 namespace {
 
-// Tensor names quoted in errors are cut to this many characters.
-constexpr size_t kQuoteChars = 64;
 
-std::string quote(const std::string& name) { return util::brief(name, kQuoteChars); }
+std::string quote(const std::string& name) { return util::brief(name, util::kQuoteChars); }
 
 // The layer a tensor name belongs to: "layers.N.hybrid.…" → (N, false), "layers.N.attn.…" →
 // (N, true); nothing for any other name. Parsed by hand, in one pass: a name is untrusted

@@ -24,10 +24,8 @@ constexpr DTypeInfo kDTypes[] = {
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian");
 
-// Tensor names and values quoted in errors are cut to this many characters.
-constexpr size_t kQuoteChars = 64;
 
-std::string tensor_label(const std::string& name) { return "tensor " + util::brief(name, kQuoteChars); }
+std::string tensor_label(const std::string& name) { return "tensor " + util::brief(name, util::kQuoteChars); }
 
 }  // namespace
 
@@ -46,7 +44,7 @@ size_t dtype_size(DType dtype) {
 DType dtype_from_name(const std::string& name) {
   for (const auto& d : kDTypes)
     if (name == d.name) return d.dtype;
-  throw FormatError("unknown dtype " + util::brief(name, kQuoteChars));
+  throw FormatError("unknown dtype " + util::brief(name, util::kQuoteChars));
 }
 
 Header parse_header(const std::string& prefix, uint64_t file_size) {
@@ -86,7 +84,7 @@ Header parse_header(const std::string& prefix, uint64_t file_size) {
       if (!entry.is_object()) throw FormatError("__metadata__ is not an object");
       for (auto m = entry.begin(); m != entry.end(); ++m) {
         if (!m.value().is_string())
-          throw FormatError("__metadata__[" + util::brief(m.key(), kQuoteChars) + "] is not a string");
+          throw FormatError("__metadata__[" + util::brief(m.key(), util::kQuoteChars) + "] is not a string");
         header.metadata[m.key()] = m.value().get<std::string>();
       }
       continue;

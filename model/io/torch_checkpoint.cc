@@ -356,11 +356,11 @@ class Unpickler {
     const torch::Dtype dtype = storage_dtype(p[1]->s);
     const int64_t numel = p[4]->i;
     auto entry = entries_.find(archive_ + "/data/" + key);
-    if (entry == entries_.end()) throw std::runtime_error("storage record data/" + util::cut(key, 64) + " is missing");
+    if (entry == entries_.end()) throw std::runtime_error("storage record data/" + util::cut(key, util::kQuoteChars) + " is missing");
     // Compared by division: numel × element size may overflow for a hostile numel.
     const size_t element = torch::elementSize(dtype), bytes = entry->second.size;
     if (numel < 0 || bytes % element != 0 || static_cast<uint64_t>(numel) != bytes / element)
-      throw std::runtime_error("storage data/" + util::cut(key, 64) + " holds " + std::to_string(bytes) + " bytes, but the pickle says " +
+      throw std::runtime_error("storage data/" + util::cut(key, util::kQuoteChars) + " holds " + std::to_string(bytes) + " bytes, but the pickle says " +
                                std::to_string(numel) + " elements of " + std::to_string(element) + " bytes");
     Value v = make(K::Storage);
     v->s = key;
@@ -392,7 +392,7 @@ class Unpickler {
           a[1]->kind != PyValue::Kind::Int)
         throw std::runtime_error("bad _rebuild_tensor_v2 call");
       const torch::Tensor& storage = a[0]->tensor;
-      const std::string where = "tensor view of storage data/" + util::cut(a[0]->s, 64);
+      const std::string where = "tensor view of storage data/" + util::cut(a[0]->s, util::kQuoteChars);
       const int64_t offset = a[1]->i;
       const std::vector<int64_t> size = ints(a[2]), stride = ints(a[3]);
       if (size.size() != stride.size() || size.size() > safetensors::kMaxTensorRank)
@@ -458,7 +458,7 @@ std::vector<std::pair<std::string, torch::Tensor>> as_state_dict(const Value& di
     if (k->s.size() > safetensors::kMaxTensorNameBytes)
       throw CheckpointError(path + ": a tensor name is " + std::to_string(k->s.size()) + " bytes, over the limit of " +
                                std::to_string(safetensors::kMaxTensorNameBytes) + " (it starts " +
-                               util::cut(k->s, 64) + ")");
+                               util::cut(k->s, util::kQuoteChars) + ")");
     out.emplace_back(k->s, v->tensor);
   }
   return out;

@@ -131,7 +131,7 @@ ChunkTokenizer ChunkTokenizer::from_json(const std::string& text, const std::str
     throw std::runtime_error(e.what());
   }
   // Keys and values are quoted cut short: a chunk may be a megabyte long.
-  auto quote = [](const nlohmann::json& v) { return util::brief(v, 64); };
+  auto quote = [](const nlohmann::json& v) { return util::brief(v, util::kQuoteChars); };
   if (!doc.is_object() || !doc.contains("chunk_to_idx") || !doc["chunk_to_idx"].is_object())
     throw std::runtime_error(origin + ": not a chunk vocabulary (expected an object with \"chunk_to_idx\")");
   if (doc.contains("unk_idx") && doc["unk_idx"] != 0)
