@@ -66,4 +66,10 @@ std::string cut(std::string_view text, size_t max_bytes) {
   return std::string(text.substr(0, end)) + "…";
 }
 
+std::optional<int64_t> as_int64(const nlohmann::json& v) {
+  if (!v.is_number_integer()) return std::nullopt;
+  if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t{INT64_MAX}) return std::nullopt;
+  return v.get<int64_t>();
+}
+
 }  // namespace util

@@ -35,6 +35,9 @@ std::optional<nlohmann::json> try_parse_json(std::string_view text);
 // parse_json() of a whole file (util::read_file's checks and kMaxDocumentBytes).
 nlohmann::json read_json_file(const std::string& path);
 
+// `v` as an int64 when it is an integer that fits (2^64 - 1 does not); nothing otherwise.
+std::optional<int64_t> as_int64(const nlohmann::json& v);
+
 // How much of an input value an error message quotes: enough to recognise it, never a flood.
 constexpr size_t kQuoteChars = 64;
 

@@ -36,13 +36,6 @@ int64_t mul(int64_t a, int64_t b) {
   return product;
 }
 
-// The JSON integer `v` as int64; nullopt for anything else (floats, strings, 2^64 - 1).
-std::optional<int64_t> as_int64(const nlohmann::json& v) {
-  if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t{INT64_MAX}) return std::nullopt;
-  if (!v.is_number_integer()) return std::nullopt;
-  return v.get<int64_t>();
-}
-
 struct Preset {
   const char* name;
   ModelConfig config;
@@ -109,7 +102,7 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j, const std::string& o
       throw std::invalid_argument(origin + ": unknown model key " + util::brief(it.key(), util::kQuoteChars) + " (known: " +
                                   known + ")");
     }
-    const std::optional<int64_t> value = as_int64(it.value());
+    const std::optional<int64_t> value = util::as_int64(it.value());
     if (!value)
       throw std::invalid_argument(origin + ": model key \"" + it.key() + "\" must be an integer, got " +
                                   util::brief(it.value(), util::kQuoteChars));
@@ -147,7 +140,7 @@ ModelConfig ModelConfig::from_published_json(const nlohmann::json& j, const std:
       if (required) throw std::invalid_argument(origin + ": config.json lacks \"" + key + "\"");
       return fallback;
     }
-    const std::optional<int64_t> value = as_int64(j[key]);
+    const std::optional<int64_t> value = util::as_int64(j[key]);
     if (!value)
       throw std::invalid_argument(origin + ": \"" + key + "\" must be an integer, got " + util::brief(j[key], util::kQuoteChars));
     return *value;

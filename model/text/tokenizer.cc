@@ -145,9 +145,7 @@ ChunkTokenizer ChunkTokenizer::from_json(const std::string& text, const std::str
     if (!it.value().is_number_integer())
       throw std::runtime_error(origin + ": chunk_to_idx[" + quote(it.key()) + "] is not an integer id");
     // An id past int64 (2^64 - 1) reads as out of range, not as its wrapped value.
-    const int64_t id = it.value().is_number_unsigned() && it.value().get<uint64_t>() > uint64_t{INT64_MAX}
-                           ? -1
-                           : it.value().get<int64_t>();
+    const int64_t id = util::as_int64(it.value()).value_or(-1);
     if (id < 0 || id >= static_cast<int64_t>(map.size()) || seen[id])
       throw std::runtime_error(origin + ": chunk_to_idx[" + quote(it.key()) + "] = " + quote(it.value()) +
                                " is out of range or repeated (ids must be 0.." + std::to_string(map.size() - 1) + ")");
