@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <stdexcept>
 
 namespace util {
@@ -62,6 +63,20 @@ std::string sibling_program(const std::string& name, const std::string& argv0) {
   const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   const std::string exe = n > 0 ? std::string(self, static_cast<size_t>(n)) : argv0;
   return exe.substr(0, exe.rfind('/') + 1) + name;
+}
+
+TempDir::TempDir(const std::string& prefix) {
+  std::error_code ec;
+  const std::filesystem::path base = std::filesystem::temp_directory_path(ec);
+  std::string name = (ec ? std::filesystem::path("/tmp") : base).string() + "/" + prefix + "-XXXXXX";
+  if (!::mkdtemp(name.data()))
+    throw std::runtime_error(name + ": cannot create a temporary folder: " + std::strerror(errno) + " (set TMPDIR)");
+  path_ = name;
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
 }
 
 }  // namespace util

@@ -27,6 +27,21 @@ uint64_t regular_file_size(const std::string& path);
 // side (i3lab, i3lab-model), and each starts the others from there.
 std::string sibling_program(const std::string& name, const std::string& argv0 = "");
 
+// A new, empty folder under the system's temporary folder (TMPDIR, else /tmp), named
+// PREFIX-XXXXXX, removed with everything in it when the object goes. Throws
+// std::runtime_error naming it when it cannot be made.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& prefix);
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 // An open regular file, for readers that take a file piece by piece (a weights file is read
 // header first, so nothing is allocated before the header is checked). The constructor
 // refuses what is not a regular file, before a byte is read, as read_file does.

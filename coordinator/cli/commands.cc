@@ -11,10 +11,12 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
 #include "common/util/clock.h"
+#include "common/util/files.h"
 #include "common/util/json.h"
 #include "coordinator/client/client.h"
 #include "coordinator/jobs/job_spec.h"
@@ -268,25 +270,36 @@ int bench_scheduler_cmd(const Args& args) {
   LocalOptions options;
   options.workers = static_cast<int>(args.get_int("workers", 4, 1, 256));
   options.slots_per_worker = static_cast<int>(args.get_int("slots", 0, 1, 1 << 20));
-  const std::string dir = args.get("dir", "");
-  char tmpl[] = "/tmp/i3lab-bench-scheduler-XXXXXX";
-  options.dir = dir.empty() ? std::string(mkdtemp(tmpl)) : dir;
+  std::optional<util::TempDir> scratch;
+  if (!args.has("dir")) scratch.emplace("i3lab-bench-scheduler");
+  options.dir = scratch ? scratch->path() : args.get("dir");
   options.db_path = options.dir + "/i3lab.db";
   options.listen = "tcp://127.0.0.1:*";
   options.record_assign_latencies = true;
   LocalCluster cluster(options);
   client::Client c(cluster.endpoint());
   // Wait until every worker has said HELLO, so the clock measures scheduling, not start-up.
-  while (static_cast<int>(c.call("workers").size()) < options.workers) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const auto hello_deadline = util::Clock::now() + std::chrono::seconds(30);
+  while (static_cast<int>(c.call("workers").size()) < options.workers) {
+    if (util::Clock::now() > hello_deadline)
+      throw std::runtime_error("the local workers did not register within 30 s; see " + options.dir + "/worker-*.log (give --dir to keep them)");
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   const json job = {{"kind", "command"}, {"argv", {"true"}}, {"max_restarts", 0}};
   const auto start = util::Clock::now();
   c.call("submit", {{"jobs", json(std::vector<json>(n, job))}}, std::chrono::seconds(120));
   int64_t ended = 0;
   json counts;
+  auto progressed = util::Clock::now();
   while (ended < n) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
     counts = c.call("counts");
-    ended = counts.value("succeeded", 0) + counts.value("failed", 0);
+    const int64_t now_ended = counts.value("succeeded", 0) + counts.value("failed", 0);
+    if (now_ended > ended) progressed = util::Clock::now();
+    else if (util::seconds_since(progressed) > 60)
+      throw std::runtime_error("no job ended for 60 s (" + std::to_string(ended) + " of " + std::to_string(n) + " did); see " +
+                               options.dir + "/*.log (give --dir to keep them)");
+    ended = now_ended;
   }
   const double seconds = util::seconds_since(start);
   cluster.stop();
@@ -298,7 +311,6 @@ int bench_scheduler_cmd(const Args& args) {
               {"jobs_per_sec", n / seconds},
               {"p50_assign_ms", percentile(latencies, 0.5)},
               {"p99_assign_ms", percentile(latencies, 0.99)}};
-  if (dir.empty()) std::filesystem::remove_all(options.dir);
   if (args.has("json")) {
     std::cout << out.dump() << std::endl;
   } else {

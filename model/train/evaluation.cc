@@ -1,12 +1,10 @@
 #include "model/train/evaluation.h"
 
-#include <stdlib.h>
-
 #include <cmath>
-#include <cstdlib>
 #include <filesystem>
 #include <optional>
 
+#include "common/util/files.h"
 #include "model/io/model_folder.h"
 #include "model/net/evaluate.h"
 #include "model/net/generate.h"
@@ -43,26 +41,6 @@ ModelFolder load_model(const EvalJob& job, std::optional<tracker::ArtifactVersio
 // A folder of its own under $TMPDIR (or /tmp), removed with everything in it when done: the
 // token cache of an evaluation given no --cache-dir, which must not litter the working
 // directory.
-class ScratchDir {
- public:
-  ScratchDir() {
-    const char* tmp = std::getenv("TMPDIR");
-    std::string name = std::string(tmp && *tmp ? tmp : "/tmp") + "/i3lab-eval-XXXXXX";
-    if (!::mkdtemp(name.data())) throw std::runtime_error(name + ": cannot create a temporary folder for the token cache (set TMPDIR, or give --cache-dir)");
-    path_ = name;
-  }
-  ~ScratchDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 }  // namespace
 
 EvalReport run_evaluation(const EvalJob& job) {
@@ -79,8 +57,8 @@ EvalReport run_evaluation(const EvalJob& job) {
 
   DataOptions split = job.split;
   if (!job.val_split) split.val_fraction = 0;
-  std::optional<ScratchDir> scratch;  // outlives the cache, which maps a file in it
-  if (job.cache_dir.empty()) scratch.emplace();
+  std::optional<util::TempDir> scratch;  // outlives the cache, which maps a file in it
+  if (job.cache_dir.empty()) scratch.emplace("i3lab-eval");
   auto cache = TokenCache::open(scratch ? scratch->path() : job.cache_dir, {job.data}, *folder.tokenizer, split);
   const std::vector<int64_t> tokens = cache->gather(job.val_split ? cache->val() : cache->train());
   const torch::Tensor windows = eval_windows(tokens, folder.config.context + 1, job.max_windows);
