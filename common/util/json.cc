@@ -56,7 +56,7 @@ std::optional<nlohmann::json> try_parse_json(std::string_view text) {
 nlohmann::json read_json_file(const std::string& path) { return parse_json(read_file(path), path); }
 
 std::string brief(const nlohmann::json& value, size_t max_chars) {
-  return cut(value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), max_chars);
+  return cut(dump_json(value), max_chars);
 }
 
 std::string cut(std::string_view text, size_t max_bytes) {
@@ -64,6 +64,10 @@ std::string cut(std::string_view text, size_t max_bytes) {
   size_t end = max_bytes;  // back to the first byte of a character: continuation bytes are 10xxxxxx
   while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
   return std::string(text.substr(0, end)) + "…";
+}
+
+std::string dump_json(const nlohmann::json& value) {
+  return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 std::optional<int64_t> as_int64(const nlohmann::json& v) {

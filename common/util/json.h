@@ -35,6 +35,11 @@ std::optional<nlohmann::json> try_parse_json(std::string_view text);
 // parse_json() of a whole file (util::read_file's checks and kMaxDocumentBytes).
 nlohmann::json read_json_file(const std::string& path);
 
+// `value` as compact JSON text, each byte of a string that is not UTF-8 written as U+FFFD
+// (nlohmann's dump() throws on those; text from a job's output, a file name or a peer may hold
+// any bytes).
+std::string dump_json(const nlohmann::json& value);
+
 // `v` as an int64 when it is an integer that fits (2^64 - 1 does not); nothing otherwise.
 std::optional<int64_t> as_int64(const nlohmann::json& v);
 

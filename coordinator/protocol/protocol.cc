@@ -125,7 +125,7 @@ const char* problem_name(Problem problem) {
 }
 
 std::vector<std::string> encode(const Message& message) {
-  std::vector<std::string> frames = {kProtocolTag, type_name(message.type), message.body.dump()};
+  std::vector<std::string> frames = {kProtocolTag, type_name(message.type), util::dump_json(message.body)};
   frames.insert(frames.end(), message.blobs.begin(), message.blobs.end());
   return frames;
 }

@@ -226,6 +226,18 @@ TEST(Cluster, EachRankOfAGangKeepsItsOwnConsole) {
   }
 }
 
+TEST(Cluster, OutputThatIsNotUtf8ReachesTheLogWithoutHarm) {
+  const std::string dir = cluster_dir();
+  Coordinator c = start_coordinator(dir);
+  auto w1 = start_worker(dir, c.endpoint, "w1");
+  const int64_t id = submit(dir, c.endpoint, {{"kind", "command"}, {"argv", {"printf", "a\\377b\\n"}}});
+  ASSERT_TRUE(eventually([&] { return jobs_by_id(jobs_json(c.endpoint))[id]["status"] == "succeeded"; }));
+  I3labResult r;
+  ASSERT_TRUE(eventually([&] { return !(r = i3lab({"logs", std::to_string(id), "--coordinator", c.endpoint})).out.empty(); }));
+  EXPECT_EQ(r.out, "a\xef\xbf\xbd" "b\n");  // the byte 0xff as U+FFFD
+  EXPECT_TRUE(w1->alive()) << w1->stderr_text();
+}
+
 TEST(Cluster, BadSubmissionsAreRefusedNamingTheField) {
   const std::string dir = cluster_dir();
   Coordinator c = start_coordinator(dir);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common/util/clock.h"
+#include "common/util/json.h"
 #include "tracker/db/schema.h"
 #include "tracker/query/query.h"
 #include "tracker/run/run.h"
@@ -31,8 +32,6 @@ std::string for_people(const nlohmann::json& v) {
 
 // `j` as one line of JSON. Text read from a damaged database may be invalid UTF-8: such bytes
 // are written as U+FFFD rather than throwing, so the output is always valid JSON.
-std::string json_line(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
-
 int runs_cmd(const cli::Args& args) {
   RunFilter filter;
   filter.project = args.get("project");
@@ -53,7 +52,7 @@ int runs_cmd(const cli::Args& args) {
   if (args.has("json")) {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& r : runs) out.push_back(r.to_json());
-    std::cout << json_line(out) << "\n";
+    std::cout << util::dump_json(out) << "\n";
     return 0;
   }
   std::cout << std::left << std::setw(6) << "id" << std::setw(28) << "name" << std::setw(12) << "project" << std::setw(14)
@@ -91,12 +90,12 @@ int artifacts_cmd(const cli::Args& args) {
   nlohmann::json out = nlohmann::json::array();
   for (const auto& v : Query(args.get("db", "i3lab.db")).artifacts()) out.push_back(v.to_json());
   if (args.has("json")) {
-    std::cout << json_line(out) << "\n";
+    std::cout << util::dump_json(out) << "\n";
     return 0;
   }
   for (const auto& v : out)
     std::cout << v["name"].get<std::string>() << ":" << v["version"].get<std::string>() << "  " << v["type"].get<std::string>()
-              << "  " << v["size"] << " bytes  " << v["files"].size() << " files  aliases " << json_line(v["aliases"]) << "\n";
+              << "  " << v["size"] << " bytes  " << v["files"].size() << " files  aliases " << util::dump_json(v["aliases"]) << "\n";
   return 0;
 }
 

@@ -4,6 +4,8 @@
 #include <set>
 #include <type_traits>
 
+#include "common/util/json.h"
+
 namespace tracker {
 namespace {
 
@@ -27,12 +29,12 @@ void check_name(const char* what, const std::string& name, bool allow_empty = fa
 // Artifact names, types and aliases also appear in "NAME:ALIAS" references.
 void check_artifact_name(const char* what, const std::string& name) {
   if (name.empty() || name.size() > kMaxNameBytes || name.find(':') != std::string::npos)
-    throw std::invalid_argument(std::string(what) + " '" + name.substr(0, 64) + "' must be 1.." +
+    throw std::invalid_argument(std::string(what) + " '" + util::cut(name, util::kQuoteChars) + "' must be 1.." +
                                 std::to_string(kMaxNameBytes) + " bytes without ':'");
 }
 
 void check_json_size(const std::string& what, const json& j) {
-  const std::string text = j.dump(-1, ' ', false, json::error_handler_t::replace);
+  const std::string text = util::dump_json(j);
   if (text.size() > kMaxJsonBytes)
     throw std::invalid_argument(what + " is " + std::to_string(text.size()) + " bytes of JSON; the limit is " +
                                 std::to_string(kMaxJsonBytes));

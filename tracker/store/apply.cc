@@ -8,6 +8,7 @@
 #include <type_traits>
 #include <variant>
 
+#include "common/util/json.h"
 #include "tracker/db/schema.h"
 #include "tracker/query/artifacts.h"
 
@@ -40,8 +41,6 @@ void bind_value(Stmt& s, int i, double v) {
     s.bind(i, v);
   }
 }
-
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 void move_alias(Db& db, int64_t artifact_id, const std::string& alias, int64_t version_id) {
   Stmt s(db, "INSERT OR REPLACE INTO artifact_aliases(artifact_id, alias, version_id) VALUES(?, ?, ?)");
@@ -153,8 +152,8 @@ Applied Applier::apply(const Event& event) {
           Stmt insert(db_, "INSERT INTO runs(uid, project_id, name, group_name, tags, notes, config, status, created_at, "
                            "heartbeat_at, event_seq) VALUES(?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)");
           const std::string name = e.name.empty() ? "run-" + event.run.substr(0, 8) : e.name;
-          insert.bind(1, event.run).bind(2, project_id).bind(3, name).bind(4, e.group).bind(5, dump(e.tags)).bind(6, e.notes);
-          insert.bind(7, dump(e.config)).bind(8, e.wall).bind(9, e.wall).bind(10, static_cast<int64_t>(event.seq)).run();
+          insert.bind(1, event.run).bind(2, project_id).bind(3, name).bind(4, e.group).bind(5, util::dump_json(e.tags)).bind(6, e.notes);
+          insert.bind(7, util::dump_json(e.config)).bind(8, e.wall).bind(9, e.wall).bind(10, static_cast<int64_t>(event.seq)).run();
           out.run_id = sqlite3_last_insert_rowid(db_.handle());
           run = &runs_.emplace(event.run, RunState{out.run_id, event.seq, false}).first->second;
         } else if constexpr (std::is_same_v<T, RunResumed>) {
@@ -180,10 +179,10 @@ Applied Applier::apply(const Event& event) {
           s.bind(1, run->id).bind(2, key_id(e.key)).bind(3, e.goal).run();
         } else if constexpr (std::is_same_v<T, Table>) {
           Stmt s(db_, "INSERT OR REPLACE INTO run_tables(run_id, name, step, columns, rows) VALUES(?, ?, ?, ?, ?)");
-          s.bind(1, run->id).bind(2, e.name).bind(3, e.step).bind(4, dump(e.columns)).bind(5, dump(e.rows)).run();
+          s.bind(1, run->id).bind(2, e.name).bind(3, e.step).bind(4, util::dump_json(e.columns)).bind(5, util::dump_json(e.rows)).run();
         } else if constexpr (std::is_same_v<T, Histogram>) {
           Stmt s(db_, "INSERT OR REPLACE INTO histograms(run_id, key_id, step, lo, hi, counts) VALUES(?, ?, ?, ?, ?, ?)");
-          s.bind(1, run->id).bind(2, key_id(e.key)).bind(3, e.step).bind(4, e.lo).bind(5, e.hi).bind(6, dump(e.counts)).run();
+          s.bind(1, run->id).bind(2, key_id(e.key)).bind(3, e.step).bind(4, e.lo).bind(5, e.hi).bind(6, util::dump_json(e.counts)).run();
         } else if constexpr (std::is_same_v<T, ConsoleLine>) {
           // Lines of a run count 0, 1, 2, … in the order they are applied.
           Stmt s(db_, "INSERT INTO console(run_id, seq, wall, stream, line) "
@@ -191,7 +190,7 @@ Applied Applier::apply(const Event& event) {
           s.bind(1, run->id).bind(2, e.wall).bind(3, e.stream).bind(4, e.line).run();
         } else if constexpr (std::is_same_v<T, ConfigSet>) {
           Stmt s(db_, "UPDATE runs SET config = ? WHERE id = ?");
-          s.bind(1, dump(e.config)).bind(2, run->id).run();
+          s.bind(1, util::dump_json(e.config)).bind(2, run->id).run();
         } else if constexpr (std::is_same_v<T, Heartbeat>) {
           Stmt s(db_, "UPDATE runs SET heartbeat_at = ? WHERE id = ?");
           s.bind(1, e.wall).bind(2, run->id).run();
@@ -245,7 +244,7 @@ ArtifactVersion Applier::log_artifact(const std::string& run_uid, const Artifact
     Stmt v(db_, "INSERT INTO artifact_versions(artifact_id, version, digest, size, metadata, run_uid, created_at) "
                 "VALUES(?1, (SELECT coalesce(max(version) + 1, 0) FROM artifact_versions WHERE artifact_id = ?1), ?2, ?3, ?4, "
                 "nullif(?5, ''), ?6)");
-    v.bind(1, artifact_id).bind(2, digest).bind(3, total).bind(4, dump(e.metadata)).bind(5, run_uid).bind(6, e.wall).run();
+    v.bind(1, artifact_id).bind(2, digest).bind(3, total).bind(4, util::dump_json(e.metadata)).bind(5, run_uid).bind(6, e.wall).run();
     version_id = sqlite3_last_insert_rowid(db_.handle());
     Stmt f(db_, "INSERT INTO artifact_files(version_id, path, sha256, size) VALUES(?, ?, ?, ?)");
     for (const ArtifactFile& file : e.files) f.bind(1, version_id).bind(2, file.path).bind(3, file.sha256).bind(4, file.size).run();
