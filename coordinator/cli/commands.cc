@@ -160,22 +160,23 @@ int logs_cmd(const Args& args) {
   int64_t after = -1;
   while (true) {
     const json r = c.call("logs", {{"id", id}, {"attempt", attempt}, {"rank", rank}, {"after", after}});
+    if (attempt == 0) attempt = r["attempt"].get<int>();
     for (const json& l : r["lines"]) {
       (l[1] == "stderr" ? std::cerr : std::cout) << l[3].get<std::string>() << "\n";
       after = l[0].get<int64_t>();
     }
     std::cout.flush();
-    const bool final = jobs::is_final_job_status(r["status"].get<std::string>());
-    if (!args.has("follow") || (final && r["lines"].empty())) break;
+    if (!r["lines"].empty()) continue;  // a full page: the next may be waiting already
+    if (!args.has("follow")) break;
     // --follow moves on to a newer attempt once the one shown has been re-queued.
-    if (attempt == 0) attempt = r["attempt"].get<int>();
-    if (r["lines"].empty() && r["attempts"].get<int>() > attempt) {
-      std::cerr << "--- attempt " << r["attempts"].get<int>() << " ---\n";
+    if (r["attempts"].get<int>() > attempt) {
       attempt = r["attempts"].get<int>();
+      std::cerr << "--- attempt " << attempt << " ---\n";
       after = -1;
       continue;
     }
-    if (r["lines"].empty()) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    if (jobs::is_final_job_status(r["status"].get<std::string>())) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
   return 0;
 }

@@ -651,8 +651,12 @@ struct Coordinator::State {
     const int64_t after = int_field(args, "after", -1);
     const int64_t limit = std::clamp<int64_t>(int_field(args, "limit", 10000), 1, 100000);
     json lines = json::array();
-    for (const jobs::LogLine& l : store.log_lines(id, attempt, rank, after, limit))
+    size_t bytes = 0;  // a page stays well inside one message; the client asks for the next
+    for (const jobs::LogLine& l : store.log_lines(id, attempt, rank, after, limit)) {
+      if (bytes > protocol::kMaxBodyBytes / 2) break;
+      bytes += l.text.size() + 64;
       lines.push_back({l.line, l.stream, l.wall, l.text});
+    }
     return {{"id", id}, {"attempt", attempt}, {"rank", rank}, {"attempts", row->attempt}, {"status", row->status}, {"lines", lines}};
   }
 
@@ -670,7 +674,14 @@ struct Coordinator::State {
       else if (op == "logs") result = op_logs(args);
       else if (op == "ping") result = json::object();
       else throw std::invalid_argument("unknown operation \"" + util::cut(op, 40) + "\" (submit, jobs, counts, cancel, workers, logs, ping)");
-      post(peer, Type::kReply, {{"result", std::move(result)}, {"id", id}});
+      json reply = {{"result", std::move(result)}, {"id", id}};
+      // A body over the limit would be dropped by the client's transport, which would then
+      // wait for an answer that never comes.
+      const size_t bytes = util::dump_json(reply).size();
+      if (bytes > protocol::kMaxBodyBytes)
+        throw std::invalid_argument(op + ": the answer is " + std::to_string(bytes) + " bytes, over the protocol's " +
+                                    std::to_string(protocol::kMaxBodyBytes) + "; ask for less (a smaller --limit)");
+      post(peer, Type::kReply, std::move(reply));
     } catch (const tracker::DbError&) {
       throw;  // the disk, not the request: stop
     } catch (const std::exception& e) {
