@@ -27,9 +27,12 @@ struct CheckpointError : std::runtime_error {
 };
 
 // The name → tensor pairs of a state dict, in file order. Tensors are views of the file's
-// storages, as torch.load returns them (two may share one; copy before writing into one). Accepts a flat dict (what
-// torch.save(model.state_dict()) writes) or a dict holding one under "model_state_dict",
-// "state_dict" or "model" (training checkpoints); other values in such a dict are skipped.
+// storages, as torch.load returns them: two may be slices of one storage (copy before writing
+// into one), but all views together may not hold more elements than the storages, so weights
+// tied to one storage (or expanded views) are refused as not a plain state dict. Accepts a flat
+// dict (what torch.save(model.state_dict()) writes) or a dict holding one under
+// "model_state_dict", "state_dict" or "model" (training checkpoints); other values in such a
+// dict are skipped.
 std::vector<std::pair<std::string, torch::Tensor>> load_torch_state_dict(const std::string& path);
 
 }  // namespace i3
