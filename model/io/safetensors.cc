@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cstring>
 #include <fstream>
 
 #include "common/util/files.h"
@@ -52,12 +51,9 @@ TensorFile load(const std::string& path) {
     const util::RegularFile in(path);
     std::string prefix(std::min<uint64_t>(in.size(), 8), '\0');
     in.read_at(0, prefix.data(), prefix.size());
-    uint64_t n = 0;
-    if (prefix.size() == 8) std::memcpy(&n, prefix.data(), 8);
-    if (prefix.size() == 8 && n <= kMaxHeaderBytes && n <= in.size() - 8) {
-      prefix.resize(8 + n);
-      in.read_at(8, prefix.data() + 8, n);
-    }
+    const uint64_t n = header_length(prefix, in.size());
+    prefix.resize(8 + n);
+    in.read_at(8, prefix.data() + 8, n);
     const Header header = parse_header(prefix, in.size());
     file.metadata = header.metadata;
     for (const auto& info : header.tensors) {

@@ -47,14 +47,19 @@ DType dtype_from_name(const std::string& name) {
   throw FormatError("unknown dtype " + util::brief(name, util::kQuoteChars));
 }
 
-Header parse_header(const std::string& prefix, uint64_t file_size) {
-  if (file_size < 8 || prefix.size() < 8) throw FormatError("file is shorter than the 8-byte header length");
+uint64_t header_length(std::string_view first8, uint64_t file_size) {
+  if (file_size < 8 || first8.size() < 8) throw FormatError("file is shorter than the 8-byte header length");
   uint64_t n = 0;
-  std::memcpy(&n, prefix.data(), 8);
+  std::memcpy(&n, first8.data(), 8);
   if (n > kMaxHeaderBytes)
     throw FormatError("header length " + std::to_string(n) + " is over the limit of " + std::to_string(kMaxHeaderBytes) +
                       " bytes (not a safetensors file?)");
   if (n > file_size - 8) throw FormatError("header length " + std::to_string(n) + " runs past the end of the file (truncated?)");
+  return n;
+}
+
+Header parse_header(const std::string& prefix, uint64_t file_size) {
+  const uint64_t n = header_length(prefix, file_size);
   if (prefix.size() < 8 + n) throw FormatError("header is incomplete");
 
   const std::string_view text(prefix.data() + 8, n);

@@ -13,6 +13,7 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace safetensors {
@@ -51,6 +52,11 @@ constexpr uint64_t kMaxHeaderBytes = 16u << 20;
 constexpr size_t kMaxTensorNameBytes = 1024;
 // Dimensions of one tensor: weights have 1 or 2; 16 is far past any real tensor.
 constexpr size_t kMaxTensorRank = 16;
+
+// N, the header's length, from the file's first 8 bytes (`first8` may be shorter when the file
+// is). Throws FormatError when the file is shorter than 8 bytes or N is over kMaxHeaderBytes or
+// runs past the end of the file: a reader may then read 8 + N bytes and call parse_header.
+uint64_t header_length(std::string_view first8, uint64_t file_size);
 
 // Parses and validates a header. `prefix` holds at least the first 8 + N bytes of the file
 // (more is fine); `file_size` is the size of the whole file. Throws FormatError (messages name
