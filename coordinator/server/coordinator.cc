@@ -23,8 +23,6 @@ using nlohmann::json;
 using protocol::Message;
 using protocol::Type;
 
-constexpr double kHeartbeatS = protocol::kHeartbeatSeconds;
-constexpr double kLivenessS = protocol::kLivenessSeconds;
 constexpr int kMaxMessagesPerTurn = 5000;  // then commit and send, so replies do not wait on a flood
 constexpr double kMaxBackoffS = 60;
 constexpr int64_t kMaxLogLine = int64_t{1} << 48;  // a line number; first + count stays far from overflow
@@ -132,7 +130,7 @@ struct Coordinator::State {
       WorkerState w;
       w.node.id = row.id;
       w.node.capacity = capacity_from(row.resources);
-      w.heard = now;  // a worker alive at the crash has kLivenessS to say HELLO again
+      w.heard = now;  // a worker alive at the crash has protocol::kLivenessSeconds to say HELLO again
       w.row = std::move(row);
       workers[w.row.id] = std::move(w);
     }
@@ -167,7 +165,7 @@ struct Coordinator::State {
     for (const auto& [id, w] : workers) alive += w.row.status == "alive";
     log("recovered " + std::to_string(jobs.size()) + " unfinished jobs, " + std::to_string(leases.size()) +
         " running leases and " + std::to_string(alive) + " workers from " + options.db_path +
-        (alive ? "; waiting up to " + std::to_string(static_cast<int>(kLivenessS)) + " s for workers to say HELLO" : ""));
+        (alive ? "; waiting up to " + std::to_string(static_cast<int>(protocol::kLivenessSeconds)) + " s for workers to say HELLO" : ""));
   }
 
   // --- sending -----------------------------------------------------------------------------
@@ -727,11 +725,11 @@ struct Coordinator::State {
   void tick() {
     for (auto& [id, w] : workers) {
       if (w.row.status != "alive") continue;
-      if (now - w.heard > kLivenessS) {
+      if (now - w.heard > protocol::kLivenessSeconds) {
         worker_lost(w, "silent for " + std::to_string(static_cast<int>(now - w.heard)) + " s");
         continue;
       }
-      if (w.greeted() && now - w.sent >= kHeartbeatS) post_to_worker(w, Type::kHeartbeat, json::object());
+      if (w.greeted() && now - w.sent >= protocol::kHeartbeatSeconds) post_to_worker(w, Type::kHeartbeat, json::object());
     }
     for (auto& [id, j] : jobs) {
       if (j.started && !j.timed_out && j.row.spec.timeout_s > 0 && now - j.attempt_started > j.row.spec.timeout_s) {

@@ -33,8 +33,6 @@ using nlohmann::json;
 using protocol::Message;
 using protocol::Type;
 
-constexpr double kHeartbeatS = protocol::kHeartbeatSeconds;
-constexpr double kLivenessS = protocol::kLivenessSeconds;
 constexpr double kResendS = 2.0;                  // unacknowledged EXITED and LOG go again after this
 constexpr size_t kMaxLogBatchBytes = 1u << 20;    // one LOG message
 constexpr size_t kMaxBufferedLines = 200000;      // per attempt, unacknowledged; older ones stay in the file only
@@ -337,7 +335,7 @@ struct Worker::State {
       case Type::kHeartbeat: break;
       case Type::kResync:
         // Every message sent before our HELLO arrived earns one; answer once, not once each.
-        if (welcomed || now - hello_sent > kHeartbeatS) hello();
+        if (welcomed || now - hello_sent > protocol::kHeartbeatSeconds) hello();
         break;
       case Type::kAssign: on_assign(m.body); break;
       case Type::kCancel: on_cancel(m.body); break;
@@ -368,7 +366,7 @@ struct Worker::State {
       connect();
       return;
     }
-    if (now - heard > kLivenessS) {
+    if (now - heard > protocol::kLivenessSeconds) {
       log("no word from the coordinator at " + options.coordinator + " for " + std::to_string(static_cast<int>(now - heard)) +
           " s; reconnecting in " + std::to_string(backoff.count()) + " ms (jobs keep running)");
       socket.reset();
@@ -388,7 +386,7 @@ struct Worker::State {
       send_logs(a, false);
     }
     for (auto it = attempts.begin(); it != attempts.end();) it = it->second.done() ? attempts.erase(it) : std::next(it);
-    if (now - sent >= kHeartbeatS) send(Type::kHeartbeat, json::object());
+    if (now - sent >= protocol::kHeartbeatSeconds) send(Type::kHeartbeat, json::object());
   }
 
   void turn() {
