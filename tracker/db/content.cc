@@ -70,6 +70,26 @@ ArtifactFile ContentStore::put(const std::string& source, const std::string& rel
   return {relative, c.sha, static_cast<int64_t>(c.size)};
 }
 
+void ContentStore::adopt(const std::string& verified, const std::string& sha) const {
+  const fs::path final_path = path_of(sha);
+  std::error_code ec;
+  if (fs::exists(final_path)) {
+    fs::remove(verified, ec);
+    return;
+  }
+  fs::create_directories(final_path.parent_path(), ec);
+  fs::rename(verified, final_path, ec);
+  if (ec) throw std::runtime_error(verified + ": cannot move into " + root_ + ": " + ec.message());
+}
+
+std::string ContentStore::staging_dir() const {
+  const fs::path dir = fs::path(root_) / "staging";
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw std::runtime_error(dir.string() + ": cannot create: " + ec.message());
+  return dir.string();
+}
+
 bool ContentStore::copy_from(const ContentStore& from, const std::string& sha) const {
   const fs::path target = path_of(sha), source = from.path_of(sha);
   if (fs::exists(target)) return false;

@@ -34,6 +34,13 @@ class ContentStore {
   // Throws std::runtime_error naming `label` and the file if it is missing or damaged.
   void fetch(const ArtifactFile& file, const std::string& target, const std::string& label) const;
 
+  // Moves the file `verified` (a whole file whose SHA-256 the caller has checked to be `sha256`,
+  // on this store's file system, e.g. under staging_dir()) into the store under that name;
+  // removes it instead if the store has that content already. Throws std::runtime_error.
+  void adopt(const std::string& verified, const std::string& sha256) const;
+  // DB.artifacts/staging: where files being received are written before adopt(). Created.
+  std::string staging_dir() const;
+
   // Moves stored file `sha256` aside (into staging) and returns where it went, or "" if it was
   // not there: a delete inside a transaction that may still roll back. restore() puts it back;
   // std::filesystem::remove() of the returned path finishes the delete after the commit.

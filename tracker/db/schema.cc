@@ -129,6 +129,13 @@ INSERT INTO job_logs_by_rank SELECT job_id, attempt, 0, line, stream, wall, text
 DROP TABLE job_logs;
 ALTER TABLE job_logs_by_rank RENAME TO job_logs;
 )SQL",
+    // 6: the relay log (tracker/relay/relay.h): in a job's database on a worker, every event
+    // applied, in order, for the worker to forward to its coordinator. Written only where the
+    // settings row relay = 1 says so.
+    R"SQL(
+CREATE TABLE settings(name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE relay_log(id INTEGER PRIMARY KEY, event TEXT NOT NULL);  -- JSON form (events.h)
+)SQL",
 };
 
 // Switches a new file to WAL (the mode is stored in the file, so once is enough). The switch

@@ -214,7 +214,19 @@ Applied Applier::apply(const Event& event) {
       },
       event.body);
   if (run && event.seq > run->seq) run->seq = event.seq, run->dirty = true;
+  if (event.seq > 0 && !out.duplicate && relaying()) {
+    Stmt log(db_, "INSERT INTO relay_log(event) VALUES(?)");
+    log.bind(1, util::dump_json(to_json(event))).run();
+  }
   return out;
+}
+
+bool Applier::relaying() {
+  if (relay_ < 0) {
+    Stmt s(db_, "SELECT value FROM settings WHERE name = 'relay'");
+    relay_ = s.step() && s.text(0) == "1";
+  }
+  return relay_ == 1;
 }
 
 ArtifactVersion Applier::log_artifact(const std::string& run_uid, const ArtifactLogged& e) {
@@ -236,7 +248,7 @@ ArtifactVersion Applier::log_artifact(const std::string& run_uid, const Artifact
     // A delete moves files aside inside its write transaction, so within ours what is there
     // stays there; what is not (deleted since the producer stored it) must be stored again.
     for (const ArtifactFile& f : e.files)
-      if (!content_.has(f.sha256))
+      if (!content_.has(f.sha256) && !gone_.count(f.sha256))
         throw MissingContent("artifact '" + e.name + "': file " + f.path + " (sha256 " + f.sha256 + ") is not in " +
                              content_.root());
     int64_t total = 0;

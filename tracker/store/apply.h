@@ -1,7 +1,9 @@
 // Applying events to a tracker database: the one path by which anything is written into it.
 //
-// An Applier works inside a write transaction its caller owns (the Store's writer thread, or
-// sync) and applies events in the order given. Per run it checks the event's sequence number
+// An Applier works inside a write transaction its caller owns (the Store's writer thread, sync,
+// or the coordinator's group commit) and applies events in the order given. In a database
+// marked for relay (tracker/relay/relay.h) it also appends each sequenced event it applies to
+// the relay log, in the same transaction. Per run it checks the event's sequence number
 // against the highest the database has applied (runs.event_seq) and skips what it has seen.
 // Metric points are buffered and written sorted by (run, key, step), with the summaries and
 // downsampling tiers they change, in one pass per batch; an event that must see them first (a
@@ -10,6 +12,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -38,6 +41,10 @@ class Applier {
   // std::invalid_argument (an alias still on a version to delete, a type clash),
   // MissingContent; the caller rolls its database changes back (a savepoint).
   Applied apply(const Event& event);
+  // Lets artifact_logged events name these files although the content store lacks them: for a
+  // relay whose producer has deleted the version since (its later events delete it here too),
+  // so that version numbers stay the same on both sides.
+  void accept_missing(const std::vector<std::string>& sha256s) { gone_.insert(sha256s.begin(), sha256s.end()); }
   // Writes the buffered metric points. Before a savepoint, so a rollback cannot lose them.
   void write_points();
   // Writes the buffered points and each touched run's event_seq: call before committing.
@@ -68,6 +75,8 @@ class Applier {
   void rewind(int64_t run_id, int64_t step);
   ArtifactVersion log_artifact(const std::string& run_uid, const ArtifactLogged& e);
   ArtifactVersion delete_artifact(const std::string& ref);
+  bool relaying();  // this database keeps a relay log
+
 
   Db& db_;
   const ContentStore& content_;
@@ -77,6 +86,8 @@ class Applier {
   std::vector<std::pair<std::string, int64_t>> last_keys_; // the last metrics event's keys and ids
   std::vector<Point> points_;
   std::vector<std::pair<std::string, std::string>> moved_;  // deleted files: sha256, where they wait
+  int relay_ = -1;  // relaying(): -1 not looked up yet
+  std::set<std::string, std::less<>> gone_;  // accept_missing()
 };
 
 // Recomputes run `run_id`'s downsampling tiers and summaries from its points (keeping each
