@@ -1,5 +1,7 @@
 #include "coordinator/jobs/job_store.h"
 
+#include "tracker/relay/relay.h"
+
 #include "common/util/json.h"
 #include "tracker/db/schema.h"
 
@@ -74,7 +76,8 @@ LeaseRow read_lease(Stmt& s) {
 
 }  // namespace
 
-JobStore::JobStore(const std::string& path) : db_(tracker::open_database(path, tracker::OpenMode::kReadWrite)) {
+JobStore::JobStore(const std::string& path)
+    : db_(tracker::open_database(path, tracker::OpenMode::kReadWrite)), content_(path) {
   // A commit is on disk before the coordinator tells anyone about it.
   db_->exec("PRAGMA synchronous=FULL");
 }
@@ -105,11 +108,47 @@ void JobStore::commit() {
   if (!in_transaction_) return;
   in_transaction_ = false;  // a failed COMMIT leaves SQLite's transaction to the destructor's rollback
   try {
+    if (applier_) applier_->finish_batch();
     db_->exec("COMMIT");
   } catch (...) {
     in_transaction_ = true;
+    if (applier_) applier_->rolled_back();
+    applier_.reset();
     throw;
   }
+  if (applier_) applier_->committed();
+  applier_.reset();
+}
+
+tracker::Applied JobStore::apply_event(const tracker::Event& event, const std::vector<std::string>& gone) {
+  begin();
+  if (!applier_) applier_ = std::make_unique<tracker::Applier>(*db_, content_);
+  applier_->accept_missing(gone);
+  applier_->write_points();  // outside the savepoint: its rollback must not lose them
+  db_->exec("SAVEPOINT event");
+  try {
+    tracker::Applied applied = applier_->apply(event);
+    db_->exec("RELEASE event");
+    return applied;
+  } catch (...) {
+    db_->exec("ROLLBACK TO event");
+    db_->exec("RELEASE event");
+    applier_->forget_keys();
+    throw;
+  }
+}
+
+nlohmann::json JobStore::run_seed(const std::string& run_uid) {
+  if (applier_) applier_->write_points();  // the summaries as of this group
+  return tracker::export_run_seed(*db_, run_uid);
+}
+
+std::string JobStore::run_status(const std::string& run_uid) {
+  Stmt& s = stmt(8, "SELECT status FROM runs WHERE uid = ?");
+  s.bind(1, run_uid);
+  const std::string status = s.step() ? s.text(0) : "";
+  s.reset();
+  return status;
 }
 
 int64_t JobStore::insert_job(const JobSpec& spec, double now) {

@@ -19,7 +19,9 @@
 #include <vector>
 
 #include "coordinator/jobs/job_spec.h"
+#include "tracker/db/content.h"
 #include "tracker/db/sqlite.h"
+#include "tracker/store/apply.h"
 
 namespace jobs {
 
@@ -80,6 +82,18 @@ class JobStore {
   // Stores lines first, first+1, … of one rank's console in an attempt (lines already stored
   // are kept).
   void append_log(int64_t job_id, int attempt, int rank, const std::vector<LogLine>& lines);
+  // Applies one tracker event relayed from a job (tracker/store/apply.h) in the group, in a
+  // savepoint of its own: returns what it made, or throws what Applier::apply throws having
+  // changed nothing. `gone`: files its artifact_logged may name without this store holding
+  // them (the job deleted them since). Durable with the group's commit.
+  tracker::Applied apply_event(const tracker::Event& event, const std::vector<std::string>& gone = {});
+  // The content store artifact files are received into.
+  const tracker::ContentStore& content() const { return content_; }
+  // Run `run_uid` as a seed for a job resuming it elsewhere (tracker/relay/relay.h), as of this
+  // group. Throws tracker::NotFound.
+  nlohmann::json run_seed(const std::string& run_uid);
+  // The run's status ("" for an unknown run).
+  std::string run_status(const std::string& run_uid);
   // Commits the open group, if any.
   void commit();
   bool pending() const { return in_transaction_; }
@@ -104,6 +118,8 @@ class JobStore {
   tracker::Stmt& stmt(int index, const char* sql);
 
   std::unique_ptr<tracker::Db> db_;
+  tracker::ContentStore content_;
+  std::unique_ptr<tracker::Applier> applier_;  // this group's, once it applies an event
   std::vector<std::unique_ptr<tracker::Stmt>> stmts_;
   bool in_transaction_ = false;
 };

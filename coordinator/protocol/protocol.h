@@ -15,7 +15,10 @@
 //   HEARTBEAT  alive (both ways, every 1 s)   HEARTBEAT
 //   STARTED    a job's process started        ASSIGN     run this job (a lease on one attempt)
 //   EXITED     a job's process ended          CANCEL     stop this job (SIGTERM, then SIGKILL)
-//   EVENTS     tracker events of one run      EVENTS_ACK the highest sequence number stored
+//   LOG        a job's console lines          LOG_ACK    the lines stored
+//   EVENTS     a job's tracker events          EVENTS_ACK the relay number stored; files it lacks
+//   UPLOAD     a chunk of an artifact file    UPLOAD_ACK the bytes it holds of the file
+//   FETCH      ask for a chunk of a file      FETCH_DATA the chunk (resuming a run elsewhere)
 //   BYE        leaving (clean shutdown)       RESYNC     unknown worker: send HELLO again
 // Client → coordinator                      Coordinator → client
 //   REQUEST    an operation ("submit",        REPLY      its result
@@ -24,9 +27,24 @@
 //
 // Leases. ASSIGN names a job and an attempt; only that attempt's STARTED, EXITED and EVENTS
 // count. A multi-rank attempt has one lease per rank: ASSIGN, STARTED, EXITED, EXITED_ACK,
-// CANCEL, LOG and LOG_ACK then also carry "rank" (an optional integer, 0 when absent), and
+// CANCEL, LOG, LOG_ACK, EVENTS and EVENTS_ACK then also carry "rank" (an optional integer, 0 when absent), and
 // each rank numbers its own LOG lines. A worker that returns says in HELLO which attempts it still runs, so the coordinator
 // re-queues exactly the others, and nothing runs twice.
+//
+// Tracker data (tracker/relay/relay.h). A job writes its run into a database on its worker;
+// the worker forwards that database's relay log as EVENTS {job, attempt, events: [[N, EVENT],
+// …], gone: [sha256…]} (N the relay number, EVENT the JSON form of tracker/events/events.h),
+// one batch in flight per attempt, and the coordinator applies them in its group commit and
+// answers EVENTS_ACK {job, attempt, upto} once they are durable. Events it has applied before
+// (by run and seq) are skipped, so a replay after a reconnect changes nothing. An
+// artifact_logged event whose files the coordinator lacks stops the batch: EVENTS_ACK then also
+// carries missing: [{sha256, size}], the worker sends each file as UPLOAD {sha256, offset, size}
+// + one chunk (≤ kArtifactChunkBytes), each answered by UPLOAD_ACK {sha256, have} (the bytes the
+// coordinator holds; it checks the SHA-256 when it has them all, or says "error"), and sends
+// the events again. A file the job has deleted since goes in "gone" instead. A training job
+// that resumes elsewhere gets its run in ASSIGN's "resume" {run, seed, files: [{sha256, size}]}
+// and fetches the checkpoint's files with FETCH {sha256, offset}, answered by FETCH_DATA
+// {sha256, offset, size} + the chunk at offset (or "error"), checking each file's SHA-256.
 //
 // Timing (Paranoid Pirate): each side sends HEARTBEAT when it has sent nothing else for
 // kHeartbeatInterval; a peer that is silent for kHeartbeatLiveness intervals is dead. A worker
@@ -70,6 +88,7 @@ constexpr double kLivenessSeconds = kHeartbeatSeconds * kHeartbeatLiveness;
 constexpr size_t kMaxFrames = 8;
 constexpr size_t kMaxBodyBytes = 8u << 20;   // an EVENTS batch holds at most one 4 MiB table
 constexpr size_t kMaxBlobBytes = 4u << 20;   // one artifact chunk
+constexpr size_t kArtifactChunkBytes = 1u << 20;  // the chunks both sides send
 constexpr size_t kMaxTypeBytes = 32;
 constexpr size_t kMaxLogLineBytes = 64u << 10;  // one console line in LOG (longer ones are cut)
 constexpr size_t kMaxFrameBytes = kMaxBodyBytes > kMaxBlobBytes ? kMaxBodyBytes : kMaxBlobBytes;
@@ -87,6 +106,10 @@ enum class Type {
   kLogAck,
   kEvents,
   kEventsAck,
+  kUpload,
+  kUploadAck,
+  kFetch,
+  kFetchData,
   kResync,
   kBye,
   kRequest,

@@ -1,9 +1,13 @@
 #include "coordinator/server/coordinator.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <set>
@@ -11,10 +15,12 @@
 
 #include "common/util/clock.h"
 #include "common/util/json.h"
+#include "common/util/sha256.h"
 #include "coordinator/jobs/job_store.h"
 #include "coordinator/protocol/protocol.h"
 #include "coordinator/scheduler/placement.h"
 #include "coordinator/wire/wire.h"
+#include "tracker/events/events.h"
 
 namespace coordinator {
 namespace {
@@ -87,6 +93,21 @@ int64_t int_field(const json& body, const char* name, int64_t fallback = 0) {
   return it != body.end() && it->is_number_integer() ? it->get<int64_t>() : fallback;
 }
 
+bool is_sha256(const json& v) {
+  if (!v.is_string() || v.get_ref<const std::string&>().size() != 64) return false;
+  for (char c : v.get_ref<const std::string&>())
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
+}
+
+// An artifact file arriving in chunks (UPLOAD), hashed as it comes.
+struct Upload {
+  int64_t size = 0, have = 0;
+  std::string path;  // in the content store's staging folder
+  std::ofstream out;
+  util::Sha256 hash;
+};
+
 }  // namespace
 
 struct Coordinator::State {
@@ -107,6 +128,8 @@ struct Coordinator::State {
     double placeable_since = -1;  // an ASSIGN: when its job could first have been placed
   };
   std::vector<Outgoing> outbox;  // sent after the turn's commit
+  std::map<std::string, int64_t> wanted_files;  // sha256 → size: asked for in EVENTS_ACK, not yet whole
+  std::map<std::string, Upload> uploads;        // by sha256
   std::vector<double> latencies_ms;
   bool placement_dirty = true;
   double now = 0;       // monotonic seconds, this turn
@@ -126,6 +149,10 @@ struct Coordinator::State {
   void recover() {
     now = util::monotonic_seconds();
     now_unix = util::unix_time();
+    // Uploads cut off by the last stop start again from their first byte when asked for.
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(store.content().root() + "/staging", ec))
+      if (e.path().filename().string().rfind("upload-", 0) == 0) std::filesystem::remove(e.path(), ec);
     for (jobs::WorkerRow& row : store.workers()) {
       WorkerState w;
       w.node.id = row.id;
@@ -170,10 +197,11 @@ struct Coordinator::State {
 
   // --- sending -----------------------------------------------------------------------------
 
-  void post(const std::string& peer, Type type, json body, double placeable_since = -1) {
+  void post(const std::string& peer, Type type, json body, double placeable_since = -1, std::string blob = {}, bool with_blob = false) {
     Message m;
     m.type = type;
     m.body = std::move(body);
+    if (with_blob) m.blobs.push_back(std::move(blob));
     outbox.push_back({peer, std::move(m), placeable_since});
   }
 
@@ -340,6 +368,7 @@ struct Coordinator::State {
     if (master.row.resources.contains("address") && master.row.resources["address"].is_string())
       master_addr = master.row.resources["address"].get<std::string>();
     const int master_port = port_lo + static_cast<int>((j.row.id * 31 + j.row.attempt) % (port_hi - port_lo + 1));
+    const json resume = resume_point(j);
     std::map<std::string, int> local_rank;
     const json spec_json = jobs::to_json(spec);
     for (int r = 0; r < static_cast<int>(placement.size()); ++r) {
@@ -366,11 +395,42 @@ struct Coordinator::State {
         env["MASTER_PORT"] = std::to_string(master_port);
       }
       WorkerState& w = workers.at(p.worker);
-      post_to_worker(w, Type::kAssign,
-                     {{"job", j.row.id}, {"attempt", j.row.attempt}, {"rank", r}, {"session", w.session},
-                      {"spec", spec_json}, {"env", env}},
-                     std::max(j.placeable_since, w.freed));
+      json body = {{"job", j.row.id}, {"attempt", j.row.attempt}, {"rank", r}, {"session", w.session}, {"spec", spec_json}, {"env", env}};
+      if (!resume.is_null()) body["resume"] = resume;
+      post_to_worker(w, Type::kAssign, std::move(body), std::max(j.placeable_since, w.freed));
     }
+  }
+
+  // Where a training job's new attempt starts: its run's newest checkpoint (ASSIGN's "resume":
+  // the run's seed and the checkpoint's files), or null for a fresh run. A run left without a
+  // checkpoint ended with its attempt: marked crashed, unless it said how it ended.
+  json resume_point(JobState& j) {
+    if (j.row.spec.kind != "train" || j.row.run_uid.empty()) return nullptr;
+    json seed;
+    try {
+      seed = store.run_seed(j.row.run_uid);
+    } catch (const tracker::NotFound&) {
+      j.row.run_uid.clear();
+      store.save_job(j.row);
+      return nullptr;
+    }
+    for (const json& a : seed["artifacts"]) {
+      if (a["type"] != "checkpoint" || !a["aliases"].contains("latest")) continue;
+      for (const json& v : a["versions"])
+        if (v["version"] == a["aliases"]["latest"] && v["run_uid"] == j.row.run_uid) {
+          json files = json::array();
+          for (const json& f : v["files"]) files.push_back({{"sha256", f["sha256"]}, {"size", f["size"]}});
+          log("job " + std::to_string(j.row.id) + " attempt " + std::to_string(j.row.attempt) + " resumes run " +
+              j.row.run_uid + " from " + a["name"].get<std::string>() + ":v" + std::to_string(v["version"].get<int64_t>()));
+          const int64_t run_id = seed["run"]["id"].get<int64_t>();
+          return {{"run", run_id}, {"seed", std::move(seed)}, {"files", std::move(files)}};
+        }
+    }
+    if (store.run_status(j.row.run_uid) == "running")
+      store.apply_event(tracker::Event{j.row.run_uid, 0, tracker::RunFinished{"crashed", now_unix}});
+    j.row.run_uid.clear();
+    store.save_job(j.row);
+    return nullptr;
   }
 
   void schedule() {
@@ -514,6 +574,153 @@ struct Coordinator::State {
     store.append_log(job, attempt, static_cast<int>(rank), rows);
     post_to_worker(w, Type::kLogAck,
                    {{"job", job}, {"attempt", attempt}, {"rank", rank}, {"next", first + static_cast<int64_t>(rows.size())}});
+  }
+
+  // Tracker events relayed from an attempt's database (protocol.h, tracker/relay/relay.h).
+  void on_events(WorkerState& w, const json& body) {
+    const int64_t job = body["job"].get<int64_t>();
+    const int attempt = body["attempt"].get<int>();
+    const int64_t rank = int_field(body, "rank");
+    const json& entries = body["events"];
+    if (rank < 0 || rank >= jobs::kMaxRanks) return log_bad(w.peer, "EVENTS: \"rank\" is outside 0.." + std::to_string(jobs::kMaxRanks - 1));
+    for (size_t i = 0; i < entries.size(); ++i)
+      if (!entries[i].is_array() || entries[i].size() != 2 || !entries[i][0].is_number_integer() || !entries[i][1].is_object() ||
+          (i > 0 && entries[i][0].get<int64_t>() <= entries[i - 1][0].get<int64_t>()))
+        return log_bad(w.peer, "EVENTS: entry " + std::to_string(i) + " is not [N, {event}] with N growing");
+    std::vector<std::string> gone;
+    if (body.contains("gone") && body["gone"].is_array())
+      for (const json& g : body["gone"])
+        if (is_sha256(g)) gone.push_back(g.get<std::string>());
+    auto jit = jobs.find(job);
+    const int newest = jit != jobs.end() ? jit->second.row.attempt : store.newest_attempt(job).value_or(0);
+    if (attempt < 1 || attempt > newest) return log_bad(w.peer, "EVENTS for job " + std::to_string(job) + " attempt " + std::to_string(attempt) + ", which does not exist");
+    int64_t upto = entries.empty() ? 0 : entries[0][0].get<int64_t>() - 1;
+    json missing = json::array();
+    const std::string label = "job " + std::to_string(job) + " attempt " + std::to_string(attempt);
+    if (attempt != newest) {
+      // A late batch of an attempt that was given up: its run went on (or began again) from
+      // what was stored when the next attempt was placed. Acknowledged, not applied.
+      if (!entries.empty()) log(label + ": dropped " + std::to_string(entries.size()) + " tracker events sent after attempt " + std::to_string(newest) + " began");
+      upto = entries.empty() ? upto : entries.back()[0].get<int64_t>();
+    } else {
+      for (const json& entry : entries) {
+        const int64_t n = entry[0].get<int64_t>();
+        tracker::Event event;
+        try {
+          event = tracker::event_from_json(entry[1]);
+          const tracker::Applied applied = store.apply_event(event, gone);
+          if (std::holds_alternative<tracker::RunCreated>(event.body) && !applied.duplicate) bind_run(job, event.run);
+        } catch (const tracker::MissingContent&) {
+          for (const tracker::ArtifactFile& f : std::get<tracker::ArtifactLogged>(event.body).files)
+            if (!store.content().has(f.sha256) && std::find(gone.begin(), gone.end(), f.sha256) == gone.end()) {
+              wanted_files[f.sha256] = f.size;
+              missing.push_back({{"sha256", f.sha256}, {"size", f.size}});
+            }
+          break;
+        } catch (const std::exception& e) {
+          // It can never apply (malformed, or naming what is not here): skipped, or the relay
+          // would stop at it for good.
+          log(label + ": skipped tracker event " + std::to_string(n) + ": " + e.what());
+        }
+        upto = n;
+      }
+    }
+    json ack = {{"job", job}, {"attempt", attempt}, {"rank", rank}, {"upto", upto}};
+    if (!missing.empty()) ack["missing"] = std::move(missing);
+    post_to_worker(w, Type::kEventsAck, std::move(ack));
+  }
+
+  // A job's run: what `i3lab jobs` shows and what a retry resumes.
+  void bind_run(int64_t job, const std::string& run_uid) {
+    auto jit = jobs.find(job);
+    if (jit != jobs.end()) {
+      jit->second.row.run_uid = run_uid;
+      store.save_job(jit->second.row);
+    } else if (std::optional<jobs::JobRow> row = store.job(job)) {
+      row->run_uid = run_uid;
+      store.save_job(*row);
+    }
+  }
+
+  void on_upload(WorkerState& w, const Message& m) {
+    const json& body = m.body;
+    if (!is_sha256(body["sha256"]) || m.blobs.size() != 1) return log_bad(w.peer, "UPLOAD: not a sha256 and one chunk");
+    const std::string sha = body["sha256"].get<std::string>();
+    const int64_t offset = body["offset"].get<int64_t>(), size = body["size"].get<int64_t>();
+    auto reply = [&](int64_t have, const std::string& error = "") {
+      json r = {{"sha256", sha}, {"have", have}};
+      if (!error.empty()) r["error"] = error;
+      post_to_worker(w, Type::kUploadAck, std::move(r));
+    };
+    auto wanted = wanted_files.find(sha);
+    if (store.content().has(sha)) {
+      wanted_files.erase(sha);
+      return reply(size);
+    }
+    if (wanted == wanted_files.end() || wanted->second != size) {
+      // Asked for before this coordinator restarted, perhaps: the events say again what is needed.
+      json r = {{"sha256", sha}, {"have", 0}, {"error", "file " + sha + " was not asked for"}, {"resend_events", true}};
+      return post_to_worker(w, Type::kUploadAck, std::move(r));
+    }
+    auto [it, fresh] = uploads.try_emplace(sha);
+    Upload& u = it->second;
+    try {
+      if (fresh) {
+        u.size = size;
+        u.path = store.content().staging_dir() + "/upload-" + sha;
+        u.out.open(u.path, std::ios::binary | std::ios::trunc);
+        if (!u.out) throw std::runtime_error(u.path + ": cannot write");
+      }
+      if (offset != u.have) return reply(u.have);
+      const std::string& chunk = m.blobs[0];
+      if (u.have + static_cast<int64_t>(chunk.size()) > u.size) throw std::runtime_error("more bytes than the file's size");
+      u.out.write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+      u.hash.update(chunk);
+      u.have += static_cast<int64_t>(chunk.size());
+      if (u.have < u.size) {
+        if (!u.out) throw std::runtime_error(u.path + ": write failed (disk full?)");
+        return reply(u.have);
+      }
+      u.out.close();
+      if (!u.out) throw std::runtime_error(u.path + ": write failed (disk full?)");
+      const std::string got = u.hash.hex();
+      if (got != sha) throw std::runtime_error("the bytes received hash to " + got);
+      store.content().adopt(u.path, sha);
+      uploads.erase(it);
+      wanted_files.erase(sha);
+      reply(size);
+    } catch (const std::exception& e) {
+      std::error_code ignored;
+      std::filesystem::remove(u.path, ignored);
+      uploads.erase(it);
+      log("upload of " + sha + " from worker " + w.row.id + " failed: " + e.what());
+      reply(0, e.what());
+    }
+  }
+
+  void on_fetch(WorkerState& w, const json& body) {
+    if (!is_sha256(body["sha256"])) return log_bad(w.peer, "FETCH: \"sha256\" is not 64 lowercase hex digits");
+    const std::string sha = body["sha256"].get<std::string>();
+    const int64_t offset = body["offset"].get<int64_t>();
+    json r = {{"sha256", sha}, {"offset", offset}, {"size", 0}};
+    const std::string path = store.content().path_of(sha);
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || offset < 0 || offset > st.st_size) {
+      if (fd >= 0) close(fd);
+      r["error"] = fd < 0 ? "no file " + sha + " in the coordinator's artifact store" : "offset past the end of " + sha;
+      return post_to_worker(w, Type::kFetchData, std::move(r));
+    }
+    std::string chunk(std::min<int64_t>(protocol::kArtifactChunkBytes, st.st_size - offset), '\0');
+    const ssize_t n = pread(fd, chunk.data(), chunk.size(), offset);
+    close(fd);
+    if (n != static_cast<ssize_t>(chunk.size())) {
+      r["error"] = "cannot read " + sha + " from the coordinator's artifact store";
+      return post_to_worker(w, Type::kFetchData, std::move(r));
+    }
+    r["size"] = static_cast<int64_t>(st.st_size);
+    post(w.peer, Type::kFetchData, std::move(r), -1, std::move(chunk), true);
+    w.sent = now;
   }
 
   void worker_lost(WorkerState& w, const std::string& why) {
@@ -699,7 +906,7 @@ struct Coordinator::State {
       // A worker this coordinator does not know (it restarted, or declared the worker lost):
       // everything it says waits for its HELLO, which re-sends what matters.
       if (m.type == Type::kHeartbeat || m.type == Type::kStarted || m.type == Type::kExited || m.type == Type::kLog ||
-          m.type == Type::kEvents)
+          m.type == Type::kEvents || m.type == Type::kUpload || m.type == Type::kFetch)
         post(r.peer, Type::kResync, json::object());
       return;
     }
@@ -711,6 +918,9 @@ struct Coordinator::State {
       case Type::kStarted: on_started(w, m.body); break;
       case Type::kExited: on_exited(w, m.body); break;
       case Type::kLog: on_log(w, m.body); break;
+      case Type::kEvents: on_events(w, m.body); break;
+      case Type::kUpload: on_upload(w, m); break;
+      case Type::kFetch: on_fetch(w, m.body); break;
       case Type::kBye: {
         log("worker " + w.row.id + " said BYE");
         worker_lost(w, "it left");

@@ -1,5 +1,6 @@
 #include "worker/agent/worker.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -19,9 +20,13 @@
 #include "common/util/clock.h"
 #include "common/util/files.h"
 #include "common/util/json.h"
+#include "common/util/sha256.h"
 #include "coordinator/jobs/job_spec.h"
 #include "coordinator/protocol/protocol.h"
 #include "coordinator/wire/wire.h"
+#include "tracker/db/content.h"
+#include "tracker/db/schema.h"
+#include "tracker/relay/relay.h"
 #include "worker/process/spawn.h"
 
 extern char** environ;
@@ -36,6 +41,9 @@ using protocol::Type;
 constexpr double kResendS = 2.0;                  // unacknowledged EXITED and LOG go again after this
 constexpr size_t kMaxLogBatchBytes = 1u << 20;    // one LOG message
 constexpr size_t kMaxBufferedLines = 200000;      // per attempt, unacknowledged; older ones stay in the file only
+constexpr size_t kMaxEventsBatchBytes = 1u << 20;  // one EVENTS message (one larger event goes alone)
+constexpr size_t kMaxEventsBatch = 5000;
+constexpr double kRelayDrainS = 30;  // an exit waits this long for its tracker events to be stored
 
 struct Key {
   int64_t job;
@@ -50,8 +58,32 @@ struct Line {
   std::string text;
 };
 
+// A file moving in chunks (UPLOAD to the coordinator, FETCH from it), one chunk in flight.
+struct Transfer {
+  std::string sha256;
+  int64_t size = 0, offset = 0;
+  double sent_at = -1e9;
+  bool in_flight = false;
+  std::string path;   // FETCH: the file being written
+  std::ofstream out;  // FETCH
+  util::Sha256 hash;  // FETCH
+};
+
 struct Attempt {
   Key key;
+  std::vector<std::string> argv, env;  // what to run, once its files are here
+  bool preparing = false;               // fetching the files to resume from
+  std::deque<Transfer> fetches;
+  // The tracker relay (tracker/relay/relay.h): the attempt's database, the newest relay
+  // number the coordinator stored, the batch in flight, and files it asked for.
+  std::string db_path;
+  std::unique_ptr<tracker::Db> relay_db;
+  int64_t relay_acked = 0, relay_end = 0;
+  bool events_in_flight = false;
+  double events_sent_at = -1e9;
+  std::deque<Transfer> uploads;
+  std::vector<std::string> gone;        // files asked for that the job has deleted since
+  double exited_at = 0;
   pid_t pid = -1;
   int fds[2] = {-1, -1};        // stdout, stderr (read ends)
   std::string partial[2];       // an unfinished last line of each
@@ -63,7 +95,11 @@ struct Attempt {
   int exit_code = 0, signal = 0;
   double exited_sent = -1e9;
   double kill_at = 0;           // > 0: SIGKILL the group then
-  bool done() const { return exited && exit_acked && fds[0] < 0 && fds[1] < 0 && unacked.empty(); }
+  bool relay_drained() const { return !relay_db || (relay_acked >= relay_end && uploads.empty()); }
+  // The exit is reported once the coordinator holds the job's tracker data (a retry resumes
+  // from the newest checkpoint), or when it has not taken it for kRelayDrainS.
+  bool exit_reportable(double now) const { return exited && (relay_drained() || now - exited_at > kRelayDrainS); }
+  bool done() const { return exited && exit_acked && fds[0] < 0 && fds[1] < 0 && unacked.empty() && relay_drained(); }
 };
 
 std::string random_suffix() {
@@ -139,9 +175,13 @@ struct Worker::State {
     hello_sent = now;
     json running = json::array(), exited = json::array();
     for (auto& [key, a] : attempts) {
-      if (a.running) running.push_back(key.to_json());
-      if (a.exited && !a.exit_acked) exited.push_back(exit_report(a));
+      const bool reportable = a.exit_reportable(now);
+      if (a.running || a.preparing || (a.exited && !reportable)) running.push_back(key.to_json());
+      if (reportable && !a.exit_acked) exited.push_back(exit_report(a));
       a.next_to_send = a.first_unacked;  // unacknowledged lines go again
+      a.events_in_flight = false;         // and so do unacknowledged events and chunks
+      for (auto* list : {&a.uploads, &a.fetches})
+        for (Transfer& t : *list) t.in_flight = false;
     }
     send(Type::kHello, {{"worker", name},
                         {"session", session},
@@ -160,13 +200,15 @@ struct Worker::State {
 
   // --- jobs --------------------------------------------------------------------------------
 
-  std::vector<std::string> job_argv(const jobs::JobSpec& spec, const std::string& dir) {
+  // Train and eval jobs track into the attempt's own database, marked for relay.
+  std::vector<std::string> job_argv(const jobs::JobSpec& spec, const std::string& dir, const std::string& db, int64_t resume_run) {
     if (spec.kind == "command") return spec.argv;
-    const std::string db = dir + "/run.db";
     if (spec.kind == "train") {
       const std::string config = dir + "/config.json";
       std::ofstream(config) << spec.config.dump(2) << "\n";
-      return {options.i3lab_program, "train", config, "--db", db};
+      std::vector<std::string> argv = {options.i3lab_program, "train", config, "--db", db};
+      if (resume_run > 0) argv.insert(argv.end(), {"--resume", std::to_string(resume_run)});
+      return argv;
     }
     std::vector<std::string> argv = {options.i3lab_program, "eval"};
     argv.insert(argv.end(), spec.args.begin(), spec.args.end());
@@ -185,31 +227,225 @@ struct Worker::State {
     Attempt& a = attempts[key];
     a.key = key;
     const std::string dir = options.workdir + "/job-" + std::to_string(key.job);
+    const std::string name = "attempt-" + std::to_string(key.attempt) + (key.rank ? ".rank-" + std::to_string(key.rank) : "");
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
-    a.log_file.open(dir + "/attempt-" + std::to_string(key.attempt) + (key.rank ? ".rank-" + std::to_string(key.rank) : "") + ".log",
-                    std::ios::app);
+    a.log_file.open(dir + "/" + name + ".log", std::ios::app);
     try {
       const jobs::JobSpec spec = jobs::parse_job_spec(body["spec"], "ASSIGN job " + std::to_string(key.job));
       std::map<std::string, std::string> env = base_env;
       for (const auto& [k, v] : spec.env) env[k] = v;
       for (const auto& [k, v] : body["env"].items())
         if (v.is_string()) env[k] = v.get<std::string>();
-      std::vector<std::string> env_list;
-      for (const auto& [k, v] : env) env_list.push_back(k + "=" + v);
-      const process::Spawned p = process::spawn(job_argv(spec, dir), env_list, dir);
-      a.pid = p.pid;
-      a.fds[0] = p.stdout_fd;
-      a.fds[1] = p.stderr_fd;
-      a.running = true;
-      by_pid[p.pid] = key;
-      send(Type::kStarted, {{"job", key.job}, {"attempt", key.attempt}, {"rank", key.rank}, {"pid", p.pid}});
+      for (const auto& [k, v] : env) a.env.push_back(k + "=" + v);
+      int64_t resume_run = 0;
+      if (spec.kind != "command") {
+        // A fresh database per attempt (a work folder may outlive a coordinator whose job ids
+        // began again), holding the run to resume when there is one.
+        a.db_path = dir + "/" + name + ".db";
+        for (const char* suffix : {"", "-wal", "-shm", ".artifacts"}) std::filesystem::remove_all(a.db_path + suffix, ec);
+        const json& resume = body.contains("resume") ? body["resume"] : json();
+        if (resume.is_object()) {
+          resume_run = tracker::import_run_seed(a.db_path, resume.at("seed"));
+          const tracker::ContentStore content(a.db_path);
+          for (const json& f : resume.at("files")) {
+            Transfer t;
+            t.sha256 = f.at("sha256").get<std::string>();
+            t.size = f.at("size").get<int64_t>();
+            if (t.sha256.size() != 64 || t.sha256.find_first_not_of("0123456789abcdef") != std::string::npos)
+              throw std::invalid_argument("ASSIGN: resume file " + util::brief(f.at("sha256"), util::kQuoteChars) + " is not a sha256");
+            if (!content.has(t.sha256)) a.fetches.push_back(std::move(t));
+          }
+          add_line(a, 1, "i3lab worker: resuming run " + std::to_string(resume_run) + " from its newest checkpoint (" +
+                             std::to_string(a.fetches.size()) + " files to fetch)");
+        } else {
+          tracker::create_relay_database(a.db_path);
+        }
+        a.relay_db = tracker::open_database(a.db_path, tracker::OpenMode::kReadOnly);
+      }
+      a.argv = job_argv(spec, dir, a.db_path, resume_run);
+      a.preparing = true;
+      if (a.fetches.empty()) start(a);
+      else pump_fetch(a);
     } catch (const std::exception& e) {
-      add_line(a, 1, std::string("i3lab worker: ") + e.what());
-      a.exited = true;
-      a.exit_code = 127;
-      log("job " + std::to_string(key.job) + " attempt " + std::to_string(key.attempt) + ": " + e.what());
-      send_exit(a);
+      fail_before_start(a, e.what());
+    }
+  }
+
+  // An attempt that could not start: reported as exit code 127 with the reason in its log.
+  void fail_before_start(Attempt& a, const std::string& why) {
+    add_line(a, 1, "i3lab worker: " + why);
+    a.preparing = false;
+    a.exited = true;
+    a.exited_at = now;
+    a.exit_code = 127;
+    log("job " + std::to_string(a.key.job) + " attempt " + std::to_string(a.key.attempt) + ": " + why);
+    send_exit(a);
+  }
+
+  void start(Attempt& a) {
+    const std::string dir = options.workdir + "/job-" + std::to_string(a.key.job);
+    const process::Spawned p = process::spawn(a.argv, a.env, dir);
+    a.preparing = false;
+    a.pid = p.pid;
+    a.fds[0] = p.stdout_fd;
+    a.fds[1] = p.stderr_fd;
+    a.running = true;
+    by_pid[p.pid] = a.key;
+    send(Type::kStarted, {{"job", a.key.job}, {"attempt", a.key.attempt}, {"rank", a.key.rank}, {"pid", p.pid}});
+  }
+
+  // --- files to resume from: FETCH ---------------------------------------------------------
+
+  void pump_fetch(Attempt& a) {
+    if (!welcomed || a.fetches.empty()) return;
+    Transfer& t = a.fetches.front();
+    if (t.in_flight && now - t.sent_at < kResendS) return;
+    send(Type::kFetch, {{"sha256", t.sha256}, {"offset", t.offset}});
+    t.in_flight = true;
+    t.sent_at = now;
+  }
+
+  void on_fetch_data(const Message& m) {
+    const std::string sha = m.body["sha256"].get<std::string>();
+    const int64_t offset = m.body["offset"].get<int64_t>();
+    for (auto& [key, a] : attempts) {
+      if (!a.preparing || a.fetches.empty() || a.fetches.front().sha256 != sha || a.fetches.front().offset != offset) continue;
+      Transfer& t = a.fetches.front();
+      t.in_flight = false;
+      try {
+        if (m.body.contains("error")) throw std::runtime_error(util::brief(m.body["error"], 200));
+        if (m.blobs.size() != 1 || m.body["size"].get<int64_t>() != t.size)
+          throw std::runtime_error("the coordinator's copy is not the " + std::to_string(t.size) + " bytes expected");
+        const tracker::ContentStore content(a.db_path);
+        if (t.path.empty()) {
+          t.path = content.staging_dir() + "/fetch-" + sha;
+          t.out.open(t.path, std::ios::binary | std::ios::trunc);
+        }
+        const std::string& chunk = m.blobs[0];
+        if (chunk.empty() && t.offset < t.size) throw std::runtime_error("the coordinator sent an empty chunk");
+        if (t.offset + static_cast<int64_t>(chunk.size()) > t.size) throw std::runtime_error("more bytes than the file's size");
+        t.out.write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+        t.hash.update(chunk);
+        t.offset += static_cast<int64_t>(chunk.size());
+        if (!t.out) throw std::runtime_error(t.path + ": write failed (disk full?)");
+        if (t.offset == t.size) {
+          t.out.close();
+          const std::string got = t.hash.hex();
+          if (got != sha) throw std::runtime_error("the bytes received hash to " + got);
+          content.adopt(t.path, sha);
+          a.fetches.pop_front();
+        }
+      } catch (const std::exception& e) {
+        std::error_code ignored;
+        if (!t.path.empty()) std::filesystem::remove(t.path, ignored);
+        a.fetches.clear();
+        fail_before_start(a, "cannot fetch checkpoint file " + sha + ": " + e.what());
+        return;
+      }
+      if (!a.fetches.empty()) return pump_fetch(a);
+      try {
+        start(a);
+      } catch (const std::exception& e) {
+        fail_before_start(a, e.what());
+      }
+      return;
+    }
+  }
+
+  // --- tracker data: EVENTS and UPLOAD -----------------------------------------------------
+
+  void pump_relay(Attempt& a) {
+    if (!welcomed || !a.relay_db || !a.uploads.empty()) return;
+    if (a.events_in_flight && now - a.events_sent_at < kResendS) return;
+    std::vector<tracker::RelayEntry> entries;
+    try {
+      entries = tracker::read_relay_log(*a.relay_db, a.relay_acked, kMaxEventsBatch, kMaxEventsBatchBytes);
+      a.relay_end = entries.empty() ? a.relay_acked : std::max(a.relay_end, entries.back().id);
+    } catch (const std::exception& e) {  // busy or damaged: try again next turn
+      log("job " + std::to_string(a.key.job) + ": cannot read " + a.db_path + ": " + e.what());
+      return;
+    }
+    if (entries.empty()) return;
+    json events = json::array();
+    for (const tracker::RelayEntry& e : entries) {
+      std::optional<json> event = util::try_parse_json(e.event);
+      events.push_back(json::array({e.id, event ? *event : json(nullptr)}));
+    }
+    json body = {{"job", a.key.job}, {"attempt", a.key.attempt}, {"rank", a.key.rank}, {"events", std::move(events)}};
+    if (!a.gone.empty()) body["gone"] = a.gone;
+    send(Type::kEvents, std::move(body));
+    a.events_in_flight = true;
+    a.events_sent_at = now;
+  }
+
+  void on_events_ack(const json& body) {
+    auto it = attempts.find({body["job"].get<int64_t>(), body["attempt"].get<int>(), static_cast<int>(body.value("rank", 0))});
+    if (it == attempts.end() || !it->second.relay_db) return;
+    Attempt& a = it->second;
+    a.relay_acked = std::max(a.relay_acked, body["upto"].get<int64_t>());
+    a.events_in_flight = false;
+    if (body.contains("missing") && body["missing"].is_array()) {
+      const tracker::ContentStore content(a.db_path);
+      for (const json& f : body["missing"]) {
+        if (!f.is_object() || !f.contains("sha256") || !f["sha256"].is_string() || !f.contains("size") || !f["size"].is_number_integer()) continue;
+        Transfer t;
+        t.sha256 = f["sha256"].get<std::string>();
+        t.size = f["size"].get<int64_t>();
+        if (content.has(t.sha256))
+          a.uploads.push_back(std::move(t));
+        else
+          a.gone.push_back(t.sha256);
+      }
+    }
+    if (!a.uploads.empty()) return pump_upload(a);
+    pump_relay(a);
+  }
+
+  void pump_upload(Attempt& a) {
+    while (welcomed && !a.uploads.empty()) {
+      Transfer& t = a.uploads.front();
+      if (t.in_flight && now - t.sent_at < kResendS) return;
+      const std::string path = tracker::ContentStore(a.db_path).path_of(t.sha256);
+      std::string chunk(static_cast<size_t>(std::min<int64_t>(protocol::kArtifactChunkBytes, std::max<int64_t>(0, t.size - t.offset))), '\0');
+      const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      const ssize_t n = fd < 0 ? -1 : pread(fd, chunk.data(), chunk.size(), t.offset);
+      if (fd >= 0) close(fd);
+      if (n != static_cast<ssize_t>(chunk.size())) {  // deleted by the job since: its version goes without it
+        a.gone.push_back(t.sha256);
+        a.uploads.pop_front();
+        continue;
+      }
+      Message m;
+      m.type = Type::kUpload;
+      m.body = {{"sha256", t.sha256}, {"offset", t.offset}, {"size", t.size}};
+      m.blobs.push_back(std::move(chunk));
+      wire::send(*socket, m);
+      sent = now;
+      t.in_flight = true;
+      t.sent_at = now;
+      return;
+    }
+    if (a.uploads.empty()) pump_relay(a);
+  }
+
+  void on_upload_ack(const json& body) {
+    const std::string sha = body["sha256"].get<std::string>();
+    const int64_t have = body["have"].get<int64_t>();
+    for (auto& [key, a] : attempts) {
+      if (a.uploads.empty() || a.uploads.front().sha256 != sha) continue;
+      Transfer& t = a.uploads.front();
+      t.in_flight = false;
+      if (body.contains("error")) {
+        log("upload of " + sha + " for job " + std::to_string(key.job) + ": " + util::brief(body["error"], 200));
+        if (!body.value("resend_events", false)) a.gone.push_back(sha);  // damaged here: it cannot be sent
+        a.uploads.pop_front();
+      } else if (have >= t.size) {
+        a.uploads.pop_front();
+      } else {
+        t.offset = std::max<int64_t>(0, have);
+      }
+      pump_upload(a);
     }
   }
 
@@ -306,11 +542,20 @@ struct Worker::State {
       for (int s = 0; s < 2; ++s) read_output(a, s);
       a.running = false;
       a.exited = true;
+      a.exited_at = now;
+      if (a.relay_db) {
+        try {
+          a.relay_end = tracker::relay_log_end(*a.relay_db);  // final: the job is gone
+        } catch (const std::exception& err) {
+          log("job " + std::to_string(a.key.job) + ": cannot read " + a.db_path + ": " + err.what());
+        }
+      }
       a.exit_code = e->exit_code;
       a.signal = e->signal;
       log("job " + std::to_string(a.key.job) + " attempt " + std::to_string(a.key.attempt) +
           (a.signal ? " killed by signal " + std::to_string(a.signal) : " exited with " + std::to_string(a.exit_code)));
-      send_exit(a);
+      pump_relay(a);
+      if (a.exit_reportable(now)) send_exit(a);
     }
   }
 
@@ -329,7 +574,10 @@ struct Worker::State {
           welcomed = true;
           backoff = protocol::kReconnectMin;
           log("registered with " + options.coordinator + " as " + name + " (session " + std::to_string(session) + ")");
-          for (auto& [key, a] : attempts) send_logs(a, false);
+          for (auto& [key, a] : attempts) {
+            send_logs(a, false);
+            pump_fetch(a);
+          }
         }
         break;
       case Type::kHeartbeat: break;
@@ -344,6 +592,9 @@ struct Worker::State {
         if (it != attempts.end() && it->second.exited) it->second.exit_acked = true;
         break;
       }
+      case Type::kEventsAck: on_events_ack(m.body); break;
+      case Type::kUploadAck: on_upload_ack(m.body); break;
+      case Type::kFetchData: on_fetch_data(m); break;
       case Type::kLogAck: {
         auto it = attempts.find({m.body["job"].get<int64_t>(), m.body["attempt"].get<int>(), static_cast<int>(m.body.value("rank", 0))});
         if (it == attempts.end()) break;
@@ -381,7 +632,10 @@ struct Worker::State {
         a.kill_at = 0;
       }
       if (!welcomed) continue;
-      if (a.exited && !a.exit_acked && now - a.exited_sent > kResendS) send_exit(a);
+      pump_fetch(a);
+      pump_upload(a);
+      pump_relay(a);
+      if (a.exit_reportable(now) && !a.exit_acked && now - a.exited_sent > kResendS) send_exit(a);
       if (!a.unacked.empty() && a.next_to_send > a.first_unacked && now - a.last_send > kResendS) a.next_to_send = a.first_unacked;
       send_logs(a, false);
     }

@@ -1,0 +1,186 @@
+// Training jobs through a real coordinator and real workers: the run a job writes on its
+// worker reaches the coordinator's database exactly (metrics, console, checkpoints), also when
+// the coordinator is away for a while, and a job whose worker dies resumes on another worker,
+// with its own work folder, from the newest checkpoint, its loss curve one line.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <set>
+
+#include "tests/cluster.h"
+#include "tracker/query/query.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+class TrainingCluster : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    setenv("I3LAB_THREADS", "1,1", 1);  // inherited by the coordinator, workers and jobs
+    dir_ = cluster_dir();
+    const std::string text = file_contents(I3LAB_SOURCE_DIR "/tests/data/sample.txt");
+    std::string corpus;
+    for (int i = 0; i < 8; ++i) corpus += text;
+    write_file(dir_ + "/corpus.txt", corpus);
+    const I3labResult vocab = i3lab({"tokenizer", "build", "--out", dir_ + "/vocab.json", dir_ + "/corpus.txt"});
+    ASSERT_EQ(vocab.status, 0) << vocab.err;
+  }
+
+  // A tiny model's training config: `steps` updates, a checkpoint every `every` (~15 ms a step).
+  json config(int steps, int every, int keep_last = 0) const {
+    return {{"project", "cluster"},
+            {"model", {{"preset", "i3-tiny"}}},
+            {"data",
+             {{"vocab", dir_ + "/vocab.json"},
+              {"sources", {{{"path", dir_ + "/corpus.txt"}, {"separator", "\n"}}}},
+              {"val_fraction", 0.2},
+              {"batch_size", 2},
+              {"cache_dir", dir_ + "/cache"}}},
+            {"optim", {{"lr", 1e-2}, {"warmup_iters", 2}, {"lr_decay_iters", steps}}},
+            {"train", {{"max_iters", steps}, {"device", "cpu"}}},
+            {"logging", {{"log_interval", 1}, {"eval_interval", 0}, {"eval_batches", 2}, {"sample_tokens", 5}}},
+            {"checkpoint", {{"interval", every}, {"keep_last", keep_last}}}};
+  }
+
+  int64_t submit_training(const std::string& endpoint, const json& cfg) {
+    return submit(dir_, endpoint, {{"kind", "train"}, {"config", cfg}, {"max_restarts", 2}});
+  }
+
+  json job(const std::string& endpoint, int64_t id) {
+    const json list = jobs_json(endpoint);
+    return jobs_by_id(list).count(id) ? jobs_by_id(list)[id] : json();
+  }
+
+  // The job's run in database `db` (0 while it has none).
+  static int64_t run_id(const std::string& db, const std::string& uid) {
+    if (uid.empty() || !fs::exists(db)) return 0;
+    for (const tracker::RunRecord& r : tracker::Query(db).runs())
+      if (r.uid == uid) return r.id;
+    return 0;
+  }
+
+  static std::vector<int64_t> steps(const std::string& db, int64_t run, const std::string& key) {
+    std::vector<int64_t> out;
+    for (const tracker::Bucket& b : tracker::Query(db).points(run, key, 0, 1 << 30)) out.push_back(b.last_step);
+    return out;
+  }
+
+  // Expects run `uid` to hold the same points of every key, console lines and checkpoint
+  // versions in database `a` as in database `b`.
+  static void expect_same_run(const std::string& a, const std::string& b, const std::string& uid) {
+    const int64_t ra = run_id(a, uid), rb = run_id(b, uid);
+    ASSERT_GT(ra, 0);
+    ASSERT_GT(rb, 0);
+    tracker::Query qa(a), qb(b);
+    EXPECT_EQ(qa.run(ra).status, qb.run(rb).status);
+    const std::vector<std::string> keys = qa.metric_keys(ra);
+    EXPECT_EQ(keys, qb.metric_keys(rb));
+    for (const std::string& key : keys) {
+      const auto pa = qa.points(ra, key, -(int64_t{1} << 40), int64_t{1} << 40), pb = qb.points(rb, key, -(int64_t{1} << 40), int64_t{1} << 40);
+      ASSERT_EQ(pa.size(), pb.size()) << key;
+      for (size_t i = 0; i < pa.size(); ++i) {
+        EXPECT_EQ(pa[i].last_step, pb[i].last_step) << key;
+        if (!std::isnan(pa[i].last)) EXPECT_EQ(pa[i].last, pb[i].last) << key << " at step " << pa[i].last_step;
+      }
+    }
+    EXPECT_EQ(qa.console(ra, -1, 1000000).size(), qb.console(rb, -1, 1000000).size());
+    std::vector<std::pair<int64_t, std::string>> va, vb;
+    for (const auto& v : qa.artifacts()) va.emplace_back(v.version, v.digest);
+    for (const auto& v : qb.artifacts()) vb.emplace_back(v.version, v.digest);
+    EXPECT_EQ(va, vb);
+  }
+
+  std::string dir_;
+};
+
+TEST_F(TrainingCluster, ARunReachesTheCoordinatorAsTheJobWroteIt) {
+  Coordinator c = start_coordinator(dir_);
+  auto worker = start_worker(dir_, c.endpoint, "w1");
+  const int64_t id = submit_training(c.endpoint, config(40, 10));
+  ASSERT_TRUE(eventually([&] { return job(c.endpoint, id).value("status", "") == "succeeded"; }, std::chrono::seconds(90)))
+      << job(c.endpoint, id).dump() << worker->stderr_text();
+  const std::string uid = job(c.endpoint, id)["run"].get<std::string>();
+  ASSERT_FALSE(uid.empty());
+  const std::string central = dir_ + "/i3lab.db", local = dir_ + "/w1/job-" + std::to_string(id) + "/attempt-1.db";
+  expect_same_run(central, local, uid);
+  EXPECT_EQ(steps(central, run_id(central, uid), "train/loss").size(), 40u);
+  // The checkpoints' files arrived whole: the newest one can be fetched and verified there.
+  tracker::Query q(central);
+  EXPECT_NO_THROW(q.fetch_artifact(q.artifact("ckpt-" + uid.substr(0, 8) + ":latest"), dir_ + "/fetched"));
+}
+
+TEST_F(TrainingCluster, AJobWhoseWorkerDiesResumesOnAnotherFromItsCheckpoint) {
+  Coordinator c = start_coordinator(dir_);
+  auto first = start_worker(dir_, c.endpoint, "first");
+  const int steps_total = 600, every = 50;
+  const int64_t id = submit_training(c.endpoint, config(steps_total, every));
+  const std::string central = dir_ + "/i3lab.db";
+  // Wait until the coordinator holds a checkpoint and steps past it, then kill that worker.
+  std::string uid;
+  ASSERT_TRUE(eventually(
+      [&] {
+        uid = job(c.endpoint, id).value("run", "");
+        const int64_t run = run_id(central, uid);
+        if (run == 0) return false;
+        const std::vector<int64_t> s = steps(central, run, "train/loss");
+        return !tracker::Query(central).artifacts("ckpt-" + uid.substr(0, 8)).empty() && !s.empty() && s.back() > every + 5;
+      },
+      std::chrono::seconds(60)))
+      << first->stderr_text();
+  auto second = start_worker(dir_, c.endpoint, "second");
+  ASSERT_TRUE(eventually([&] { return I3labResult(i3lab({"workers", "--coordinator", c.endpoint})).out.find("second") != std::string::npos; }));
+  first->signal(SIGKILL);
+  first->wait();
+
+  ASSERT_TRUE(eventually([&] { return job(c.endpoint, id).value("status", "") == "succeeded"; }, std::chrono::seconds(120)))
+      << job(c.endpoint, id).dump() << second->stderr_text();
+  const json done = job(c.endpoint, id);
+  EXPECT_EQ(done["attempts"], 2);
+  EXPECT_EQ(done["worker"], "second");
+  EXPECT_EQ(done["run"], uid);  // one run, continued
+  // The second attempt resumed (its own database holds only the steps after the checkpoint)…
+  const std::string local = dir_ + "/second/job-" + std::to_string(id) + "/attempt-2.db";
+  const std::vector<int64_t> resumed = steps(local, run_id(local, uid), "train/loss");
+  ASSERT_FALSE(resumed.empty());
+  EXPECT_GT(resumed.front(), every);
+  EXPECT_EQ(resumed.front() % every, 1);
+  // …and the coordinator's loss curve is one line: every step once, no gap.
+  const std::vector<int64_t> curve = steps(central, run_id(central, uid), "train/loss");
+  ASSERT_EQ(curve.size(), static_cast<size_t>(steps_total));
+  for (int i = 0; i < steps_total; ++i) EXPECT_EQ(curve[i], i + 1);
+  EXPECT_EQ(tracker::Query(central).run(run_id(central, uid)).status, "finished");
+}
+
+TEST_F(TrainingCluster, NothingIsLostOrDoubledWhileTheCoordinatorIsAway) {
+  Coordinator c = start_coordinator(dir_);
+  const std::string endpoint = c.endpoint;
+  auto worker = start_worker(dir_, endpoint, "w1");
+  // Checkpoints every 100 steps, only the newest 2 kept: versions are logged and deleted while
+  // the coordinator is away, and arrive numbered as they were.
+  const int64_t id = submit_training(endpoint, config(1500, 100, 2));
+  const std::string central = dir_ + "/i3lab.db";
+  std::string uid;
+  ASSERT_TRUE(eventually(
+      [&] {
+        uid = job(endpoint, id).value("run", "");
+        const int64_t run = run_id(central, uid);
+        return run > 0 && !steps(central, run, "train/loss").empty();
+      },
+      std::chrono::seconds(60)))
+      << worker->stderr_text();
+  c.proc->signal(SIGKILL);
+  c.proc->wait();
+  std::this_thread::sleep_for(std::chrono::seconds(10));
+  Coordinator again = start_coordinator(dir_, endpoint);
+  ASSERT_TRUE(eventually([&] { return job(endpoint, id).value("status", "") == "succeeded"; }, std::chrono::seconds(120)))
+      << job(endpoint, id).dump() << worker->stderr_text();
+  EXPECT_EQ(job(endpoint, id)["attempts"], 1);
+  const std::string local = dir_ + "/w1/job-" + std::to_string(id) + "/attempt-1.db";
+  ASSERT_TRUE(eventually([&] { return tracker::Query(central).run(run_id(central, uid)).status == "finished"; }));
+  expect_same_run(central, local, uid);
+  EXPECT_EQ(steps(central, run_id(central, uid), "train/loss").size(), 1500u);
+}
+
+}  // namespace
