@@ -8,10 +8,18 @@
 // older session is dropped (its attempt was re-queued when the coordinator read the HELLO that
 // did not list it), so no attempt runs twice.
 //
-// Jobs. Each attempt runs in WORKDIR/job-ID (train and eval jobs as `i3lab train|eval … --db
-// WORKDIR/job-ID/run.db`), in a process group of its own, with the job's environment plus
-// I3LAB_JOB_ID, I3LAB_ATTEMPT and CUDA_VISIBLE_DEVICES. Its stdout and stderr go line by line
-// to WORKDIR/job-ID/attempt-N.log and to the coordinator (LOG, re-sent until acknowledged).
+// Jobs. Each attempt runs in WORKDIR/job-ID, in a process group of its own, with the job's
+// environment plus I3LAB_JOB_ID, I3LAB_ATTEMPT and CUDA_VISIBLE_DEVICES. Its stdout and stderr
+// go line by line to WORKDIR/job-ID/attempt-N.log and to the coordinator (LOG, re-sent until
+// acknowledged).
+//
+// Tracker data. Train and eval jobs run as `i3lab train|eval … --db WORKDIR/job-ID/attempt-N.db`,
+// a database of the attempt's own marked for relay (tracker/relay/relay.h): the job's run is
+// durable there at once, and the worker forwards its relay log (EVENTS, one batch in flight,
+// re-sent until acknowledged; artifact files the coordinator lacks as UPLOAD chunks). The
+// attempt's exit is reported once the coordinator holds all of it (or after kRelayDrainS), so
+// a retry resumes from the newest checkpoint. An ASSIGN with "resume" makes that database from
+// the run's seed and fetches the checkpoint's files (FETCH) before the job starts.
 // CANCEL sends SIGTERM to the group and SIGKILL after the grace period; when the lead process
 // ends, whatever is left of its group is killed. A job that crashes, runs out of memory or
 // hangs is a child that ends or is killed; the worker carries on.
