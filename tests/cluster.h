@@ -129,10 +129,12 @@ struct Coordinator {
   std::unique_ptr<Proc> proc;
   std::string endpoint;
 };
-inline Coordinator start_coordinator(const std::string& dir, const std::string& listen = "tcp://127.0.0.1:*") {
+inline Coordinator start_coordinator(const std::string& dir, const std::string& listen = "tcp://127.0.0.1:*",
+                                     const std::vector<std::string>& extra = {}) {
   Coordinator c;
-  c.proc = std::make_unique<Proc>(std::vector<std::string>{"coordinator", "--db", dir + "/i3lab.db", "--listen", listen},
-                                  dir + "/coordinator.err");
+  std::vector<std::string> args = {"coordinator", "--db", dir + "/i3lab.db", "--listen", listen};
+  args.insert(args.end(), extra.begin(), extra.end());
+  c.proc = std::make_unique<Proc>(args, dir + "/coordinator.err");
   const std::string line = c.proc->read_line();  // "coordinator listening on ENDPOINT, database FILE"
   const size_t at = line.find("tcp://");
   if (at == std::string::npos) throw std::runtime_error("coordinator did not start: " + c.proc->stderr_text());

@@ -20,6 +20,7 @@
 #include "common/util/json.h"
 #include "coordinator/client/client.h"
 #include "coordinator/jobs/job_spec.h"
+#include "coordinator/keys/keys.h"
 #include "coordinator/local/local_cluster.h"
 #include "coordinator/server/coordinator.h"
 #include "coordinator/wire/wire.h"
@@ -70,14 +71,36 @@ int coordinator_cmd(const Args& args) {
   options.db_path = args.get("db", "i3lab.db");
   options.listen = args.get("listen", "tcp://127.0.0.1:5555");
   options.insecure = args.has("insecure");
+  if (args.has("allow") && !args.has("key")) throw UsageError("--allow needs --key (the coordinator's own key file)");
+  if (args.has("key")) {
+    options.key = keys::read_key_file(args.get("key"));
+    if (!args.has("allow")) throw UsageError("--key needs --allow FILE: the public keys of the workers and clients to let in");
+    options.allowed = keys::read_allow_list(args.get("allow"));
+    if (options.allowed.empty()) throw UsageError("--allow " + args.get("allow") + ": no keys in it; add the lines i3lab keygen prints");
+  }
   Coordinator coordinator(options);
   std::cout << "coordinator listening on " << coordinator.endpoint() << ", database " << options.db_path << std::endl;
+  if (options.key)
+    std::cerr << "coordinator: CURVE keys: public key " << options.key->public_key << ", " << options.allowed.size()
+              << " keys allowed" << std::endl;
   if (options.insecure && !wire::is_loopback(options.listen))
     std::cerr << "coordinator: warning: --insecure: any machine that reaches " << coordinator.endpoint()
               << " can register as a worker and submit jobs" << std::endl;
   stop_on_signals();
   coordinator.serve(stop_requested);
   std::cerr << "coordinator: stopped" << std::endl;
+  return 0;
+}
+
+// --- keygen ------------------------------------------------------------------------------------
+
+int keygen_cmd(const Args& args) {
+  if (args.positional().size() != 1) throw UsageError("give one NAME: the key pair goes to NAME.key");
+  const std::string path = args.positional()[0] + ".key";
+  const keys::KeyPair pair = keys::generate();
+  keys::write_key_file(path, pair);
+  std::cout << pair.public_key << " " << std::filesystem::path(args.positional()[0]).filename().string() << std::endl;
+  std::cerr << "wrote " << path << " (secret: keep it on its machine); the line above is its public key" << std::endl;
   return 0;
 }
 
@@ -329,12 +352,19 @@ const char* kEndpointHelp = "  --coordinator ENDPOINT  the coordinator (default 
 std::vector<cli::Command> coordinator_commands() {
   return {
       {"coordinator", "run the coordinator: job queue, scheduler, worker registry",
-       "usage: i3lab coordinator [--db FILE] [--listen ENDPOINT] [--insecure]\n"
-       "Owns the tracker database (default i3lab.db) and the job queue; workers and clients connect to\n"
-       "ENDPOINT (default tcp://127.0.0.1:5555; tcp://127.0.0.1:* picks a free port, printed at start).\n"
-       "Listening beyond this machine needs --insecure (worker keys are not implemented yet).\n"
+       "usage: i3lab coordinator [--db FILE] [--listen ENDPOINT] [--key FILE --allow FILE] [--insecure]\n"
+       "Owns the tracker database (default i3lab.db; artifact files in FILE.artifacts/) and the job queue;\n"
+       "workers and clients connect to ENDPOINT (default tcp://127.0.0.1:5555; tcp://127.0.0.1:* picks a\n"
+       "free port, printed at start). --key: this coordinator's key file (i3lab keygen); --allow: a file\n"
+       "of the public keys let in, one per line. Listening beyond this machine needs them, or --insecure.\n"
        "SIGINT or SIGTERM stops it; started again on the same database it continues where it was.\n",
-       {{"db", "listen", "artifacts"}, {"insecure"}}, coordinator_cmd},
+       {{"db", "listen", "key", "allow"}, {"insecure"}}, coordinator_cmd},
+      {"keygen", "make a CURVE key pair for a coordinator, worker or client",
+       "usage: i3lab keygen NAME\n"
+       "Writes NAME.key (both keys, mode 0600; never overwritten) and prints the public key, a line\n"
+       "for the coordinator's --allow file. Workers take --key NAME.key --coordinator-key KEY; other\n"
+       "commands take I3LAB_KEY=NAME.key and I3LAB_COORDINATOR_KEY=KEY from the environment.\n",
+       {{}, {}}, keygen_cmd},
       {"submit", "queue a job on a coordinator; prints its id",
        std::string("usage: i3lab submit CONFIG [--coordinator ENDPOINT] [--priority P] [--set SECTION.KEY=VALUE]...\n"
                    "CONFIG is a training config (docs/training.md), checked here, its relative paths taken from\n"

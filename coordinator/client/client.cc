@@ -3,6 +3,7 @@
 #include <zmq.hpp>
 
 #include "common/util/clock.h"
+#include "coordinator/keys/keys.h"
 #include "coordinator/wire/wire.h"
 
 namespace client {
@@ -14,6 +15,10 @@ struct Client::Socket {
 
 Client::Client(const std::string& endpoint) : socket_(std::make_unique<Socket>()), endpoint_(endpoint) {
   wire::configure(socket_->socket);
+  if (const std::optional<keys::ClientKeys> k = keys::client_keys_from_environment()) {
+    keys::make_client(socket_->socket, k->own, k->server_public_key);
+    curve_ = true;
+  }
   try {
     socket_->socket.connect(endpoint);
   } catch (const zmq::error_t& e) {
@@ -45,7 +50,9 @@ nlohmann::json Client::call(const std::string& op, const nlohmann::json& args, s
     }
   }
   throw Unreachable("no answer from a coordinator at " + endpoint_ + " within " + std::to_string(timeout.count() / 1000.0).substr(0, 4) +
-                    " s; is `i3lab coordinator` running there (or give --coordinator ENDPOINT)?");
+                    " s; is `i3lab coordinator` running there (or give --coordinator ENDPOINT)?" +
+                    (curve_ ? " With CURVE keys: is this key (I3LAB_KEY) on its --allow list, and I3LAB_COORDINATOR_KEY its public key?"
+                            : ""));
 }
 
 }  // namespace client

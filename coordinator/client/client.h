@@ -34,6 +34,9 @@ struct Unreachable : std::runtime_error {
 
 class Client {
  public:
+  // With I3LAB_KEY and I3LAB_COORDINATOR_KEY in the environment, connects with CURVE keys
+  // (coordinator/keys/keys.h). Throws std::invalid_argument for a bad endpoint,
+  // std::runtime_error for a bad key.
   explicit Client(const std::string& endpoint);
   ~Client();
   Client(const Client&) = delete;
@@ -48,6 +51,7 @@ class Client {
   std::unique_ptr<Socket> socket_;
   std::string endpoint_;
   int64_t next_id_ = 1;
+  bool curve_ = false;  // connected with CURVE keys
 };
 
 }  // namespace client

@@ -114,6 +114,7 @@ struct Coordinator::State {
   Options options;
   zmq::context_t context{1};
   zmq::socket_t router{context, zmq::socket_type::router};
+  std::unique_ptr<zmq::socket_t> zap;  // the ZAP handler's socket, with CURVE keys
   std::string endpoint;
   jobs::JobStore store;
 
@@ -220,12 +221,17 @@ struct Coordinator::State {
   }
 
   void log_bad(const std::string& peer, const std::string& what) {
+    log_limited("dropped a message from peer " + wire::peer_name(peer) + ": " + what);
+  }
+
+  // Lines a rogue peer can cause: at most 20 per 10 s, then a count.
+  void log_limited(const std::string& line) {
     if (now - bad_window > 10) {
-      if (bad_suppressed) log("(" + std::to_string(bad_suppressed) + " more dropped messages not shown)");
+      if (bad_suppressed) log("(" + std::to_string(bad_suppressed) + " more such lines not shown)");
       bad_window = now;
       bad_logged = bad_suppressed = 0;
     }
-    if (bad_logged++ < 20) log("dropped a message from peer " + wire::peer_name(peer) + ": " + what);
+    if (bad_logged++ < 20) log(line);
     else ++bad_suppressed;
   }
 
@@ -950,9 +956,30 @@ struct Coordinator::State {
     }
   }
 
+  // Admits or refuses a client's CURVE key (keys.h): every handshake waits for this answer.
+  void answer_zap() {
+    while (true) {
+      std::vector<std::string> request;
+      zmq::message_t part;
+      if (!zap->recv(part, zmq::recv_flags::dontwait)) return;
+      request.push_back(part.to_string());
+      while (part.more()) {
+        (void)zap->recv(part);
+        request.push_back(part.to_string());
+      }
+      std::string who;
+      bool admitted = false;
+      const std::vector<std::string> reply = keys::zap_reply(request, options.allowed, &who, &admitted);
+      if (!admitted) log_limited("refused " + who + ": " + reply[3]);
+      for (size_t i = 0; i < reply.size(); ++i)
+        zap->send(zmq::buffer(reply[i]), i + 1 < reply.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    }
+  }
+
   void turn(int poll_ms) {
-    zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0}};
-    wire::poll(items, 1, std::chrono::milliseconds(poll_ms));
+    zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0}, {zap ? zap->handle() : nullptr, 0, ZMQ_POLLIN, 0}};
+    wire::poll(items, zap ? 2 : 1, std::chrono::milliseconds(poll_ms));
+    if (zap) answer_zap();
     now = util::monotonic_seconds();
     now_unix = util::unix_time();
     for (int i = 0; i < kMaxMessagesPerTurn; ++i) {
@@ -973,12 +1000,21 @@ struct Coordinator::State {
 
 Coordinator::Coordinator(Options options) : state_(std::make_unique<State>(std::move(options))) {
   State& s = *state_;
-  if (!wire::is_loopback(s.options.listen) && !s.options.insecure)
+  if (!wire::is_loopback(s.options.listen) && !s.options.insecure && !s.options.key)
     throw std::runtime_error("refusing to listen on " + s.options.listen +
                              " without worker keys: anyone who can reach it could run commands as this user. "
-                             "Listen on tcp://127.0.0.1:PORT, or give --insecure on a network you trust");
+                             "Give --key and --allow (see i3lab keygen), listen on tcp://127.0.0.1:PORT, "
+                             "or give --insecure on a network you trust");
+  if (s.options.key && s.options.allowed.empty())
+    throw std::runtime_error("--key needs --allow FILE: the public keys of the workers and clients to let in");
   s.recover();
   wire::configure(s.router);
+  if (s.options.key) {
+    s.zap = std::make_unique<zmq::socket_t>(s.context, zmq::socket_type::rep);
+    s.zap->set(zmq::sockopt::linger, 0);
+    s.zap->bind(keys::kZapEndpoint);
+    keys::make_server(s.router, *s.options.key);
+  }
   s.router.set(zmq::sockopt::router_handover, 1);
   try {
     s.router.bind(s.options.listen);

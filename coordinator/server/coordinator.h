@@ -18,9 +18,13 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "coordinator/keys/keys.h"
 
 namespace coordinator {
 
@@ -28,7 +32,11 @@ struct Options {
   std::string db_path = "i3lab.db";
   // ZeroMQ endpoint to bind; a port of "*" picks a free one (endpoint() says which).
   std::string listen = "tcp://127.0.0.1:5555";
-  // Listening beyond this machine without worker keys needs this (say so, on purpose).
+  // CURVE (coordinator/keys/keys.h): with a key pair, only clients whose public key is in
+  // `allowed` get in (workers and command-line clients alike). Listening beyond this machine
+  // needs keys, or `insecure` (say so, on purpose).
+  std::optional<keys::KeyPair> key;
+  std::map<std::string, std::string> allowed;  // public key → name
   bool insecure = false;
   // Keep every ASSIGN's latency for assign_latencies_ms() (a benchmark; a long-lived
   // coordinator would grow by one number per job).

@@ -8,6 +8,8 @@
 
 #include "tests/cluster.h"
 
+namespace fs = std::filesystem;
+
 namespace {
 
 using nlohmann::json;
@@ -262,6 +264,57 @@ TEST(Cluster, ListeningBeyondLoopbackNeedsInsecure) {
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("refusing to listen on tcp://0.0.0.0:*"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("--insecure"), std::string::npos) << r.err;
+}
+
+// CURVE keys: only workers and clients on the allow-list get in; with keys the coordinator may
+// listen beyond loopback.
+TEST(Cluster, CurveKeysLetInOnlyTheAllowList) {
+  const std::string dir = cluster_dir();
+  std::map<std::string, std::string> public_key;
+  for (const char* name : {"coordinator", "worker", "client", "stranger"}) {
+    const I3labResult r = i3lab({"keygen", dir + "/" + name});
+    ASSERT_EQ(r.status, 0) << r.err;
+    public_key[name] = r.out.substr(0, 40);
+    EXPECT_EQ(fs::status(dir + "/" + name + ".key").permissions() & fs::perms::group_read, fs::perms::none);
+  }
+  EXPECT_EQ(i3lab({"keygen", dir + "/worker"}).status, 1);  // never overwritten
+  std::ofstream(dir + "/allow.txt") << "# who may connect\n" << public_key["worker"] << " worker\n\n" << public_key["client"] << "\n";
+  const std::vector<std::string> server = {"--key", dir + "/coordinator.key", "--allow", dir + "/allow.txt"};
+  EXPECT_EQ(i3lab({"coordinator", "--db", dir + "/x.db", "--key", dir + "/coordinator.key"}).status, 2);  // no --allow
+
+  Coordinator c = start_coordinator(dir, "tcp://127.0.0.1:*", server);
+  auto worker = start_worker(dir, c.endpoint, "worker", {"--key", dir + "/worker.key", "--coordinator-key", dir + "/coordinator.key"});
+  auto stranger = start_worker(dir, c.endpoint, "stranger", {"--key", dir + "/stranger.key", "--coordinator-key", public_key["coordinator"]});
+  auto keyless = start_worker(dir, c.endpoint, "keyless");
+  // This process's commands (and only they: the workers started above) use the client's keys.
+  setenv("I3LAB_KEY", (dir + "/client.key").c_str(), 1);
+  setenv("I3LAB_COORDINATOR_KEY", public_key["coordinator"].c_str(), 1);
+  struct Unset {
+    ~Unset() {
+      unsetenv("I3LAB_KEY");
+      unsetenv("I3LAB_COORDINATOR_KEY");
+    }
+  } unset;
+  ASSERT_TRUE(eventually([&] { return i3lab({"workers", "--coordinator", c.endpoint}).out.find("worker") != std::string::npos; }))
+      << worker->stderr_text() << c.proc->stderr_text();
+  const int64_t id = submit(dir, c.endpoint, {{"kind", "command"}, {"argv", {"true"}}});
+  ASSERT_TRUE(eventually([&] { return jobs_by_id(jobs_json(c.endpoint))[id].value("status", "") == "succeeded"; }));
+  EXPECT_EQ(jobs_by_id(jobs_json(c.endpoint))[id]["worker"], "worker");
+  EXPECT_TRUE(eventually([&] { return c.proc->stderr_text().find("refused key " + public_key["stranger"]) != std::string::npos; }))
+      << c.proc->stderr_text();
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // the keyless worker has tried too, by now several times
+  const std::string workers = i3lab({"workers", "--coordinator", c.endpoint}).out;
+  EXPECT_EQ(workers.find("stranger"), std::string::npos) << workers;
+  EXPECT_EQ(workers.find("keyless"), std::string::npos) << workers;
+  // A bad allow-list line is named.
+  std::ofstream(dir + "/bad.txt") << public_key["worker"] << "\nnot-a-key\n";
+  const I3labResult bad = i3lab({"coordinator", "--db", dir + "/x.db", "--key", dir + "/coordinator.key", "--allow", dir + "/bad.txt"});
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.err.find("bad.txt:2: not a public key"), std::string::npos) << bad.err;
+  // With keys, listening beyond loopback needs no --insecure.
+  fs::create_directories(dir + "/wide");
+  Coordinator wide = start_coordinator(dir + "/wide", "tcp://0.0.0.0:*", server);
+  EXPECT_NE(wide.endpoint.find("tcp://0.0.0.0:"), std::string::npos);
 }
 
 }  // namespace

@@ -161,6 +161,7 @@ struct Worker::State {
   void connect() {
     socket = std::make_unique<zmq::socket_t>(context, zmq::socket_type::dealer);
     wire::configure(*socket);
+    if (options.keys) keys::make_client(*socket, options.keys->own, options.keys->server_public_key);
     socket->set(zmq::sockopt::routing_id, name);
     socket->set(zmq::sockopt::reconnect_ivl, static_cast<int>(protocol::kReconnectMin.count()));
     socket->set(zmq::sockopt::reconnect_ivl_max, static_cast<int>(protocol::kReconnectMax.count()));

@@ -28,8 +28,10 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "coordinator/keys/keys.h"
 #include "worker/resources/resources.h"
 
 namespace worker {
@@ -40,6 +42,7 @@ struct Options {
   std::string workdir = "i3lab-worker";  // created if missing
   resources::Offer offer;
   std::string i3lab_program;            // runs train and eval jobs; "": this executable's `i3lab` sibling
+  std::optional<keys::ClientKeys> keys;  // CURVE: this worker's key pair and the coordinator's public key
   std::function<void(const std::string&)> log;  // default: stderr
 };
 

@@ -47,6 +47,12 @@ int worker_cmd(const Args& args) {
       options.offer.labels[item.substr(0, eq)] = item.substr(eq + 1);
     }
   }
+  if (args.has("key") != args.has("coordinator-key"))
+    throw UsageError("--key and --coordinator-key go together (CURVE keys: see i3lab keygen)");
+  if (args.has("key"))
+    options.keys = keys::ClientKeys{keys::read_key_file(args.get("key")), keys::public_key_from(args.get("coordinator-key"))};
+  else
+    options.keys = keys::client_keys_from_environment();
   Worker w(options);
   signal(SIGINT, stop_worker);
   signal(SIGTERM, stop_worker);
@@ -61,11 +67,15 @@ std::vector<cli::Command> worker_commands() {
       {"worker", "run a worker that takes jobs from a coordinator",
        "usage: i3lab worker --coordinator ENDPOINT [--gpus LIST|none] [--slots N] [--memory-mb N]\n"
        "                    [--labels k=v,...] [--workdir DIR] [--name NAME] [--address HOST]\n"
+       "                    [--key FILE --coordinator-key KEY|FILE]\n"
        "Runs the jobs the coordinator assigns, each as a child process in DIR/job-ID (default\n"
        "DIR i3lab-worker). --slots: CPU slots offered (default: the CPUs); --gpus: GPU indexes offered\n"
        "(default: every GPU NVML sees); --address: how other machines reach this one (multi-rank jobs).\n"
+       "--key: this worker's key file and --coordinator-key the coordinator's public key, for a\n"
+       "coordinator with CURVE keys (i3lab keygen; default: I3LAB_KEY and I3LAB_COORDINATOR_KEY).\n"
        "SIGINT or SIGTERM: says BYE (its jobs go back to the queue), stops its jobs and exits.\n",
-       {{"coordinator", "gpus", "slots", "memory-mb", "labels", "workdir", "name", "address"}, {}}, worker_cmd},
+       {{"coordinator", "gpus", "slots", "memory-mb", "labels", "workdir", "name", "address", "key", "coordinator-key"}, {}},
+       worker_cmd},
   };
 }
 
