@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -60,7 +61,11 @@ KeyPair read_key_file(const std::string& path) {
 }
 
 std::string public_key_from(const std::string& key_or_file) {
-  if (is_z85_key(key_or_file)) return key_or_file;
+  // The key as `i3lab keygen` prints it, perhaps with its name and newline (from a Secret).
+  const size_t start = key_or_file.find_first_not_of(" \t\r\n");
+  if (start != std::string::npos && is_z85_key(key_or_file.substr(start, 40)) &&
+      (key_or_file.size() == start + 40 || std::isspace(static_cast<unsigned char>(key_or_file[start + 40]))))
+    return key_or_file.substr(start, 40);
   nlohmann::json j;
   try {
     j = util::parse_json(util::read_file(key_or_file), key_or_file);
