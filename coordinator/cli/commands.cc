@@ -69,6 +69,7 @@ std::string duration(double s) {
 int coordinator_cmd(const Args& args) {
   Options options;
   options.db_path = args.get("db", "i3lab.db");
+  options.artifacts = args.get("artifacts", "");
   options.listen = args.get("listen", "tcp://127.0.0.1:5555");
   options.insecure = args.has("insecure");
   if (args.has("allow") && !args.has("key")) throw UsageError("--allow needs --key (the coordinator's own key file)");
@@ -352,13 +353,15 @@ const char* kEndpointHelp = "  --coordinator ENDPOINT  the coordinator (default 
 std::vector<cli::Command> coordinator_commands() {
   return {
       {"coordinator", "run the coordinator: job queue, scheduler, worker registry",
-       "usage: i3lab coordinator [--db FILE] [--listen ENDPOINT] [--key FILE --allow FILE] [--insecure]\n"
-       "Owns the tracker database (default i3lab.db; artifact files in FILE.artifacts/) and the job queue;\n"
+       "usage: i3lab coordinator [--db FILE] [--artifacts DIR] [--listen ENDPOINT] [--key FILE --allow FILE]\n"
+       "                         [--insecure]\n"
+       "Owns the tracker database (default i3lab.db), its artifact files (in DIR, default FILE.artifacts/;\n"
+       "given, FILE.artifacts links to DIR) and the job queue;\n"
        "workers and clients connect to ENDPOINT (default tcp://127.0.0.1:5555; tcp://127.0.0.1:* picks a\n"
        "free port, printed at start). --key: this coordinator's key file (i3lab keygen); --allow: a file\n"
        "of the public keys let in, one per line. Listening beyond this machine needs them, or --insecure.\n"
        "SIGINT or SIGTERM stops it; started again on the same database it continues where it was.\n",
-       {{"db", "listen", "key", "allow"}, {"insecure"}}, coordinator_cmd},
+       {{"db", "artifacts", "listen", "key", "allow"}, {"insecure"}}, coordinator_cmd},
       {"keygen", "make a CURVE key pair for a coordinator, worker or client",
        "usage: i3lab keygen NAME\n"
        "Writes NAME.key (both keys, mode 0600; never overwritten) and prints the public key, a line\n"

@@ -108,6 +108,27 @@ struct Upload {
   util::Sha256 hash;
 };
 
+// Options::artifacts: DB.artifacts, the content store's place (tracker/db/content.h), becomes
+// a link to the folder, which is created. Refused where DB.artifacts is already a folder, or a
+// link to another one: moving artifact files is for a person to do.
+const std::string& link_artifact_store(const Options& o) {
+  namespace fs = std::filesystem;
+  if (o.artifacts.empty()) return o.db_path;
+  const fs::path link = o.db_path + ".artifacts", target = fs::absolute(o.artifacts).lexically_normal();
+  fs::create_directories(target);
+  if (fs::is_symlink(link)) {
+    if (fs::canonical(link) != fs::canonical(target))
+      throw std::runtime_error("--artifacts " + o.artifacts + ": the artifact files of " + o.db_path + " are in " +
+                               fs::read_symlink(link).string() + " (" + link.string() + " links there); move them and the link, or leave out --artifacts");
+  } else if (fs::exists(link)) {
+    throw std::runtime_error("--artifacts " + o.artifacts + ": the artifact files of " + o.db_path + " are in " + link.string() +
+                             "; move them into " + o.artifacts + " and remove that folder, or leave out --artifacts");
+  } else {
+    fs::create_directory_symlink(target, link);
+  }
+  return o.db_path;
+}
+
 }  // namespace
 
 struct Coordinator::State {
@@ -139,7 +160,7 @@ struct Coordinator::State {
   double bad_window = 0;
   int bad_logged = 0, bad_suppressed = 0;
 
-  explicit State(Options o) : options(std::move(o)), store(options.db_path) {
+  explicit State(Options o) : options(std::move(o)), store(link_artifact_store(options)) {
     if (!options.log) options.log = [](const std::string& line) { std::cerr << "coordinator: " << line << std::endl; };
   }
 

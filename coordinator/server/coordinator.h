@@ -30,6 +30,9 @@ namespace coordinator {
 
 struct Options {
   std::string db_path = "i3lab.db";
+  // Where artifact files live; "" for DB.artifacts beside the database. Given, DB.artifacts
+  // becomes a link to it, so every reader of the database finds the files.
+  std::string artifacts;
   // ZeroMQ endpoint to bind; a port of "*" picks a free one (endpoint() says which).
   std::string listen = "tcp://127.0.0.1:5555";
   // CURVE (coordinator/keys/keys.h): with a key pair, only clients whose public key is in
@@ -49,7 +52,8 @@ class Coordinator {
  public:
   // Opens the database (recovering the queue, leases and workers it holds) and binds.
   // Throws tracker::DbError for an unusable database, std::runtime_error for an endpoint
-  // that cannot be bound or is refused (beyond loopback without --insecure).
+  // that cannot be bound or is refused (beyond loopback without keys or --insecure), or an
+  // artifact folder other than the one the database's files are in.
   explicit Coordinator(Options options);
   ~Coordinator();
   Coordinator(const Coordinator&) = delete;

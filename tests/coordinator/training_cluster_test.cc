@@ -96,7 +96,7 @@ class TrainingCluster : public ::testing::Test {
 };
 
 TEST_F(TrainingCluster, ARunReachesTheCoordinatorAsTheJobWroteIt) {
-  Coordinator c = start_coordinator(dir_);
+  Coordinator c = start_coordinator(dir_, "tcp://127.0.0.1:*", {"--artifacts", dir_ + "/artifact-store"});
   auto worker = start_worker(dir_, c.endpoint, "w1");
   const int64_t id = submit_training(c.endpoint, config(40, 10));
   ASSERT_TRUE(eventually([&] { return job(c.endpoint, id).value("status", "") == "succeeded"; }, std::chrono::seconds(90)))
@@ -109,6 +109,15 @@ TEST_F(TrainingCluster, ARunReachesTheCoordinatorAsTheJobWroteIt) {
   // The checkpoints' files arrived whole: the newest one can be fetched and verified there.
   tracker::Query q(central);
   EXPECT_NO_THROW(q.fetch_artifact(q.artifact("ckpt-" + uid.substr(0, 8) + ":latest"), dir_ + "/fetched"));
+  // They are in the folder --artifacts named (which the database's DB.artifacts links to).
+  EXPECT_TRUE(fs::is_symlink(central + ".artifacts"));
+  EXPECT_TRUE(fs::exists(dir_ + "/artifact-store/sha256/" + q.artifact("ckpt-" + uid.substr(0, 8) + ":latest").files.at(0).sha256.substr(0, 2)));
+  // Started again with another folder, the coordinator refuses, naming where the files are.
+  c.proc->signal(SIGTERM);
+  c.proc->wait();
+  const I3labResult other = i3lab({"coordinator", "--db", central, "--artifacts", dir_ + "/elsewhere", "--listen", "tcp://127.0.0.1:*"});
+  EXPECT_EQ(other.status, 1);
+  EXPECT_NE(other.err.find("/artifact-store (" + central + ".artifacts links there)"), std::string::npos) << other.err;
 }
 
 TEST_F(TrainingCluster, AJobWhoseWorkerDiesResumesOnAnotherFromItsCheckpoint) {
