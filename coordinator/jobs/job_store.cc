@@ -1,5 +1,6 @@
 #include "coordinator/jobs/job_store.h"
 
+#include "tracker/query/artifacts.h"
 #include "tracker/relay/relay.h"
 
 #include "common/util/json.h"
@@ -139,8 +140,22 @@ tracker::Applied JobStore::apply_event(const tracker::Event& event, const std::v
 }
 
 nlohmann::json JobStore::run_seed(const std::string& run_uid) {
-  if (applier_) applier_->write_points();  // the summaries as of this group
+  if (applier_) applier_->finish_batch();  // the summaries and the event sequence as of this group
   return tracker::export_run_seed(*db_, run_uid);
+}
+
+bool JobStore::artifact_used(const std::string& ref) {
+  int64_t version_id;
+  try {
+    version_id = tracker::resolve_artifact(*db_, ref);
+  } catch (const tracker::NotFound&) {
+    return false;
+  }
+  Stmt& s = stmt(9, "SELECT 1 FROM artifact_usage WHERE version_id = ? LIMIT 1");
+  s.bind(1, version_id);
+  const bool used = s.step();
+  s.reset();
+  return used;
 }
 
 std::string JobStore::run_status(const std::string& run_uid) {

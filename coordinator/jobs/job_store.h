@@ -92,6 +92,8 @@ class JobStore {
   // Run `run_uid` as a seed for a job resuming it elsewhere (tracker/relay/relay.h), as of this
   // group. Throws tracker::NotFound.
   nlohmann::json run_seed(const std::string& run_uid);
+  // Whether some run used the artifact version `ref` names (lineage); false if there is none.
+  bool artifact_used(const std::string& ref);
   // The run's status ("" for an unknown run).
   std::string run_status(const std::string& run_uid);
   // Commits the open group, if any.

@@ -106,6 +106,7 @@ struct Upload {
   std::string path;  // in the content store's staging folder
   std::ofstream out;
   util::Sha256 hash;
+  double last_chunk = 0;  // monotonic seconds
 };
 
 // Options::artifacts: DB.artifacts, the content store's place (tracker/db/content.h), becomes
@@ -441,17 +442,31 @@ struct Coordinator::State {
       store.save_job(j.row);
       return nullptr;
     }
+    // The run's newest checkpoint whose files are all here (a version whose files the job
+    // deleted before they were sent is listed without them).
+    const json* best = nullptr;
+    std::string name;
     for (const json& a : seed["artifacts"]) {
-      if (a["type"] != "checkpoint" || !a["aliases"].contains("latest")) continue;
-      for (const json& v : a["versions"])
-        if (v["version"] == a["aliases"]["latest"] && v["run_uid"] == j.row.run_uid) {
-          json files = json::array();
-          for (const json& f : v["files"]) files.push_back({{"sha256", f["sha256"]}, {"size", f["size"]}});
-          log("job " + std::to_string(j.row.id) + " attempt " + std::to_string(j.row.attempt) + " resumes run " +
-              j.row.run_uid + " from " + a["name"].get<std::string>() + ":v" + std::to_string(v["version"].get<int64_t>()));
-          const int64_t run_id = seed["run"]["id"].get<int64_t>();
-          return {{"run", run_id}, {"seed", std::move(seed)}, {"files", std::move(files)}};
-        }
+      if (a["type"] != "checkpoint") continue;
+      for (const json& v : a["versions"]) {
+        if (v["run_uid"] != j.row.run_uid || (best && (*best)["created_at"].get<double>() > v["created_at"].get<double>())) continue;
+        bool whole = true;
+        for (const json& f : v["files"]) whole = whole && store.content().has(f["sha256"].get<std::string>());
+        if (whole) best = &v, name = a["name"].get<std::string>();
+      }
+    }
+    if (best) {
+      json files = json::array();
+      for (const json& f : (*best)["files"]) files.push_back({{"sha256", f["sha256"]}, {"size", f["size"]}});
+      const std::string from = "v" + std::to_string((*best)["version"].get<int64_t>());
+      const int64_t run_id = seed["run"]["id"].get<int64_t>();
+      json resume = {{"run", run_id}, {"from", from}, {"seed", std::move(seed)}, {"files", std::move(files)}};
+      if (resume.dump().size() + j.row.spec.config.dump().size() < protocol::kMaxBodyBytes - (64u << 10)) {
+        log("job " + std::to_string(j.row.id) + " attempt " + std::to_string(j.row.attempt) + " resumes run " + j.row.run_uid +
+            " from " + name + ":" + from);
+        return resume;
+      }
+      log("job " + std::to_string(j.row.id) + ": run " + j.row.run_uid + " is too large to hand over in ASSIGN; the attempt starts a new run");
     }
     if (store.run_status(j.row.run_uid) == "running")
       store.apply_event(tracker::Event{j.row.run_uid, 0, tracker::RunFinished{"crashed", now_unix}});
@@ -610,21 +625,27 @@ struct Coordinator::State {
     const int64_t rank = int_field(body, "rank");
     const json& entries = body["events"];
     if (rank < 0 || rank >= jobs::kMaxRanks) return log_bad(w.peer, "EVENTS: \"rank\" is outside 0.." + std::to_string(jobs::kMaxRanks - 1));
+    // Entries are [N, EVENT] with N growing; an EVENT that is not an object is skipped below.
     for (size_t i = 0; i < entries.size(); ++i)
-      if (!entries[i].is_array() || entries[i].size() != 2 || !entries[i][0].is_number_integer() || !entries[i][1].is_object() ||
+      if (!entries[i].is_array() || entries[i].size() != 2 || !entries[i][0].is_number_integer() ||
           (i > 0 && entries[i][0].get<int64_t>() <= entries[i - 1][0].get<int64_t>()))
-        return log_bad(w.peer, "EVENTS: entry " + std::to_string(i) + " is not [N, {event}] with N growing");
+        return log_bad(w.peer, "EVENTS: entry " + std::to_string(i) + " is not [N, EVENT] with N growing");
     std::vector<std::string> gone;
     if (body.contains("gone") && body["gone"].is_array())
       for (const json& g : body["gone"])
         if (is_sha256(g)) gone.push_back(g.get<std::string>());
     auto jit = jobs.find(job);
     const int newest = jit != jobs.end() ? jit->second.row.attempt : store.newest_attempt(job).value_or(0);
-    if (attempt < 1 || attempt > newest) return log_bad(w.peer, "EVENTS for job " + std::to_string(job) + " attempt " + std::to_string(attempt) + ", which does not exist");
     int64_t upto = entries.empty() ? 0 : entries[0][0].get<int64_t>() - 1;
     json missing = json::array();
     const std::string label = "job " + std::to_string(job) + " attempt " + std::to_string(attempt);
-    if (attempt != newest) {
+    for (const std::string& sha : gone) wanted_files.erase(sha);
+    if (attempt < 1 || attempt > newest) {
+      // Of a job this database does not have (a coordinator started on another database): they
+      // can never apply. Acknowledged, or the worker would send them forever.
+      log_bad(w.peer, "EVENTS for job " + std::to_string(job) + " attempt " + std::to_string(attempt) + ", which does not exist");
+      upto = entries.empty() ? upto : entries.back()[0].get<int64_t>();
+    } else if (attempt != newest) {
       // A late batch of an attempt that was given up: its run went on (or began again) from
       // what was stored when the next attempt was placed. Acknowledged, not applied.
       if (!entries.empty()) log(label + ": dropped " + std::to_string(entries.size()) + " tracker events sent after attempt " + std::to_string(newest) + " began");
@@ -635,8 +656,17 @@ struct Coordinator::State {
         tracker::Event event;
         try {
           event = tracker::event_from_json(entry[1]);
-          const tracker::Applied applied = store.apply_event(event, gone);
-          if (std::holds_alternative<tracker::RunCreated>(event.body) && !applied.duplicate) bind_run(job, event.run);
+          const auto* deleted = std::get_if<tracker::ArtifactDeleted>(&event.body);
+          if (deleted && store.artifact_used(deleted->ref)) {
+            // The job pruned a version other runs used here (lineage): kept here, its number
+            // still taken, so the job's later versions keep theirs.
+            log(label + ": kept " + deleted->ref + ", which the job deleted: other runs used it");
+          } else {
+            const tracker::Applied applied = store.apply_event(event, gone);
+            if (std::holds_alternative<tracker::RunCreated>(event.body) && !applied.duplicate) bind_run(job, event.run);
+          }
+        } catch (const tracker::DbError&) {
+          throw;  // the database, not the event: nothing more is promised to anyone
         } catch (const tracker::MissingContent&) {
           for (const tracker::ArtifactFile& f : std::get<tracker::ArtifactLogged>(event.body).files)
             if (!store.content().has(f.sha256) && std::find(gone.begin(), gone.end(), f.sha256) == gone.end()) {
@@ -691,6 +721,8 @@ struct Coordinator::State {
     }
     auto [it, fresh] = uploads.try_emplace(sha);
     Upload& u = it->second;
+    u.last_chunk = now;
+    bool damaged = false;
     try {
       if (fresh) {
         u.size = size;
@@ -711,7 +743,8 @@ struct Coordinator::State {
       u.out.close();
       if (!u.out) throw std::runtime_error(u.path + ": write failed (disk full?)");
       const std::string got = u.hash.hex();
-      if (got != sha) throw std::runtime_error("the bytes received hash to " + got);
+      damaged = got != sha;
+      if (damaged) throw std::runtime_error("the bytes received hash to " + got);
       store.content().adopt(u.path, sha);
       uploads.erase(it);
       wanted_files.erase(sha);
@@ -721,7 +754,25 @@ struct Coordinator::State {
       std::filesystem::remove(u.path, ignored);
       uploads.erase(it);
       log("upload of " + sha + " from worker " + w.row.id + " failed: " + e.what());
-      reply(0, e.what());
+      // Bytes that hash to something else came from a damaged file: the worker cannot send it.
+      // Anything else is this side's trouble (a full disk): the worker tries again.
+      json r = {{"sha256", sha}, {"have", 0}, {"error", e.what()}};
+      if (!damaged) r["resend_events"] = true;
+      post_to_worker(w, Type::kUploadAck, std::move(r));
+    }
+  }
+
+  // Uploads abandoned (the worker lost, or it gave the file up) are dropped after a minute.
+  void drop_idle_uploads() {
+    for (auto it = uploads.begin(); it != uploads.end();) {
+      if (now - it->second.last_chunk < 60) {
+        ++it;
+        continue;
+      }
+      it->second.out.close();
+      std::error_code ignored;
+      std::filesystem::remove(it->second.path, ignored);
+      it = uploads.erase(it);
     }
   }
 
@@ -960,6 +1011,7 @@ struct Coordinator::State {
   }
 
   void tick() {
+    drop_idle_uploads();
     for (auto& [id, w] : workers) {
       if (w.row.status != "alive") continue;
       if (now - w.heard > protocol::kLivenessSeconds) {

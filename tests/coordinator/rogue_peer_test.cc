@@ -77,6 +77,61 @@ TEST(RoguePeer, CoordinatorDropsGarbageAndKeepsServing) {
   EXPECT_TRUE(w1->alive());
 }
 
+// The next message on `s` within 5 s: [type, body], or ["", null].
+std::pair<std::string, json> next_message(zmq::socket_t& s, const std::string& want) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (std::chrono::steady_clock::now() < deadline) {
+    zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, std::chrono::milliseconds(100));
+    if (!(item.revents & ZMQ_POLLIN)) continue;
+    std::vector<std::string> frames;
+    zmq::message_t part;
+    do {
+      (void)s.recv(part);
+      frames.push_back(part.to_string());
+    } while (part.more());
+    if (frames.size() >= 3 && frames[1] == want) return {frames[1], json::parse(frames[2])};
+  }
+  return {"", nullptr};
+}
+
+// A worker that registers properly, then sends tracker data that can never apply: every batch
+// is acknowledged (a relay never wedges), files nobody asked for are refused, and nothing
+// outside the artifact store can be fetched.
+TEST(RoguePeer, BadTrackerDataFromAWorkerIsAcknowledgedOrRefused) {
+  const std::string dir = cluster_dir();
+  Coordinator c = start_coordinator(dir);
+  zmq::context_t ctx;
+  zmq::socket_t fake(ctx, zmq::socket_type::dealer);
+  fake.set(zmq::sockopt::linger, 0);
+  fake.set(zmq::sockopt::routing_id, "fake");
+  fake.connect(c.endpoint);
+  send_frames(fake, {"i3lab/1", "HELLO",
+                     R"({"worker": "fake", "session": 1, "hostname": "h", "resources": {"cpu_slots": 0}, "running": [], "exited": []})"});
+  ASSERT_EQ(next_message(fake, "WELCOME").first, "WELCOME");
+  // Events of a job this coordinator never had, one of them not an event at all.
+  send_frames(fake, {"i3lab/1", "EVENTS", R"({"job": 99, "attempt": 1, "events": [[1, null], [2, {"run": "u", "seq": 1, "type": "heartbeat", "wall": 1}]]})"});
+  const auto ack = next_message(fake, "EVENTS_ACK");
+  ASSERT_EQ(ack.first, "EVENTS_ACK");
+  EXPECT_EQ(ack.second["upto"], 2);
+  // A file nobody asked for.
+  const std::string sha(64, 'a');
+  send_frames(fake, {"i3lab/1", "UPLOAD", R"({"sha256": ")" + sha + R"(", "offset": 0, "size": 3})", "abc"});
+  const auto upload = next_message(fake, "UPLOAD_ACK");
+  ASSERT_EQ(upload.first, "UPLOAD_ACK");
+  EXPECT_TRUE(upload.second.contains("error"));
+  EXPECT_EQ(upload.second["have"], 0);
+  // Files that are not there, or not names of content at all.
+  send_frames(fake, {"i3lab/1", "FETCH", R"({"sha256": "../../../../etc/passwd", "offset": 0})"});
+  send_frames(fake, {"i3lab/1", "FETCH", R"({"sha256": ")" + sha + R"(", "offset": 0})"});
+  const auto fetched = next_message(fake, "FETCH_DATA");
+  ASSERT_EQ(fetched.first, "FETCH_DATA");
+  EXPECT_EQ(fetched.second["sha256"], sha);  // the path was dropped unanswered; this one is an error
+  EXPECT_TRUE(fetched.second.contains("error"));
+  EXPECT_NE(i3lab({"workers", "--coordinator", c.endpoint}).out.find("fake"), std::string::npos);  // still serving
+  EXPECT_NE(c.proc->stderr_text().find("is not 64 lowercase hex digits"), std::string::npos) << c.proc->stderr_text();
+}
+
 TEST(RoguePeer, WorkerDropsGarbageFromItsCoordinatorAndKeepsServing) {
   const std::string dir = cluster_dir(), side = dir + "/side.txt";
   // The test plays the coordinator: a bare ROUTER.

@@ -75,9 +75,15 @@ class Slurm : public ::testing::Test {
     short_host = short_host.substr(0, short_host.find('.'));
     for (const char* sub : {"state", "spool", "log"}) fs::create_directories(dir_ + "/" + sub);
     conf_ = dir_ + "/slurm.conf";
+    // No cgroups: slurmd's autodetection fails where no cgroup file system is mounted (a chroot,
+    // a container), and this test needs none (proctrack/linuxproc, task/none).
+    std::ofstream(dir_ + "/cgroup.conf") << "CgroupPlugin=cgroup/v1\n";
+    const int ctld_port = free_port();
+    int slurmd_port = free_port();
+    while (slurmd_port == ctld_port) slurmd_port = free_port();
     std::ofstream(conf_) << "ClusterName=i3labtest\n"
                          << "SlurmctldHost=" << short_host << "(127.0.0.1)\n"
-                         << "SlurmctldPort=" << free_port() << "\nSlurmdPort=" << free_port() << "\n"
+                         << "SlurmctldPort=" << ctld_port << "\nSlurmdPort=" << slurmd_port << "\n"
                          << "AuthType=auth/munge\nCredType=cred/munge\nAuthInfo=socket=" << m << "/munge.sock\n"
                          << "SlurmUser=root\nSlurmdUser=root\n"
                          << "ProctrackType=proctrack/linuxproc\nTaskPlugin=task/none\n"
@@ -99,7 +105,10 @@ class Slurm : public ::testing::Test {
   }
 
   void TearDown() override {
-    if (!conf_.empty()) sh("scancel --quiet --user=root >/dev/null 2>&1");
+    if (!conf_.empty()) {  // the workers leave before their daemons do
+      sh("scancel --quiet --user=root >/dev/null 2>&1");
+      eventually([] { return sh_out("squeue -h 2>/dev/null").empty(); }, std::chrono::seconds(15));
+    }
     for (auto it = pid_files_.rbegin(); it != pid_files_.rend(); ++it) {
       std::ifstream in(*it);
       pid_t pid = 0;

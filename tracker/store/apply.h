@@ -41,10 +41,11 @@ class Applier {
   // std::invalid_argument (an alias still on a version to delete, a type clash),
   // MissingContent; the caller rolls its database changes back (a savepoint).
   Applied apply(const Event& event);
-  // Lets artifact_logged events name these files although the content store lacks them: for a
-  // relay whose producer has deleted the version since (its later events delete it here too),
-  // so that version numbers stay the same on both sides.
-  void accept_missing(const std::vector<std::string>& sha256s) { gone_.insert(sha256s.begin(), sha256s.end()); }
+  // Lets the artifact_logged events applied next (until the next call) name these files
+  // although the content store lacks them: for a relay whose producer has deleted the version
+  // since (its later events delete it here too), so that version numbers stay the same on both
+  // sides.
+  void accept_missing(const std::vector<std::string>& sha256s) { gone_ = {sha256s.begin(), sha256s.end()}; }
   // Writes the buffered metric points. Before a savepoint, so a rollback cannot lose them.
   void write_points();
   // Writes the buffered points and each touched run's event_seq: call before committing.

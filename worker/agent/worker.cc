@@ -84,6 +84,7 @@ struct Attempt {
   std::deque<Transfer> uploads;
   std::vector<std::string> gone;        // files asked for that the job has deleted since
   double exited_at = 0;
+  double relay_progress_at = 0;         // the coordinator last stored some of it
   pid_t pid = -1;
   int fds[2] = {-1, -1};        // stdout, stderr (read ends)
   std::string partial[2];       // an unfinished last line of each
@@ -98,7 +99,9 @@ struct Attempt {
   bool relay_drained() const { return !relay_db || (relay_acked >= relay_end && uploads.empty()); }
   // The exit is reported once the coordinator holds the job's tracker data (a retry resumes
   // from the newest checkpoint), or when it has not taken it for kRelayDrainS.
-  bool exit_reportable(double now) const { return exited && (relay_drained() || now - exited_at > kRelayDrainS); }
+  bool exit_reportable(double now) const {
+    return exited && (relay_drained() || now - std::max(exited_at, relay_progress_at) > kRelayDrainS);
+  }
   bool done() const { return exited && exit_acked && fds[0] < 0 && fds[1] < 0 && unacked.empty() && relay_drained(); }
 };
 
@@ -151,6 +154,7 @@ struct Worker::State {
   // --- the socket --------------------------------------------------------------------------
 
   void send(Type type, json body) {
+    if (!socket) return;  // between connections: HELLO and the resend timers repair it
     Message m;
     m.type = type;
     m.body = std::move(body);
@@ -202,13 +206,14 @@ struct Worker::State {
   // --- jobs --------------------------------------------------------------------------------
 
   // Train and eval jobs track into the attempt's own database, marked for relay.
-  std::vector<std::string> job_argv(const jobs::JobSpec& spec, const std::string& dir, const std::string& db, int64_t resume_run) {
+  std::vector<std::string> job_argv(const jobs::JobSpec& spec, const std::string& dir, const std::string& db, int64_t resume_run,
+                                    const std::string& resume_from) {
     if (spec.kind == "command") return spec.argv;
     if (spec.kind == "train") {
       const std::string config = dir + "/config.json";
       std::ofstream(config) << spec.config.dump(2) << "\n";
       std::vector<std::string> argv = {options.i3lab_program, "train", config, "--db", db};
-      if (resume_run > 0) argv.insert(argv.end(), {"--resume", std::to_string(resume_run)});
+      if (resume_run > 0) argv.insert(argv.end(), {"--resume", std::to_string(resume_run), "--from", resume_from});
       return argv;
     }
     std::vector<std::string> argv = {options.i3lab_program, "eval"};
@@ -240,6 +245,7 @@ struct Worker::State {
         if (v.is_string()) env[k] = v.get<std::string>();
       for (const auto& [k, v] : env) a.env.push_back(k + "=" + v);
       int64_t resume_run = 0;
+      std::string resume_from = "latest";
       if (spec.kind != "command") {
         // A fresh database per attempt (a work folder may outlive a coordinator whose job ids
         // began again), holding the run to resume when there is one.
@@ -248,6 +254,7 @@ struct Worker::State {
         const json& resume = body.contains("resume") ? body["resume"] : json();
         if (resume.is_object()) {
           resume_run = tracker::import_run_seed(a.db_path, resume.at("seed"));
+          if (resume.contains("from") && resume["from"].is_string()) resume_from = resume["from"].get<std::string>();
           const tracker::ContentStore content(a.db_path);
           for (const json& f : resume.at("files")) {
             Transfer t;
@@ -262,9 +269,10 @@ struct Worker::State {
         } else {
           tracker::create_relay_database(a.db_path);
         }
-        a.relay_db = tracker::open_database(a.db_path, tracker::OpenMode::kReadOnly);
+        // Rank 0 tracks a multi-rank job's run; the other ranks' databases stay theirs.
+        if (key.rank == 0) a.relay_db = tracker::open_database(a.db_path, tracker::OpenMode::kReadOnly);
       }
-      a.argv = job_argv(spec, dir, a.db_path, resume_run);
+      a.argv = job_argv(spec, dir, a.db_path, resume_run, resume_from);
       a.preparing = true;
       if (a.fetches.empty()) start(a);
       else pump_fetch(a);
@@ -370,7 +378,11 @@ struct Worker::State {
     if (entries.empty()) return;
     json events = json::array();
     for (const tracker::RelayEntry& e : entries) {
-      std::optional<json> event = util::try_parse_json(e.event);
+      // One that could not travel (over the message limit, or unreadable) goes as null: the
+      // coordinator skips it, and the relay goes on.
+      std::optional<json> event = e.event.size() < protocol::kMaxBodyBytes - (64u << 10) ? util::try_parse_json(e.event) : std::nullopt;
+      if (!event) log("job " + std::to_string(a.key.job) + ": tracker event " + std::to_string(e.id) + " of " + std::to_string(e.event.size()) +
+                      " bytes cannot be sent; skipped");
       events.push_back(json::array({e.id, event ? *event : json(nullptr)}));
     }
     json body = {{"job", a.key.job}, {"attempt", a.key.attempt}, {"rank", a.key.rank}, {"events", std::move(events)}};
@@ -384,14 +396,17 @@ struct Worker::State {
     auto it = attempts.find({body["job"].get<int64_t>(), body["attempt"].get<int>(), static_cast<int>(body.value("rank", 0))});
     if (it == attempts.end() || !it->second.relay_db) return;
     Attempt& a = it->second;
+    if (body["upto"].get<int64_t>() > a.relay_acked) a.relay_progress_at = now;
     a.relay_acked = std::max(a.relay_acked, body["upto"].get<int64_t>());
     a.events_in_flight = false;
     if (body.contains("missing") && body["missing"].is_array()) {
       const tracker::ContentStore content(a.db_path);
       for (const json& f : body["missing"]) {
-        if (!f.is_object() || !f.contains("sha256") || !f["sha256"].is_string() || !f.contains("size") || !f["size"].is_number_integer()) continue;
+        if (!f.is_object() || !f.contains("sha256") || !f["sha256"].is_string() || !f.contains("size") || !f["size"].is_number_integer())
+          continue;
         Transfer t;
         t.sha256 = f["sha256"].get<std::string>();
+        if (t.sha256.size() != 64 || t.sha256.find_first_not_of("0123456789abcdef") != std::string::npos) continue;
         t.size = f["size"].get<int64_t>();
         if (content.has(t.sha256))
           a.uploads.push_back(std::move(t));
@@ -437,9 +452,17 @@ struct Worker::State {
       if (a.uploads.empty() || a.uploads.front().sha256 != sha) continue;
       Transfer& t = a.uploads.front();
       t.in_flight = false;
+      a.relay_progress_at = now;
       if (body.contains("error")) {
         log("upload of " + sha + " for job " + std::to_string(key.job) + ": " + util::brief(body["error"], 200));
-        if (!body.value("resend_events", false)) a.gone.push_back(sha);  // damaged here: it cannot be sent
+        // Damaged here, it can never be sent; otherwise (the coordinator's disk, its restart) the
+        // events go again and it asks again.
+        if (!(body.contains("resend_events") && body["resend_events"] == true)) {
+          a.gone.push_back(sha);
+        } else {  // not before kResendS: a full disk is not fixed by asking again at once
+          a.events_in_flight = true;
+          a.events_sent_at = now;
+        }
         a.uploads.pop_front();
       } else if (have >= t.size) {
         a.uploads.pop_front();
@@ -453,6 +476,17 @@ struct Worker::State {
   void on_cancel(const json& body) {
     const Key key{body["job"].get<int64_t>(), body["attempt"].get<int>(), static_cast<int>(body.value("rank", 0))};
     auto it = attempts.find(key);
+    if (it != attempts.end() && it->second.preparing) {  // still fetching its checkpoint: never starts
+      Attempt& a = it->second;
+      a.fetches.clear();
+      a.preparing = false;
+      a.exited = true;
+      a.exited_at = now;
+      a.signal = SIGTERM;
+      add_line(a, 1, "i3lab worker: cancelled before it started");
+      send_exit(a);
+      return;
+    }
     if (it == attempts.end() || !it->second.running) return;
     Attempt& a = it->second;
     const int64_t grace_ms = body.contains("grace_ms") && body["grace_ms"].is_number_integer()
