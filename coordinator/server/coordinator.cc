@@ -1,13 +1,10 @@
 #include "coordinator/server/coordinator.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <set>
@@ -15,7 +12,6 @@
 
 #include "common/util/clock.h"
 #include "common/util/json.h"
-#include "common/util/sha256.h"
 #include "coordinator/jobs/job_store.h"
 #include "coordinator/protocol/protocol.h"
 #include "coordinator/scheduler/placement.h"
@@ -100,12 +96,9 @@ bool is_sha256(const json& v) {
   return true;
 }
 
-// An artifact file arriving in chunks (UPLOAD), hashed as it comes.
+// An artifact file arriving in chunks (UPLOAD).
 struct Upload {
-  int64_t size = 0, have = 0;
-  std::string path;  // in the content store's staging folder
-  std::ofstream out;
-  util::Sha256 hash;
+  std::unique_ptr<tracker::IncomingFile> file;
   double last_chunk = 0;  // monotonic seconds
 };
 
@@ -175,7 +168,7 @@ struct Coordinator::State {
     // Uploads cut off by the last stop start again from their first byte when asked for.
     std::error_code ec;
     for (const auto& e : std::filesystem::directory_iterator(store.content().root() + "/staging", ec))
-      if (e.path().filename().string().rfind("upload-", 0) == 0) std::filesystem::remove(e.path(), ec);
+      if (e.path().filename().string().rfind("incoming-", 0) == 0) std::filesystem::remove(e.path(), ec);
     for (jobs::WorkerRow& row : store.workers()) {
       WorkerState w;
       w.node.id = row.id;
@@ -719,40 +712,20 @@ struct Coordinator::State {
       json r = {{"sha256", sha}, {"have", 0}, {"error", "file " + sha + " was not asked for"}, {"resend_events", true}};
       return post_to_worker(w, Type::kUploadAck, std::move(r));
     }
-    auto [it, fresh] = uploads.try_emplace(sha);
-    Upload& u = it->second;
-    u.last_chunk = now;
+    auto it = uploads.find(sha);
     bool damaged = false;
     try {
-      if (fresh) {
-        u.size = size;
-        u.path = store.content().staging_dir() + "/upload-" + sha;
-        u.out.open(u.path, std::ios::binary | std::ios::trunc);
-        if (!u.out) throw std::runtime_error(u.path + ": cannot write");
-      }
-      if (offset != u.have) return reply(u.have);
-      const std::string& chunk = m.blobs[0];
-      if (u.have + static_cast<int64_t>(chunk.size()) > u.size) throw std::runtime_error("more bytes than the file's size");
-      u.out.write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
-      u.hash.update(chunk);
-      u.have += static_cast<int64_t>(chunk.size());
-      if (u.have < u.size) {
-        if (!u.out) throw std::runtime_error(u.path + ": write failed (disk full?)");
-        return reply(u.have);
-      }
-      u.out.close();
-      if (!u.out) throw std::runtime_error(u.path + ": write failed (disk full?)");
-      const std::string got = u.hash.hex();
-      damaged = got != sha;
-      if (damaged) throw std::runtime_error("the bytes received hash to " + got);
-      store.content().adopt(u.path, sha);
+      if (it == uploads.end()) it = uploads.emplace(sha, Upload{std::make_unique<tracker::IncomingFile>(store.content(), sha, size), now}).first;
+      Upload& u = it->second;
+      u.last_chunk = now;
+      if (offset != u.file->have()) return reply(u.file->have());
+      if (!u.file->append(m.blobs[0])) return reply(u.file->have());
       uploads.erase(it);
       wanted_files.erase(sha);
       reply(size);
     } catch (const std::exception& e) {
-      std::error_code ignored;
-      std::filesystem::remove(u.path, ignored);
-      uploads.erase(it);
+      damaged = dynamic_cast<const tracker::DamagedContent*>(&e) != nullptr;
+      if (it != uploads.end()) uploads.erase(it);
       log("upload of " + sha + " from worker " + w.row.id + " failed: " + e.what());
       // Bytes that hash to something else came from a damaged file: the worker cannot send it.
       // Anything else is this side's trouble (a full disk): the worker tries again.
@@ -764,16 +737,7 @@ struct Coordinator::State {
 
   // Uploads abandoned (the worker lost, or it gave the file up) are dropped after a minute.
   void drop_idle_uploads() {
-    for (auto it = uploads.begin(); it != uploads.end();) {
-      if (now - it->second.last_chunk < 60) {
-        ++it;
-        continue;
-      }
-      it->second.out.close();
-      std::error_code ignored;
-      std::filesystem::remove(it->second.path, ignored);
-      it = uploads.erase(it);
-    }
+    for (auto it = uploads.begin(); it != uploads.end();) it = now - it->second.last_chunk < 60 ? std::next(it) : uploads.erase(it);
   }
 
   void on_fetch(WorkerState& w, const json& body) {
@@ -781,22 +745,15 @@ struct Coordinator::State {
     const std::string sha = body["sha256"].get<std::string>();
     const int64_t offset = body["offset"].get<int64_t>();
     json r = {{"sha256", sha}, {"offset", offset}, {"size", 0}};
-    const std::string path = store.content().path_of(sha);
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0 || offset < 0 || offset > st.st_size) {
-      if (fd >= 0) close(fd);
-      r["error"] = fd < 0 ? "no file " + sha + " in the coordinator's artifact store" : "offset past the end of " + sha;
+    int64_t size = 0;
+    std::string chunk;
+    try {
+      chunk = store.content().read_chunk(sha, offset, protocol::kArtifactChunkBytes, &size);
+    } catch (const std::exception& e) {
+      r["error"] = std::string("the coordinator's artifact store: ") + e.what();
       return post_to_worker(w, Type::kFetchData, std::move(r));
     }
-    std::string chunk(std::min<int64_t>(protocol::kArtifactChunkBytes, st.st_size - offset), '\0');
-    const ssize_t n = pread(fd, chunk.data(), chunk.size(), offset);
-    close(fd);
-    if (n != static_cast<ssize_t>(chunk.size())) {
-      r["error"] = "cannot read " + sha + " from the coordinator's artifact store";
-      return post_to_worker(w, Type::kFetchData, std::move(r));
-    }
-    r["size"] = static_cast<int64_t>(st.st_size);
+    r["size"] = size;
     post(w.peer, Type::kFetchData, std::move(r), -1, std::move(chunk), true);
     w.sent = now;
   }

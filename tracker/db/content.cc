@@ -1,6 +1,10 @@
 #include "tracker/db/content.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include <filesystem>
 #include <fstream>
@@ -88,6 +92,55 @@ std::string ContentStore::staging_dir() const {
   fs::create_directories(dir, ec);
   if (ec) throw std::runtime_error(dir.string() + ": cannot create: " + ec.message());
   return dir.string();
+}
+
+std::string ContentStore::read_chunk(const std::string& sha, int64_t offset, size_t max_bytes, int64_t* size) const {
+  const std::string path = path_of(sha);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("no file " + sha + " in " + root_);
+  struct stat st;
+  std::string chunk;
+  ssize_t n = -1;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && offset >= 0 && offset <= st.st_size) {
+    chunk.resize(static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(max_bytes), st.st_size - offset)));
+    n = pread(fd, chunk.data(), chunk.size(), offset);
+  }
+  ::close(fd);
+  if (n != static_cast<ssize_t>(chunk.size()))
+    throw std::runtime_error("cannot read " + std::to_string(chunk.size()) + " bytes at " + std::to_string(offset) + " of " + path);
+  *size = st.st_size;
+  return chunk;
+}
+
+IncomingFile::IncomingFile(const ContentStore& store, std::string sha256, int64_t size)
+    : store_(store), sha256_(std::move(sha256)), size_(size) {
+  path_ = store.staging_dir() + "/incoming-" + sha256_ + "-" + std::to_string(::getpid()) + "-" +
+          std::to_string(reinterpret_cast<uintptr_t>(this));
+  out_.open(path_, std::ios::binary | std::ios::trunc);
+  if (!out_) throw std::runtime_error(path_ + ": cannot write");
+}
+
+IncomingFile::~IncomingFile() {
+  if (adopted_) return;
+  out_.close();
+  std::error_code ignored;
+  fs::remove(path_, ignored);
+}
+
+bool IncomingFile::append(std::string_view chunk) {
+  if (have_ + static_cast<int64_t>(chunk.size()) > size_)
+    throw std::runtime_error("more bytes than the " + std::to_string(size_) + " of file " + sha256_);
+  out_.write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+  hash_.update(chunk);
+  have_ += static_cast<int64_t>(chunk.size());
+  if (have_ == size_) out_.close();
+  if (out_.fail()) throw std::runtime_error(path_ + ": write failed (disk full?)");
+  if (have_ < size_) return false;
+  const std::string got = hash_.hex();
+  if (got != sha256_) throw DamagedContent("the bytes received as " + sha256_ + " hash to " + got);
+  store_.adopt(path_, sha256_);
+  adopted_ = true;
+  return true;
 }
 
 bool ContentStore::copy_from(const ContentStore& from, const std::string& sha) const {

@@ -8,8 +8,13 @@
 // never data.
 #pragma once
 
+#include <cstdint>
+#include <fstream>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 
+#include "common/util/sha256.h"
 #include "tracker/events/artifact.h"
 
 namespace tracker {
@@ -40,6 +45,10 @@ class ContentStore {
   void adopt(const std::string& verified, const std::string& sha256) const;
   // DB.artifacts/staging: where files being received are written before adopt(). Created.
   std::string staging_dir() const;
+  // Up to `max_bytes` of stored file `sha256` from `offset` (sending it in chunks), and its
+  // size. Throws std::runtime_error if it is missing, not a regular file (never waits on a
+  // FIFO), unreadable, or `offset` is outside 0..size.
+  std::string read_chunk(const std::string& sha256, int64_t offset, size_t max_bytes, int64_t* size) const;
 
   // Moves stored file `sha256` aside (into staging) and returns where it went, or "" if it was
   // not there: a delete inside a transaction that may still roll back. restore() puts it back;
@@ -54,6 +63,39 @@ class ContentStore {
  private:
   std::string temp_name(const std::string& dir) const;
   std::string root_;
+};
+
+// Bytes that hash to something other than the name they came under.
+struct DamagedContent : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// A file arriving in chunks from another machine (UPLOAD, FETCH): written into the store's
+// staging folder and hashed as it comes; whole and matching its name, it joins the store
+// (adopt). Dropped before that, its partial file is removed.
+class IncomingFile {
+ public:
+  // REQUIRES: `sha256` is 64 lowercase hex digits, `size` >= 0. Throws std::runtime_error if
+  // the staging file cannot be made.
+  IncomingFile(const ContentStore& store, std::string sha256, int64_t size);
+  ~IncomingFile();
+  IncomingFile(const IncomingFile&) = delete;
+  IncomingFile& operator=(const IncomingFile&) = delete;
+
+  int64_t have() const { return have_; }
+  int64_t size() const { return size_; }
+  // Appends the next chunk; returns true once the file is whole, checked and in the store.
+  // Throws DamagedContent when the whole file hashes to another name, std::runtime_error for
+  // more bytes than `size` or a failed write (a full disk); the partial file is then useless.
+  bool append(std::string_view chunk);
+
+ private:
+  const ContentStore store_;
+  std::string sha256_, path_;
+  int64_t size_, have_ = 0;
+  std::ofstream out_;
+  util::Sha256 hash_;
+  bool adopted_ = false;
 };
 
 }  // namespace tracker

@@ -1,6 +1,5 @@
 #include "worker/agent/worker.h"
 
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,7 +19,6 @@
 #include "common/util/clock.h"
 #include "common/util/files.h"
 #include "common/util/json.h"
-#include "common/util/sha256.h"
 #include "coordinator/jobs/job_spec.h"
 #include "coordinator/protocol/protocol.h"
 #include "coordinator/wire/wire.h"
@@ -64,9 +62,7 @@ struct Transfer {
   int64_t size = 0, offset = 0;
   double sent_at = -1e9;
   bool in_flight = false;
-  std::string path;   // FETCH: the file being written
-  std::ofstream out;  // FETCH
-  util::Sha256 hash;  // FETCH
+  std::unique_ptr<tracker::IncomingFile> incoming;  // FETCH: the file being received
 };
 
 struct Attempt {
@@ -326,29 +322,13 @@ struct Worker::State {
         if (m.body.contains("error")) throw std::runtime_error(util::brief(m.body["error"], 200));
         if (m.blobs.size() != 1 || m.body["size"].get<int64_t>() != t.size)
           throw std::runtime_error("the coordinator's copy is not the " + std::to_string(t.size) + " bytes expected");
-        const tracker::ContentStore content(a.db_path);
-        if (t.path.empty()) {
-          t.path = content.staging_dir() + "/fetch-" + sha;
-          t.out.open(t.path, std::ios::binary | std::ios::trunc);
-        }
-        const std::string& chunk = m.blobs[0];
-        if (chunk.empty() && t.offset < t.size) throw std::runtime_error("the coordinator sent an empty chunk");
-        if (t.offset + static_cast<int64_t>(chunk.size()) > t.size) throw std::runtime_error("more bytes than the file's size");
-        t.out.write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
-        t.hash.update(chunk);
-        t.offset += static_cast<int64_t>(chunk.size());
-        if (!t.out) throw std::runtime_error(t.path + ": write failed (disk full?)");
-        if (t.offset == t.size) {
-          t.out.close();
-          const std::string got = t.hash.hex();
-          if (got != sha) throw std::runtime_error("the bytes received hash to " + got);
-          content.adopt(t.path, sha);
-          a.fetches.pop_front();
-        }
+        if (!t.incoming) t.incoming = std::make_unique<tracker::IncomingFile>(tracker::ContentStore(a.db_path), sha, t.size);
+        if (m.blobs[0].empty() && t.offset < t.size) throw std::runtime_error("the coordinator sent an empty chunk");
+        const bool whole = t.incoming->append(m.blobs[0]);
+        t.offset = t.incoming->have();
+        if (whole) a.fetches.pop_front();
       } catch (const std::exception& e) {
-        std::error_code ignored;
-        if (!t.path.empty()) std::filesystem::remove(t.path, ignored);
-        a.fetches.clear();
+        a.fetches.clear();  // with its partial file
         fail_before_start(a, "cannot fetch checkpoint file " + sha + ": " + e.what());
         return;
       }
@@ -422,12 +402,13 @@ struct Worker::State {
     while (welcomed && !a.uploads.empty()) {
       Transfer& t = a.uploads.front();
       if (t.in_flight && now - t.sent_at < kResendS) return;
-      const std::string path = tracker::ContentStore(a.db_path).path_of(t.sha256);
-      std::string chunk(static_cast<size_t>(std::min<int64_t>(protocol::kArtifactChunkBytes, std::max<int64_t>(0, t.size - t.offset))), '\0');
-      const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-      const ssize_t n = fd < 0 ? -1 : pread(fd, chunk.data(), chunk.size(), t.offset);
-      if (fd >= 0) close(fd);
-      if (n != static_cast<ssize_t>(chunk.size())) {  // deleted by the job since: its version goes without it
+      std::string chunk;
+      int64_t size = -1;
+      try {
+        chunk = tracker::ContentStore(a.db_path).read_chunk(t.sha256, t.offset, protocol::kArtifactChunkBytes, &size);
+      } catch (const std::exception&) {
+      }
+      if (size != t.size) {  // deleted by the job since (or damaged): its version goes without it
         a.gone.push_back(t.sha256);
         a.uploads.pop_front();
         continue;
