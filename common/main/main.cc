@@ -11,6 +11,7 @@
 #include "coordinator/cli/commands.h"
 #include "model/cli/catalog.h"
 #include "tracker/cli/commands.h"
+#include "web/cli/commands.h"
 #include "worker/cli/commands.h"
 
 int main(int argc, char** argv) {
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
   for (auto& c : tracker::tracker_commands()) commands.push_back(std::move(c));
   for (auto& c : coordinator::coordinator_commands()) commands.push_back(std::move(c));
   for (auto& c : worker::worker_commands()) commands.push_back(std::move(c));
+  for (auto& c : web::web_commands()) commands.push_back(std::move(c));
   for (auto& c : tracker::bench_commands()) commands.push_back(std::move(c));
   // Help lists the benchmarks last, together.
   std::stable_partition(commands.begin(), commands.end(), [](const cli::Command& c) { return c.path.rfind("bench ", 0) != 0; });

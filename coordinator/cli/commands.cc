@@ -13,6 +13,8 @@
 #include <iostream>
 #include <optional>
 #include <sstream>
+#include <future>
+#include <memory>
 #include <thread>
 
 #include "common/util/clock.h"
@@ -25,6 +27,7 @@
 #include "coordinator/server/coordinator.h"
 #include "coordinator/wire/wire.h"
 #include "model/config/train_config.h"
+#include "web/server/server.h"
 
 namespace coordinator {
 namespace {
@@ -79,8 +82,31 @@ int coordinator_cmd(const Args& args) {
     options.allowed = keys::read_allow_list(args.get("allow"));
     if (options.allowed.empty()) throw UsageError("--allow " + args.get("allow") + ": no keys in it; add the lines i3lab keygen prints");
   }
+  web::Options http;
+  if (args.has("http-token") && !args.has("http")) throw UsageError("--http-token needs --http HOST:PORT");
+  if (args.has("http")) {
+    web::parse_http_address(args.get("http"), &http);
+    if (args.has("http-token")) http.token = web::read_token_file(args.get("http-token"));
+  }
   Coordinator coordinator(options);
   std::cout << "coordinator listening on " << coordinator.endpoint() << ", database " << options.db_path << std::endl;
+  // The dashboard and HTTP API, on threads of their own; writes go through the coordinator's
+  // loop (Coordinator::call), so an answer means committed.
+  std::unique_ptr<web::Server> server;
+  std::thread http_thread;
+  if (args.has("http")) {
+    http.db_path = options.db_path;
+    http.backend = [&coordinator](const std::string& op, const json& a) {
+      std::future<json> answer = coordinator.call(op, a);
+      if (answer.wait_for(std::chrono::seconds(60)) != std::future_status::ready)
+        throw std::runtime_error("the coordinator did not answer " + op + " within 60 s");
+      return answer.get();
+    };
+    server = std::make_unique<web::Server>(http);
+    std::cout << "dashboard: " << server->url() << "/" << std::endl;
+    if (const std::string w = web::exposure_warning(http); !w.empty()) std::cerr << "coordinator: warning: " << w << std::endl;
+    http_thread = std::thread([&server] { server->serve(); });
+  }
   if (options.key)
     std::cerr << "coordinator: CURVE keys: public key " << options.key->public_key << ", " << options.allowed.size()
               << " keys allowed" << std::endl;
@@ -88,6 +114,14 @@ int coordinator_cmd(const Args& args) {
     std::cerr << "coordinator: warning: --insecure: any machine that reaches " << coordinator.endpoint()
               << " can register as a worker and submit jobs" << std::endl;
   stop_on_signals();
+  struct StopHttp {
+    std::unique_ptr<web::Server>& server;
+    std::thread& thread;
+    ~StopHttp() {
+      if (server) server->stop();
+      if (thread.joinable()) thread.join();
+    }
+  } stop_http{server, http_thread};
   coordinator.serve(stop_requested);
   std::cerr << "coordinator: stopped" << std::endl;
   return 0;
@@ -354,14 +388,16 @@ std::vector<cli::Command> coordinator_commands() {
   return {
       {"coordinator", "run the coordinator: job queue, scheduler, worker registry",
        "usage: i3lab coordinator [--db FILE] [--artifacts DIR] [--listen ENDPOINT] [--key FILE --allow FILE]\n"
-       "                         [--insecure]\n"
+       "                         [--insecure] [--http HOST:PORT [--http-token FILE]]\n"
        "Owns the tracker database (default i3lab.db), its artifact files (in DIR, default FILE.artifacts/;\n"
        "given, FILE.artifacts links to DIR) and the job queue;\n"
        "workers and clients connect to ENDPOINT (default tcp://127.0.0.1:5555; tcp://127.0.0.1:* picks a\n"
        "free port, printed at start). --key: this coordinator's key file (i3lab keygen); --allow: a file\n"
        "of the public keys let in, one per line. Listening beyond this machine needs them, or --insecure.\n"
+       "--http: serve the dashboard and the HTTP API (docs/api.md) at http://HOST:PORT/; beyond loopback,\n"
+       "writes need the token in --http-token FILE (its first line, 16 characters or more).\n"
        "SIGINT or SIGTERM stops it; started again on the same database it continues where it was.\n",
-       {{"db", "artifacts", "listen", "key", "allow"}, {"insecure"}}, coordinator_cmd},
+       {{"db", "artifacts", "listen", "key", "allow", "http", "http-token"}, {"insecure"}}, coordinator_cmd},
       {"keygen", "make a CURVE key pair for a coordinator, worker or client",
        "usage: i3lab keygen NAME\n"
        "Writes NAME.key (both keys, mode 0600; never overwritten) and prints the public key, a line\n"

@@ -1,13 +1,18 @@
 #include "coordinator/server/coordinator.h"
 
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <deque>
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <mutex>
 #include <set>
+#include <variant>
 #include <zmq.hpp>
 
 #include "common/util/clock.h"
@@ -147,6 +152,18 @@ struct Coordinator::State {
   std::map<std::string, int64_t> wanted_files;  // sha256 → size: asked for in EVENTS_ACK, not yet whole
   std::map<std::string, Upload> uploads;        // by sha256
   std::vector<double> latencies_ms;
+  // Calls from other threads of this process (Coordinator::call): queued under calls_mu, the
+  // loop woken through wake_fd (an eventfd it polls); answered after the turn's commit.
+  struct Call {
+    std::string op;
+    json args;
+    std::promise<json> answer;
+  };
+  std::mutex calls_mu;
+  std::deque<Call> calls;
+  bool serving_ended = false;  // under calls_mu: no call is answered any more
+  int wake_fd = -1;
+  std::vector<std::pair<std::promise<json>, std::variant<json, std::exception_ptr>>> answers;  // after the commit
   bool placement_dirty = true;
   double now = 0;       // monotonic seconds, this turn
   double now_unix = 0;  // wall clock, this turn
@@ -156,6 +173,21 @@ struct Coordinator::State {
 
   explicit State(Options o) : options(std::move(o)), store(link_artifact_store(options)) {
     if (!options.log) options.log = [](const std::string& line) { std::cerr << "coordinator: " << line << std::endl; };
+    wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wake_fd < 0) throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
+  }
+  ~State() {
+    end_calls();
+    if (wake_fd >= 0) close(wake_fd);
+  }
+
+  // Calls still queued when serving ends are refused, and later ones at once.
+  void end_calls() {
+    std::lock_guard<std::mutex> lock(calls_mu);
+    serving_ended = true;
+    for (Call& c : calls)
+      c.answer.set_exception(std::make_exception_ptr(std::runtime_error("the coordinator has stopped")));
+    calls.clear();
   }
 
   void log(const std::string& line) { options.log(line); }
@@ -900,21 +932,24 @@ struct Coordinator::State {
     return {{"id", id}, {"attempt", attempt}, {"rank", rank}, {"attempts", row->attempt}, {"status", row->status}, {"lines", lines}};
   }
 
+  json dispatch(const std::string& op, const json& args) {
+    if (op == "submit") return op_submit(args);
+    if (op == "jobs") return op_jobs(args);
+    if (op == "counts") return op_counts();
+    if (op == "cancel") return op_cancel(args);
+    if (op == "workers") return op_workers();
+    if (op == "logs") return op_logs(args);
+    if (op == "events") return op_events(args);
+    if (op == "ping") return json::object();
+    throw std::invalid_argument("unknown operation \"" + util::cut(op, 40) + "\" (submit, jobs, counts, cancel, workers, logs, events, ping)");
+  }
+
   void on_request(const std::string& peer, const json& body) {
     const std::string op = body["op"].get<std::string>();
     const json& args = body["args"];
     const json id = body.contains("id") && body["id"].is_number_integer() ? body["id"] : json();
     try {
-      json result;
-      if (op == "submit") result = op_submit(args);
-      else if (op == "jobs") result = op_jobs(args);
-      else if (op == "counts") result = op_counts();
-      else if (op == "cancel") result = op_cancel(args);
-      else if (op == "workers") result = op_workers();
-      else if (op == "logs") result = op_logs(args);
-      else if (op == "ping") result = json::object();
-      else throw std::invalid_argument("unknown operation \"" + util::cut(op, 40) + "\" (submit, jobs, counts, cancel, workers, logs, ping)");
-      json reply = {{"result", std::move(result)}, {"id", id}};
+      json reply = {{"result", dispatch(op, args)}, {"id", id}};
       // A body over the limit would be dropped by the client's transport, which would then
       // wait for an answer that never comes.
       const size_t bytes = util::dump_json(reply).size();
@@ -927,6 +962,67 @@ struct Coordinator::State {
     } catch (const std::exception& e) {
       post(peer, Type::kError, {{"error", e.what()}, {"id", id}});
     }
+  }
+
+  // Calls from this process's other threads (Coordinator::call), answered after the commit.
+  void take_calls() {
+    uint64_t ignored;
+    while (read(wake_fd, &ignored, sizeof ignored) > 0) {
+    }
+    std::deque<Call> taken;
+    {
+      std::lock_guard<std::mutex> lock(calls_mu);
+      taken.swap(calls);
+    }
+    for (Call& c : taken) {
+      try {
+        answers.emplace_back(std::move(c.answer), dispatch(c.op, c.args));
+      } catch (const tracker::DbError&) {
+        throw;
+      } catch (const std::exception& e) {
+        answers.emplace_back(std::move(c.answer), std::make_exception_ptr(std::invalid_argument(e.what())));
+      }
+    }
+  }
+
+  void send_answers() {
+    for (auto& [promise, outcome] : answers) {
+      if (auto* result = std::get_if<json>(&outcome)) promise.set_value(std::move(*result));
+      else promise.set_exception(std::get<std::exception_ptr>(outcome));
+    }
+    answers.clear();
+  }
+
+  // Tracker events from a client (the HTTP API): {"events": [EVENT…]} in the JSON form of
+  // tracker/events/events.h. All are checked first: one malformed event refuses the batch,
+  // naming its index. Each then applies in its own savepoint; one that cannot (a metric for a
+  // run this database lacks) is listed in "errors" and the others stand. Answer: {"applied",
+  // "duplicates", "errors": [{"index", "error"}], "runs": {UID: run id}}.
+  json op_events(const json& args) {
+    if (!args.contains("events") || !args["events"].is_array())
+      throw std::invalid_argument("events: \"events\" must be an array of tracker events");
+    std::vector<tracker::Event> events;
+    for (size_t i = 0; i < args["events"].size(); ++i) {
+      try {
+        events.push_back(tracker::event_from_json(args["events"][i]));
+      } catch (const std::exception& e) {
+        throw std::invalid_argument("events[" + std::to_string(i) + "]: " + e.what());
+      }
+    }
+    json errors = json::array(), runs = json::object();
+    int64_t applied = 0, duplicates = 0;
+    for (size_t i = 0; i < events.size(); ++i) {
+      try {
+        const tracker::Applied a = store.apply_event(events[i]);
+        (a.duplicate ? duplicates : applied) += 1;
+        if (a.run_id && !events[i].run.empty()) runs[events[i].run] = a.run_id;
+      } catch (const tracker::DbError&) {
+        throw;
+      } catch (const std::exception& e) {
+        errors.push_back({{"index", i}, {"error", e.what()}});
+      }
+    }
+    return {{"applied", applied}, {"duplicates", duplicates}, {"errors", errors}, {"runs", runs}};
   }
 
   // --- the loop ----------------------------------------------------------------------------
@@ -1007,8 +1103,10 @@ struct Coordinator::State {
   }
 
   void turn(int poll_ms) {
-    zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0}, {zap ? zap->handle() : nullptr, 0, ZMQ_POLLIN, 0}};
-    wire::poll(items, zap ? 2 : 1, std::chrono::milliseconds(poll_ms));
+    zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0},
+                               {nullptr, wake_fd, ZMQ_POLLIN, 0},
+                               {zap ? zap->handle() : nullptr, 0, ZMQ_POLLIN, 0}};
+    wire::poll(items, zap ? 3 : 2, std::chrono::milliseconds(poll_ms));
     if (zap) answer_zap();
     now = util::monotonic_seconds();
     now_unix = util::unix_time();
@@ -1021,10 +1119,12 @@ struct Coordinator::State {
         log_bad(r->peer, std::string(protocol::type_name(r->decoded.message.type)) + ": " + e.what());
       }
     }
+    take_calls();
     tick();
     schedule();
     store.commit();
     flush_outbox();
+    send_answers();
   }
 };
 
@@ -1060,8 +1160,29 @@ Coordinator::~Coordinator() = default;
 const std::string& Coordinator::endpoint() const { return state_->endpoint; }
 
 void Coordinator::serve(const std::atomic<bool>& stop) {
+  struct EndCalls {
+    State& s;
+    ~EndCalls() { s.end_calls(); }
+  } end_calls{*state_};
   while (!stop.load()) state_->turn(100);
   state_->store.commit();
+}
+
+std::future<nlohmann::json> Coordinator::call(const std::string& op, nlohmann::json args) {
+  State& s = *state_;
+  State::Call c{op, std::move(args), {}};
+  std::future<json> answer = c.answer.get_future();
+  {
+    std::lock_guard<std::mutex> lock(s.calls_mu);
+    if (s.serving_ended) {
+      c.answer.set_exception(std::make_exception_ptr(std::runtime_error("the coordinator has stopped")));
+      return answer;
+    }
+    s.calls.push_back(std::move(c));
+  }
+  const uint64_t one = 1;
+  (void)!write(s.wake_fd, &one, sizeof one);
+  return answer;
 }
 
 const std::vector<double>& Coordinator::assign_latencies_ms() const { return state_->latencies_ms; }

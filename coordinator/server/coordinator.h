@@ -18,11 +18,14 @@
 
 #include <atomic>
 #include <functional>
+#include <future>
 #include <map>
 #include <optional>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "coordinator/keys/keys.h"
 
@@ -65,6 +68,13 @@ class Coordinator {
   // Serves until `stop` is true (checked at least every 100 ms). Throws tracker::DbError if
   // the database stops taking commits: nothing more is promised to anyone.
   void serve(const std::atomic<bool>& stop);
+
+  // The operations a command-line client sends as a REQUEST (client/client.h), from another
+  // thread of this process (the web server): the answer arrives once the turn that handled it
+  // has committed, as for a client. The future throws std::invalid_argument with the
+  // coordinator's message for a refused request, std::runtime_error once serve() has returned.
+  // Thread-safe.
+  std::future<nlohmann::json> call(const std::string& op, nlohmann::json args);
 
   // For `i3lab bench scheduler`: per ASSIGN, milliseconds from the moment the job could have
   // been placed (submitted, or its worker's capacity freed, whichever is later) until the

@@ -354,6 +354,14 @@ std::vector<Bucket> Query::series(int64_t run_id, const std::string& key, int64_
   return out;
 }
 
+std::optional<std::pair<int64_t, int64_t>> Query::step_range(int64_t run_id, const std::string& key) {
+  Stmt s(*db_, "SELECT (SELECT min(step) FROM metrics m WHERE m.run_id = ?1 AND m.key_id = k.id), s.last_step "
+               "FROM metric_keys k JOIN summaries s ON s.key_id = k.id AND s.run_id = ?1 WHERE k.name = ?2 AND s.count > 0");
+  s.bind(1, run_id).bind(2, key);
+  if (!s.step() || s.is_null(0)) return std::nullopt;
+  return std::make_pair(s.int64(0), s.int64(1));
+}
+
 std::optional<std::pair<int64_t, int64_t>> Query::steps_between(int64_t run_id, const std::string& key, double w0,
                                                                 double w1) {
   int64_t key_id, min_step, max_step;
@@ -417,6 +425,87 @@ nlohmann::json Query::table(int64_t run_id, const std::string& name, int64_t ste
   if (!columns || !rows || !columns->is_array() || !rows->is_array())
     return {{"columns", nullptr}, {"rows", nullptr}, {"error", "stored table is not valid JSON arrays"}};
   return {{"columns", std::move(*columns)}, {"rows", std::move(*rows)}};
+}
+
+std::vector<std::string> Query::table_names(int64_t run_id) {
+  Stmt s(*db_, "SELECT DISTINCT name FROM run_tables WHERE run_id = ? ORDER BY name");
+  s.bind(1, run_id);
+  std::vector<std::string> out;
+  while (s.step()) out.push_back(s.text(0));
+  return out;
+}
+
+std::vector<std::string> Query::histogram_keys(int64_t run_id) {
+  Stmt s(*db_, "SELECT DISTINCT k.name FROM histograms h JOIN metric_keys k ON k.id = h.key_id WHERE h.run_id = ? ORDER BY k.name");
+  s.bind(1, run_id);
+  std::vector<std::string> out;
+  while (s.step()) out.push_back(s.text(0));
+  return out;
+}
+
+nlohmann::json Query::histograms(int64_t run_id, const std::string& key, int max_steps) {
+  std::vector<int64_t> steps;
+  {
+    Stmt s(*db_, "SELECT h.step FROM histograms h JOIN metric_keys k ON k.id = h.key_id WHERE h.run_id = ? AND k.name = ? ORDER BY h.step");
+    s.bind(1, run_id).bind(2, key);
+    while (s.step()) steps.push_back(s.int64(0));
+  }
+  // Evenly spread: the i-th of max_steps picks steps[i * n / max_steps]; the newest is always in.
+  std::vector<int64_t> chosen;
+  const size_t n = steps.size(), want = static_cast<size_t>(std::max(1, max_steps));
+  if (n <= want) chosen = steps;
+  else
+    for (size_t i = 0; i < want; ++i) chosen.push_back(steps[i + 1 == want ? n - 1 : i * n / want]);
+  Stmt s(*db_, "SELECT h.lo, h.hi, h.counts FROM histograms h JOIN metric_keys k ON k.id = h.key_id "
+               "WHERE h.run_id = ? AND k.name = ? AND h.step = ?");
+  nlohmann::json out = nlohmann::json::array();
+  for (int64_t step : chosen) {
+    s.bind(1, run_id).bind(2, key).bind(3, step);
+    if (s.step()) {
+      std::optional<nlohmann::json> counts = util::try_parse_json(s.text(2));
+      bool ok = counts && counts->is_array();
+      if (ok)
+        for (const auto& c : *counts) ok = ok && c.is_number_integer();
+      out.push_back({{"step", step}, {"lo", number_or_null(s.real(0))}, {"hi", number_or_null(s.real(1))},
+                     {"counts", ok ? std::move(*counts) : nlohmann::json::array()}});
+    }
+    s.reset();
+  }
+  return out;
+}
+
+std::string Query::run_version(int64_t id) {
+  Stmt s(*db_, "SELECT event_seq, status, heartbeat_at, (SELECT max(seq) FROM console WHERE run_id = ?1) FROM runs WHERE id = ?1");
+  s.bind(1, id);
+  if (!s.step()) return "";
+  return std::to_string(s.int64(0)) + " " + s.text(1) + " " + format_double(s.real(2)) + " " + std::to_string(s.is_null(3) ? -1 : s.int64(3));
+}
+
+std::string Query::runs_version() {
+  Stmt s(*db_, "SELECT count(*), total(event_seq), max(id), total(heartbeat_at), group_concat(DISTINCT status) FROM runs");
+  if (!s.step()) return "";
+  return std::to_string(s.int64(0)) + " " + format_double(s.real(1)) + " " + std::to_string(s.int64(2)) + " " +
+         format_double(s.real(3)) + " " + (s.is_null(4) ? "" : s.text(4));
+}
+
+std::string Query::jobs_version() {
+  Stmt s(*db_, "SELECT count(*), coalesce(max(id), 0), total(attempt), total(coalesce(started_at, 0)), "
+               "total(coalesce(finished_at, 0)), total(cancel_requested) FROM jobs");
+  if (!s.step()) return "";
+  return std::to_string(s.int64(0)) + " " + std::to_string(s.int64(1)) + " " + format_double(s.real(2)) + " " +
+         format_double(s.real(3)) + " " + format_double(s.real(4)) + " " + format_double(s.real(5));
+}
+
+std::string Query::workers_version() {
+  Stmt s(*db_, "SELECT group_concat(id || ':' || status, ' ') FROM (SELECT id, status FROM workers ORDER BY id)");
+  return s.step() && !s.is_null(0) ? s.text(0) : "";
+}
+
+nlohmann::json Query::projects() {
+  Stmt s(*db_, "SELECT p.name, count(r.id) FROM projects p LEFT JOIN runs r ON r.project_id = p.id GROUP BY p.id ORDER BY p.name");
+  nlohmann::json out = nlohmann::json::array();
+  while (s.step()) out.push_back({{"name", s.text(0)}, {"runs", s.int64(1)}});
+  return out;
 }
 
 nlohmann::json Query::console(int64_t run_id, int64_t after_seq, int64_t limit) {

@@ -98,6 +98,8 @@ class Query {
   // downsampling tier that needs no more than ~16 rows per bucket (raw points for short
   // ranges). Never reads a whole long series.
   std::vector<Bucket> series(int64_t run_id, const std::string& key, int64_t x0, int64_t x1, int buckets);
+  // The first and last step of one series; nothing if it has no points.
+  std::optional<std::pair<int64_t, int64_t>> step_range(int64_t run_id, const std::string& key);
   // The steps of one series logged between wall times w0 and w1 (unix seconds), for charts
   // with time on the x-axis: pass them to series(). Found by descending the tiers (a few
   // dozen indexed rows), assuming wall time grows with step within a run (it does for a run
@@ -110,6 +112,25 @@ class Query {
   // {"columns": null, "rows": null, "error": "stored table is not valid JSON arrays"}.
   std::vector<int64_t> table_steps(int64_t run_id, const std::string& name);
   nlohmann::json table(int64_t run_id, const std::string& name, int64_t step);
+  // The names of the tables logged to a run, sorted.
+  std::vector<std::string> table_names(int64_t run_id);
+  // The keys of a run's histograms, sorted, and those of one key: at most `max_steps` of them,
+  // spread evenly over its steps (all when there are fewer), oldest first, as
+  // [{"step", "lo", "hi", "counts": [n…]}] (bins of equal width over [lo, hi]). A stored count
+  // list that is not a JSON array of integers (a damaged file) reads as [].
+  std::vector<std::string> histogram_keys(int64_t run_id);
+  nlohmann::json histograms(int64_t run_id, const std::string& key, int max_steps);
+  // Text that changes whenever anything about run `id` does (its events, status, heartbeat);
+  // "" if there is no such run. What a live view polls, cheaply, to know when to read again.
+  std::string run_version(int64_t id);
+  // The same for the list of runs (any run created, changed or deleted).
+  std::string runs_version();
+  // The same for the coordinator's jobs and workers (empty tables outside a coordinator's
+  // database).
+  std::string jobs_version();
+  std::string workers_version();
+  // Projects by name with their number of runs: [{"name", "runs"}].
+  nlohmann::json projects();
   // Console lines in order: [{"seq", "wall", "stream", "line"}].
   nlohmann::json console(int64_t run_id, int64_t after_seq = -1, int64_t limit = 1000);
   // The run's history as CSV: one row per step, one column per key (sorted), NaN and ±inf

@@ -1,0 +1,611 @@
+// The i3lab dashboard: runs, run, compare and cluster pages over the HTTP API (docs/api.md).
+// Plain DOM code. User text (run names, tags, configs, samples, console lines) only ever goes
+// into the page as text (el() sets textContent), never as HTML.
+"use strict";
+
+const COLORS = ["#3b6fe0", "#e0603b", "#2a9d5c", "#9b4fd6", "#d6a400", "#1aa3b8", "#c2407a", "#6b7a1f"];
+const ROW_HEIGHT = 30;
+
+// --- small helpers ---------------------------------------------------------------------------
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") e.className = v;
+    else if (k === "text") e.textContent = v;
+    else if (k === "style") e.style.cssText = v;  // CSSOM: the page's CSP forbids style attributes
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) if (c !== null && c !== undefined) e.append(c instanceof Node ? c : String(c));
+  return e;
+}
+
+async function api(path, options) {
+  const res = await fetch(path, options);
+  const type = res.headers.get("Content-Type") || "";
+  const body = type.startsWith("application/json") ? await res.json() : await res.text();
+  if (!res.ok) throw new Error((body && body.error) || `HTTP ${res.status}`);
+  return body;
+}
+
+function toast(message) {
+  const t = document.getElementById("toast");
+  t.textContent = message;
+  t.classList.add("show");
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => t.classList.remove("show"), 5000);
+}
+
+const fmt = I3Chart.fmt;
+function fmtTime(unix) { return unix ? new Date(unix * 1000).toLocaleString() : "–"; }
+function fmtDuration(s) {
+  if (!isFinite(s) || s < 0) return "–";
+  s = Math.round(s);
+  return s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor(s / 60) % 60).padStart(2, "0")}m`
+       : s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s` : `${s}s`;
+}
+function statusBadge(status) { return el("span", { class: "status status-" + String(status).replace(/[^a-z-]/g, ""), text: status }); }
+function valueText(v) { return v === null || v === undefined ? "" : typeof v === "number" ? fmt(v) : typeof v === "string" ? v : JSON.stringify(v); }
+
+// Flattens a nested config into {"a.b": value}.
+function flatten(obj, prefix = "", out = {}) {
+  if (obj && typeof obj === "object" && !Array.isArray(obj)) {
+    for (const [k, v] of Object.entries(obj)) flatten(v, prefix ? prefix + "." + k : k, out);
+  } else out[prefix] = obj;
+  return out;
+}
+
+// --- live updates: one EventSource per page, closed when the page changes --------------------
+
+let pageCleanup = [];
+function onPageLeave(f) { pageCleanup.push(f); }
+function live(path, handlers) {
+  const source = new EventSource(path);
+  const dot = document.getElementById("live");
+  source.onopen = () => dot.classList.add("on");
+  source.onerror = () => dot.classList.remove("on");
+  for (const [event, f] of Object.entries(handlers)) source.addEventListener(event, f);
+  onPageLeave(() => source.close());
+}
+
+// Runs `f` at most once per `ms`, and once more after the last call.
+function throttle(f, ms) {
+  let waiting = false, again = false;
+  return function run() {
+    if (waiting) { again = true; return; }
+    waiting = true;
+    Promise.resolve(f()).finally(() => setTimeout(() => { waiting = false; if (again) { again = false; run(); } }, ms));
+  };
+}
+
+// --- routing ---------------------------------------------------------------------------------
+
+function navigate(url) {
+  history.pushState(null, "", url);
+  route();
+}
+
+document.addEventListener("click", (e) => {
+  const a = e.target.closest("a");
+  if (!a || a.target || a.hasAttribute("download") || e.ctrlKey || e.metaKey || e.shiftKey || e.button !== 0) return;
+  const url = new URL(a.href, location.href);
+  if (url.origin !== location.origin || url.pathname.startsWith("/api/")) return;
+  e.preventDefault();
+  navigate(url.pathname + url.search);
+});
+window.addEventListener("popstate", route);
+
+function route() {
+  for (const f of pageCleanup) f();
+  pageCleanup = [];
+  const main = document.getElementById("main");
+  main.replaceChildren();
+  const path = location.pathname;
+  const section = path.startsWith("/runs/") ? "runs" : path.startsWith("/compare") ? "compare" : path.startsWith("/cluster") ? "cluster" : "runs";
+  for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active", a.dataset.nav === section);
+  const run = path.match(/^\/runs\/(\d+)$/);
+  const page = run ? runPage(main, Number(run[1]))
+    : path === "/compare" ? comparePage(main, new URLSearchParams(location.search))
+    : path === "/cluster" ? clusterPage(main)
+    : runsPage(main);
+  Promise.resolve(page).catch((err) => main.append(el("p", { class: "error", text: String(err.message || err) })));
+}
+
+// --- runs page ---------------------------------------------------------------------------------
+
+const runsState = { sortKey: "created_at", desc: true, columns: null, groupBy: "", selected: new Set(), where: "", search: "" };
+
+async function runsPage(main) {
+  document.title = "Runs · i3lab";
+  const saved = JSON.parse(localStorage.getItem("i3lab.runs") || "{}");
+  Object.assign(runsState, saved, { selected: runsState.selected });
+  const save = () => localStorage.setItem("i3lab.runs", JSON.stringify({ sortKey: runsState.sortKey, desc: runsState.desc, columns: runsState.columns, groupBy: runsState.groupBy, where: runsState.where }));
+
+  const count = el("span", { class: "muted" });
+  const search = el("input", { type: "search", placeholder: "search names and tags", "aria-label": "search runs", value: runsState.search });
+  const where = el("input", { type: "text", placeholder: "filter: config.optim.lr>=0.001; status=finished", "aria-label": "filter runs", value: runsState.where, class: "wide" });
+  const groupSel = el("select", { "aria-label": "group by" });
+  const colBtn = el("button", { type: "button", text: "Columns…" });
+  const cmpBtn = el("button", { type: "button", text: "Compare selected" });
+  const colPanel = el("div", { class: "panel hidden", role: "group", "aria-label": "columns" });
+  const head = el("div", { class: "vhead", role: "row" });
+  const body = el("div", { class: "vbody", tabindex: "0", role: "rowgroup", "aria-label": "runs" });
+  const spacer = el("div", { class: "vspacer" });
+  const rowsEl = el("div", { class: "vrows" });
+  body.append(spacer, rowsEl);
+  main.append(
+    el("div", { class: "toolbar" }, el("h1", { text: "Runs" }), count, search, where, el("label", {}, "group ", groupSel), colBtn, cmpBtn),
+    colPanel,
+    el("div", { class: "vtable", role: "table" }, head, body));
+
+  let runs = [], rows = [], valueKeys = [];
+  const fixed = [
+    { key: "name", label: "Name", width: 220 }, { key: "status", label: "Status", width: 100 },
+    { key: "project", label: "Project", width: 110 }, { key: "tags", label: "Tags", width: 140 },
+    { key: "created_at", label: "Created", width: 160 }, { key: "runtime", label: "Runtime", width: 80 }];
+  const cell = (r, key) => {
+    if (key === "runtime") return (r.finished_at || (r.status === "running" ? Date.now() / 1000 : r.heartbeat_at)) - r.created_at;
+    if (key in r && key !== "values") return r[key];
+    return r.values[key];
+  };
+
+  function columns() {
+    if (!runsState.columns) runsState.columns = valueKeys.filter((k) => k.startsWith("summary.") && !k.endsWith(".best") && !k.includes("system/")).slice(0, 6);
+    return fixed.concat(runsState.columns.filter((k) => valueKeys.includes(k)).map((k) => ({ key: k, label: k.replace(/^(config|summary)\./, ""), width: 120, title: k })));
+  }
+
+  function sortAndGroup() {
+    const q = search.value.trim().toLowerCase();
+    let list = q ? runs.filter((r) => r.name.toLowerCase().includes(q) || (r.tags || []).some((t) => String(t).toLowerCase().includes(q)) || String(r.id) === q) : runs.slice();
+    const k = runsState.sortKey, dir = runsState.desc ? -1 : 1;
+    list.sort((a, b) => {
+      const x = cell(a, k), y = cell(b, k);
+      if (x === undefined || x === null) return 1;
+      if (y === undefined || y === null) return -1;
+      return (typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y))) * dir;
+    });
+    rows = [];
+    if (runsState.groupBy) {
+      const groups = new Map();
+      for (const r of list) {
+        const g = runsState.groupBy === "tags" ? (r.tags || []).join(", ") || "(no tags)" : runsState.groupBy === "group" ? r.group || "(no group)" : valueText(r.values[runsState.groupBy]) || "(none)";
+        if (!groups.has(g)) groups.set(g, []);
+        groups.get(g).push(r);
+      }
+      for (const [g, members] of groups) { rows.push({ isGroup: true, group: g, count: members.length }); rows.push(...members); }
+    } else rows = list;
+    count.textContent = `${list.length} of ${runs.length} runs`;
+  }
+
+  function renderHead() {
+    head.replaceChildren(el("span", { class: "vcell check", role: "columnheader" }, ""));
+    for (const c of columns()) {
+      const arrow = runsState.sortKey === c.key ? (runsState.desc ? " ▼" : " ▲") : "";
+      head.append(el("button", {
+        type: "button", class: "vcell sort", role: "columnheader", style: `width:${c.width}px`, title: c.title || c.label, text: c.label + arrow,
+        onclick: () => { runsState.desc = runsState.sortKey === c.key ? !runsState.desc : c.key === "created_at"; runsState.sortKey = c.key; save(); refresh(); },
+      }));
+    }
+  }
+
+  // Virtual scrolling: only the rows in view (plus a margin) exist in the page.
+  function renderRows() {
+    const cols = columns();
+    const total = cols.reduce((w, c) => w + c.width, 36);
+    spacer.style.height = rows.length * ROW_HEIGHT + "px";
+    spacer.style.width = total + "px";
+    head.style.width = total + "px";
+    const first = Math.max(0, Math.floor(body.scrollTop / ROW_HEIGHT) - 10);
+    const last = Math.min(rows.length, first + Math.ceil(body.clientHeight / ROW_HEIGHT) + 20);
+    const out = [];
+    for (let i = first; i < last; ++i) {
+      const r = rows[i];
+      const top = `top:${i * ROW_HEIGHT}px;width:${total}px`;
+      if (r.isGroup) { out.push(el("div", { class: "vrow grouprow", style: top, role: "row" }, el("strong", { text: r.group }), el("span", { class: "muted", text: ` ${r.count} runs` }))); continue; }
+      const row = el("div", { class: "vrow" + (runsState.selected.has(r.id) ? " selected" : ""), style: top, role: "row", "data-run": r.id });
+      const box = el("input", { type: "checkbox", "aria-label": "select " + r.name, onchange: () => { box.checked ? runsState.selected.add(r.id) : runsState.selected.delete(r.id); row.classList.toggle("selected", box.checked); } });
+      box.checked = runsState.selected.has(r.id);
+      row.append(el("span", { class: "vcell check" }, box));
+      for (const c of cols) {
+        const v = cell(r, c.key);
+        let content;
+        if (c.key === "name") content = el("a", { href: `/runs/${r.id}`, text: r.name || `run ${r.id}` });
+        else if (c.key === "status") content = statusBadge(r.status);
+        else if (c.key === "tags") content = (r.tags || []).map((t) => el("span", { class: "tag", text: t }));
+        else if (c.key === "created_at") content = fmtTime(v);
+        else if (c.key === "runtime") content = fmtDuration(v);
+        else content = valueText(v);
+        row.append(el("span", { class: "vcell" + (typeof v === "number" ? " num" : ""), style: `width:${c.width}px`, role: "cell" }, content));
+      }
+      out.push(row);
+    }
+    rowsEl.replaceChildren(...out);
+  }
+
+  function renderColumnPanel() {
+    colPanel.replaceChildren(el("p", { class: "muted", text: "Columns from the runs' config and summaries:" }));
+    for (const k of valueKeys) {
+      const box = el("input", { type: "checkbox", onchange: () => {
+        const set = new Set(runsState.columns);
+        box.checked ? set.add(k) : set.delete(k);
+        runsState.columns = valueKeys.filter((x) => set.has(x));
+        save(); renderHead(); renderRows();
+      } });
+      box.checked = runsState.columns.includes(k);
+      colPanel.append(el("label", { class: "colpick" }, box, " " + k));
+    }
+  }
+
+  function renderGroupOptions() {
+    const current = runsState.groupBy;
+    groupSel.replaceChildren(el("option", { value: "", text: "(none)" }), el("option", { value: "group", text: "run group" }), el("option", { value: "tags", text: "tags" }),
+      ...valueKeys.filter((k) => k.startsWith("config.")).map((k) => el("option", { value: k, text: k })));
+    groupSel.value = current;
+  }
+
+  function refresh() { sortAndGroup(); renderHead(); renderRows(); }
+
+  async function load() {
+    const params = new URLSearchParams({ view: "flat" });
+    for (const w of where.value.split(";").map((s) => s.trim()).filter(Boolean)) params.append("where", w);
+    try {
+      const res = await api("/api/v1/runs?" + params);
+      where.classList.remove("invalid");
+      runs = res.runs;
+    } catch (err) {
+      where.classList.add("invalid");
+      toast(err.message);
+      return;
+    }
+    const keys = new Set();
+    for (const r of runs) for (const k of Object.keys(r.values)) keys.add(k);
+    valueKeys = [...keys].sort();
+    renderGroupOptions();
+    refresh();
+    if (!colPanel.classList.contains("hidden")) renderColumnPanel();
+  }
+
+  body.addEventListener("scroll", () => { head.style.transform = `translateX(${-body.scrollLeft}px)`; renderRows(); });
+  window.addEventListener("resize", renderRows);
+  onPageLeave(() => window.removeEventListener("resize", renderRows));
+  // Keyboard: arrows move through the rows, Enter opens the focused one.
+  body.addEventListener("keydown", (e) => {
+    if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+      e.preventDefault();
+      body.scrollTop += (e.key === "ArrowDown" ? 1 : -1) * ROW_HEIGHT;
+    }
+  });
+  search.addEventListener("input", () => { runsState.search = search.value; refresh(); });
+  where.addEventListener("change", () => { runsState.where = where.value; save(); load(); });
+  groupSel.addEventListener("change", () => { runsState.groupBy = groupSel.value; save(); refresh(); });
+  colBtn.addEventListener("click", () => { colPanel.classList.toggle("hidden"); renderColumnPanel(); });
+  cmpBtn.addEventListener("click", () => {
+    if (runsState.selected.size < 1) return toast("select runs with their check boxes first");
+    navigate("/compare?runs=" + [...runsState.selected].join(","));
+  });
+  await load();
+  live("/api/v1/stream", { runs: throttle(load, 1000) });
+}
+
+// --- run page ----------------------------------------------------------------------------------
+
+async function runPage(main, id) {
+  let run = await api(`/api/v1/runs/${id}`);
+  document.title = `${run.name} · i3lab`;
+  const state = { smoothing: Number(localStorage.getItem("i3lab.smoothing") || 0.6), log: false, x: "step", charts: new Map() };
+
+  const header = el("div", { class: "runhead" });
+  function renderHeader() {
+    const end = run.finished_at || (run.status === "running" ? Date.now() / 1000 : run.heartbeat_at);
+    header.replaceChildren(
+      el("h1", {}, el("span", { text: run.name }), " ", statusBadge(run.status)),
+      el("p", { class: "muted" },
+        `run ${run.id} · ${run.uid} · project ${run.project}` + (run.group ? ` · group ${run.group}` : "") + ` · started ${fmtTime(run.created_at)} · ${fmtDuration(end - run.created_at)}`),
+      el("p", {}, ...(run.tags || []).map((t) => el("span", { class: "tag", text: t }))),
+      ...(run.notes ? [el("p", { class: "notes", text: run.notes })] : []));
+  }
+  renderHeader();
+
+  const smooth = el("input", { type: "range", min: "0", max: "0.99", step: "0.01", value: String(state.smoothing), "aria-label": "smoothing" });
+  const smoothVal = el("span", { class: "muted", text: String(state.smoothing) });
+  const logBox = el("input", { type: "checkbox", "aria-label": "log scale" });
+  const xSel = el("select", { "aria-label": "x axis" }, el("option", { value: "step", text: "step" }), el("option", { value: "time", text: "wall time" }), el("option", { value: "tokens", text: "tokens" }));
+  const chartsEl = el("div", { class: "charts" });
+  const systemEl = el("div", { class: "charts" });
+  const tablesEl = el("div");
+  const histEl = el("div");
+  const artifactsEl = el("div");
+  const consoleEl = el("pre", { class: "console", tabindex: "0", "aria-label": "console output" });
+  const configEl = el("pre", { class: "config" });
+  main.append(header,
+    el("div", { class: "toolbar" }, el("label", {}, "smoothing ", smooth, smoothVal), el("label", {}, logBox, " log scale"), el("label", {}, "x-axis ", xSel),
+      el("a", { href: `/api/v1/runs/${id}/history.csv`, download: "", text: "history.csv" })),
+    el("section", {}, el("h2", { text: "Metrics" }), chartsEl),
+    el("section", {}, el("h2", { text: "System" }), systemEl),
+    el("section", {}, el("h2", { text: "Samples and tables" }), tablesEl),
+    el("section", {}, el("h2", { text: "Histograms" }), histEl),
+    el("section", {}, el("h2", { text: "Config" }), configEl),
+    el("section", {}, el("h2", { text: "Artifacts" }), artifactsEl),
+    el("section", {}, el("h2", { text: "Console" }), consoleEl));
+  configEl.textContent = JSON.stringify(run.config, null, 2);
+
+  // Charts: one per key, each re-querying the server for its visible range (full fidelity).
+  let tokenMap = null;  // step → tokens, from train/tokens_seen, for the tokens x-axis
+  async function loadTokenMap() {
+    const key = run.keys.find((k) => k.endsWith("tokens_seen"));
+    if (!key) { tokenMap = null; return; }
+    const res = await api(`/api/v1/runs/${id}/series?key=${encodeURIComponent(key)}&buckets=2000`);
+    tokenMap = res.series[key].map((b) => [b[1], b[4]]);
+  }
+  const stepToTokens = (step) => {
+    if (!tokenMap || !tokenMap.length) return step;
+    let lo = 0, hi = tokenMap.length - 1;
+    if (step <= tokenMap[0][0]) return tokenMap[0][1] * (step / Math.max(1, tokenMap[0][0]));
+    while (lo < hi) { const mid = (lo + hi + 1) >> 1; tokenMap[mid][0] <= step ? (lo = mid) : (hi = mid - 1); }
+    const a = tokenMap[lo], b = tokenMap[Math.min(lo + 1, tokenMap.length - 1)];
+    return b[0] === a[0] ? a[1] : a[1] + ((step - a[0]) / (b[0] - a[0])) * (b[1] - a[1]);
+  };
+  const tokensToStep = (t) => {
+    if (!tokenMap || !tokenMap.length) return t;
+    for (let i = 0; i < tokenMap.length; ++i) if (tokenMap[i][1] >= t) return tokenMap[i][0];
+    return tokenMap[tokenMap.length - 1][0];
+  };
+
+  function makeChart(container, key) {
+    const box = el("div", { class: "chart", "data-key": key });
+    const title = el("div", { class: "charttitle", text: key });
+    box.append(title);
+    container.append(box);
+    const c = { key, zoom: null, box };
+    c.chart = new I3Chart.LineChart(box, {
+      onZoom: (a, z) => { c.zoom = a === null ? null : [a, z]; loadChart(c); },
+      xLabel: (v) => state.x === "time" ? fmtDuration(v) : fmt(Math.round(v)),
+    });
+    c.chart.setSmoothing(state.smoothing);
+    state.charts.set(key, c);
+    onPageLeave(() => c.chart.destroy());
+    return c;
+  }
+
+  async function loadChart(c) {
+    const buckets = Math.max(50, Math.min(2000, Math.round(c.box.clientWidth || 600)));
+    const p = new URLSearchParams({ key: c.key, buckets: String(buckets) });
+    if (c.zoom) {
+      if (state.x === "time") { p.set("x", "time"); p.set("from", String(run.created_at + c.zoom[0])); p.set("to", String(run.created_at + c.zoom[1])); }
+      else if (state.x === "tokens") { p.set("from", String(Math.floor(tokensToStep(c.zoom[0])))); p.set("to", String(Math.ceil(tokensToStep(c.zoom[1])))); }
+      else { p.set("from", String(Math.floor(c.zoom[0]))); p.set("to", String(Math.ceil(c.zoom[1]))); }
+    }
+    const res = await api(`/api/v1/runs/${id}/series?` + p);
+    const b = res.series[c.key] || [];
+    const x = b.map((r) => state.x === "time" ? r[5] - run.created_at : state.x === "tokens" ? stepToTokens(r[1]) : r[1]);
+    c.chart.setSeries([{ label: c.key, color: COLORS[0], x, min: b.map((r) => r[2]), max: b.map((r) => r[3]), last: b.map((r) => r[4]) }]);
+    c.box.dataset.loaded = String(b.length);
+  }
+
+  async function loadCharts() {
+    for (const key of run.keys) {
+      if (state.charts.has(key)) continue;
+      makeChart(key.startsWith("system/") ? systemEl : chartsEl, key);
+    }
+    if (state.x === "tokens") await loadTokenMap();
+    await Promise.all([...state.charts.values()].filter((c) => !c.zoom).map(loadChart));
+  }
+
+  smooth.addEventListener("input", () => {
+    state.smoothing = Number(smooth.value);
+    smoothVal.textContent = smooth.value;
+    localStorage.setItem("i3lab.smoothing", smooth.value);
+    for (const c of state.charts.values()) c.chart.setSmoothing(state.smoothing);
+  });
+  logBox.addEventListener("change", () => { for (const c of state.charts.values()) c.chart.setLog(logBox.checked); });
+  xSel.addEventListener("change", async () => {
+    state.x = xSel.value;
+    for (const c of state.charts.values()) c.zoom = null;
+    await loadCharts();
+  });
+
+  // Tables (the trainer's generation samples): a step slider per table.
+  const tableViews = new Map();
+  async function loadTables() {
+    for (const name of run.tables) {
+      let v = tableViews.get(name);
+      if (!v) {
+        const slider = el("input", { type: "range", min: "0", max: "0", value: "0", "aria-label": `step of table ${name}` });
+        const stepLabel = el("span", { class: "muted" });
+        const holder = el("div", { class: "tablewrap" });
+        v = { name, slider, stepLabel, holder, steps: [], follow: true };
+        tablesEl.append(el("div", { class: "tableview", "data-table": name }, el("h3", { text: name }), el("label", {}, "step ", slider, " ", stepLabel), holder));
+        slider.addEventListener("input", () => { v.follow = Number(slider.value) === v.steps.length - 1; showTable(v, v.steps[Number(slider.value)]); });
+        tableViews.set(name, v);
+      }
+      const t = await api(`/api/v1/runs/${id}/table?name=${encodeURIComponent(name)}`);
+      v.steps = t.steps;
+      v.slider.max = String(t.steps.length - 1);
+      if (v.follow) { v.slider.value = String(t.steps.length - 1); renderTable(v, t); }
+    }
+  }
+  async function showTable(v, step) { renderTable(v, await api(`/api/v1/runs/${id}/table?name=${encodeURIComponent(v.name)}&step=${step}`)); }
+  function renderTable(v, t) {
+    v.stepLabel.textContent = `${t.step} (${Number(v.slider.value) + 1} of ${v.steps.length})`;
+    if (!Array.isArray(t.columns)) { v.holder.replaceChildren(el("p", { class: "error", text: t.error || "damaged table" })); return; }
+    v.holder.replaceChildren(el("table", { class: "data" },
+      el("thead", {}, el("tr", {}, ...t.columns.map((c) => el("th", { text: valueText(c) })))),
+      el("tbody", {}, ...t.rows.map((r) => el("tr", {}, ...r.map((c) => el("td", { text: valueText(c) })))))));
+    v.holder.dataset.step = String(t.step);
+  }
+
+  // Histograms: a heat map of the chosen key over steps.
+  const histSel = el("select", { "aria-label": "histogram" });
+  const histCanvas = el("canvas", { class: "heatmap", role: "img", "aria-label": "histogram heat map" });
+  histEl.append(el("label", {}, "tensor ", histSel), el("div", { class: "heatwrap" }, histCanvas));
+  async function loadHistograms() {
+    if (!run.histograms.length) { histEl.classList.add("hidden"); return; }
+    histEl.classList.remove("hidden");
+    const current = histSel.value;
+    if (histSel.options.length !== run.histograms.length)
+      histSel.replaceChildren(...run.histograms.map((k) => el("option", { value: k, text: k })));
+    histSel.value = current && run.histograms.includes(current) ? current : run.histograms[0];
+    const res = await api(`/api/v1/runs/${id}/histograms?key=${encodeURIComponent(histSel.value)}&steps=200`);
+    histCanvas.setAttribute("aria-label", `histograms of ${histSel.value} over ${res.histograms.length} steps`);
+    I3Chart.heatmap(histCanvas, res.histograms);
+  }
+  histSel.addEventListener("change", loadHistograms);
+
+  async function loadArtifacts() {
+    const all = await api("/api/v1/artifacts");
+    const mine = all.filter((v) => v.run_uid === run.uid || (v.used_by || []).includes(run.uid));
+    if (!mine.length) { artifactsEl.replaceChildren(el("p", { class: "muted", text: "none" })); return; }
+    artifactsEl.replaceChildren(el("table", { class: "data" },
+      el("thead", {}, el("tr", {}, ...["artifact", "type", "aliases", "size", "lineage", "files"].map((h) => el("th", { text: h })))),
+      el("tbody", {}, ...mine.map((v) => el("tr", {},
+        el("td", { text: `${v.name}:${v.version}` }), el("td", { text: v.type }),
+        el("td", {}, ...(v.aliases || []).map((a) => el("span", { class: "tag", text: a }))),
+        el("td", { class: "num", text: fmtBytes(v.size) }),
+        el("td", { text: v.run_uid === run.uid ? `logged here; used by ${(v.used_by || []).length} runs` : `used here; logged by ${v.run_uid || "–"}` }),
+        el("td", {}, ...(v.files || []).map((f) => el("div", {}, el("a", { href: `/api/v1/artifact/file?ref=${encodeURIComponent(v.name + ":" + v.version)}&path=${encodeURIComponent(f.path)}`, download: "", text: f.path })))))))));
+  }
+
+  let consoleSeq = -1;
+  async function loadConsole() {
+    for (let page = 0; page < 20; ++page) {
+      const lines = await api(`/api/v1/runs/${id}/console?after=${consoleSeq}&limit=1000`);
+      if (!lines.length) break;
+      const atBottom = consoleEl.scrollTop + consoleEl.clientHeight >= consoleEl.scrollHeight - 4;
+      consoleEl.append(...lines.map((l) => el("span", { class: l.stream === "stderr" ? "stderr" : "", text: l.line + "\n" })));
+      consoleSeq = lines[lines.length - 1].seq;
+      if (atBottom) consoleEl.scrollTop = consoleEl.scrollHeight;
+      if (lines.length < 1000) break;
+    }
+  }
+
+  async function refresh() {
+    run = await api(`/api/v1/runs/${id}`);
+    renderHeader();
+    configEl.textContent = JSON.stringify(run.config, null, 2);
+    await Promise.all([loadCharts(), loadTables(), loadHistograms(), loadConsole(), loadArtifacts()]);
+  }
+  await Promise.all([loadCharts(), loadTables(), loadHistograms(), loadConsole(), loadArtifacts()]);
+  live(`/api/v1/runs/${id}/stream`, { run: throttle(() => refresh().catch((e) => toast(e.message)), 500) });
+}
+
+function fmtBytes(n) {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; ++i; }
+  return `${i ? n.toFixed(1) : n} ${units[i]}`;
+}
+
+// --- compare page ------------------------------------------------------------------------------
+
+async function comparePage(main, params) {
+  document.title = "Compare · i3lab";
+  const ids = (params.get("runs") || "").split(",").map(Number).filter((n) => n > 0).slice(0, 50);
+  main.append(el("h1", { text: "Compare" }));
+  if (!ids.length) { main.append(el("p", { class: "muted", text: "Select runs on the Runs page and press “Compare selected”." })); return; }
+  const runs = await Promise.all(ids.map((id) => api(`/api/v1/runs/${id}`)));
+  const legend = el("div", { class: "legend" }, ...runs.map((r, i) => el("a", { href: `/runs/${r.id}`, class: "legenditem", style: `border-color:${COLORS[i % COLORS.length]}`, text: r.name })));
+  main.append(legend);
+
+  // Overlay: every key some run has, one chart each, a line per run.
+  const keys = [...new Set(runs.flatMap((r) => r.keys))].filter((k) => !k.startsWith("system/")).sort();
+  const charts = el("div", { class: "charts" });
+  main.append(el("section", {}, el("h2", { text: "Metrics" }), charts));
+  for (const key of keys) {
+    const box = el("div", { class: "chart", "data-key": key }, el("div", { class: "charttitle", text: key }));
+    charts.append(box);
+    const chart = new I3Chart.LineChart(box, { onZoom: (a, z) => draw(a, z) });
+    chart.setSmoothing(Number(localStorage.getItem("i3lab.smoothing") || 0.6));
+    onPageLeave(() => chart.destroy());
+    async function draw(a, z) {
+      const series = await Promise.all(runs.map(async (r, i) => {
+        if (!r.keys.includes(key)) return null;
+        const p = new URLSearchParams({ key, buckets: "600" });
+        if (a !== null && a !== undefined) { p.set("from", String(Math.floor(a))); p.set("to", String(Math.ceil(z))); }
+        const b = (await api(`/api/v1/runs/${r.id}/series?` + p)).series[key];
+        return { label: r.name, color: COLORS[i % COLORS.length], x: b.map((q) => q[1]), min: b.map((q) => q[2]), max: b.map((q) => q[3]), last: b.map((q) => q[4]) };
+      }));
+      chart.setSeries(series.filter(Boolean));
+      box.dataset.loaded = "1";
+    }
+    draw();
+  }
+
+  // Config diff: only the keys whose values differ.
+  const flat = runs.map((r) => flatten(r.config));
+  const allKeys = [...new Set(flat.flatMap((f) => Object.keys(f)))].sort();
+  const differing = allKeys.filter((k) => new Set(flat.map((f) => JSON.stringify(f[k]))).size > 1);
+  main.append(el("section", {}, el("h2", { text: `Config: ${differing.length} of ${allKeys.length} keys differ` }),
+    el("div", { class: "tablewrap" }, el("table", { class: "data", id: "config-diff" },
+      el("thead", {}, el("tr", {}, el("th", { text: "key" }), ...runs.map((r) => el("th", { text: r.name })))),
+      el("tbody", {}, ...differing.map((k) => el("tr", {}, el("td", { text: k }), ...flat.map((f) => el("td", { text: valueText(f[k]) })))))))));
+
+  // Parallel coordinates: the numeric keys that differ, then a metric.
+  const metricKeys = [...new Set(runs.flatMap((r) => Object.keys(r.summary || {})))].sort();
+  const metricSel = el("select", { "aria-label": "metric" }, ...metricKeys.map((k) => el("option", { value: k, text: k })));
+  const preferred = metricKeys.find((k) => k === "val/loss") || metricKeys.find((k) => k === "train/loss");
+  if (preferred) metricSel.value = preferred;
+  const pc = el("canvas", { class: "parallel", role: "img", "aria-label": "parallel coordinates" });
+  main.append(el("section", {}, el("h2", { text: "Parameters against a metric" }), el("label", {}, "metric ", metricSel), el("div", { class: "heatwrap" }, pc)));
+  const numeric = differing.filter((k) => flat.every((f) => f[k] === undefined || typeof f[k] === "number"));
+  const drawParallel = () => {
+    const m = metricSel.value;
+    const axes = numeric.map((k) => ({ label: k, values: flat.map((f) => f[k]) }));
+    axes.push({ label: m, values: runs.map((r) => r.summary && r.summary[m] ? (r.summary[m].best ?? r.summary[m].last) : null) });
+    I3Chart.parallel(pc, axes, runs.map((r) => r.name));
+  };
+  metricSel.addEventListener("change", drawParallel);
+  drawParallel();
+}
+
+// --- cluster page ------------------------------------------------------------------------------
+
+async function clusterPage(main) {
+  document.title = "Cluster · i3lab";
+  const info = await api("/api/v1/info");
+  main.append(el("h1", { text: "Cluster" }));
+  if (!info.coordinator) {
+    main.append(el("p", { class: "muted", text: "This is i3lab ui, serving a database alone: no coordinator, no workers. Start one with i3lab coordinator --http HOST:PORT." }));
+    return;
+  }
+  const workersEl = el("div", { class: "tablewrap" }), jobsEl = el("div", { class: "tablewrap" });
+  main.append(el("section", {}, el("h2", { text: "Workers" }), workersEl), el("section", {}, el("h2", { text: "Jobs" }), jobsEl));
+
+  async function loadWorkers() {
+    const workers = await api("/api/v1/workers");
+    workersEl.replaceChildren(el("table", { class: "data", id: "workers" },
+      el("thead", {}, el("tr", {}, ...["worker", "host", "status", "CPU slots", "GPUs", "memory", "labels", "jobs", "last seen"].map((h) => el("th", { text: h })))),
+      el("tbody", {}, ...workers.map((w) => el("tr", {},
+        el("td", { text: w.id }), el("td", { text: w.hostname }), el("td", {}, statusBadge(w.status)),
+        el("td", { class: "num", text: `${w.used_slots} / ${w.cpu_slots}` }),
+        el("td", { text: (w.gpus || []).map((g, i) => (w.used_gpus || []).includes(i) ? `${g.name || "GPU " + i} (busy)` : g.name || `GPU ${i}`).join(", ") || "–" }),
+        el("td", { class: "num", text: w.memory_mb ? `${Math.round(w.memory_mb / 1024)} GiB` : "–" }),
+        el("td", { text: Object.entries(w.labels || {}).map(([k, v]) => `${k}=${v}`).join(", ") }),
+        el("td", { text: (w.jobs || []).join(", ") }), el("td", { text: fmtTime(w.last_seen) }))))));
+  }
+
+  async function loadJobs() {
+    const jobs = await api("/api/v1/jobs?limit=500");
+    jobsEl.replaceChildren(el("table", { class: "data", id: "jobs" },
+      el("thead", {}, el("tr", {}, ...["id", "name", "kind", "status", "attempts", "worker", "submitted", "run", ""].map((h) => el("th", { text: h })))),
+      el("tbody", {}, ...jobs.map((j) => {
+        const open = ["queued", "assigned", "running"].includes(j.status);
+        const cancel = open ? el("button", { type: "button", text: "Cancel", "aria-label": `cancel job ${j.id}`, onclick: async () => {
+          try { const r = await api(`/api/v1/jobs/${j.id}/cancel`, { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" }); toast(`job ${j.id}: ${r.note || r.status}`); loadJobs(); }
+          catch (err) { toast(err.message); }
+        } }) : null;
+        return el("tr", { "data-job": j.id },
+          el("td", { class: "num", text: j.id }), el("td", { text: j.name }), el("td", { text: j.kind }), el("td", {}, statusBadge(j.status)),
+          el("td", { class: "num", text: j.attempts }), el("td", { text: j.worker }), el("td", { text: fmtTime(j.submitted_at) }),
+          el("td", { text: j.run ? j.run.slice(0, 8) : "" }), el("td", {}, cancel));
+      }))));
+  }
+  await Promise.all([loadWorkers(), loadJobs()]);
+  live("/api/v1/stream", { jobs: throttle(loadJobs, 500), workers: throttle(loadWorkers, 500) });
+  // Slot use changes without a row changing: look again every few seconds too.
+  const timer = setInterval(() => loadWorkers().catch(() => {}), 3000);
+  onPageLeave(() => clearInterval(timer));
+}
+
+route();
