@@ -77,6 +77,13 @@ int export_history(const cli::Args& args) {
 
 int sync_cmd(const cli::Args& args) {
   const auto start = Clock::now();
+  if (std::filesystem::is_directory(args.require("from"))) {
+    const EventFolderReport r = sync_event_folder(args.require("from"), args.require("to"));
+    nlohmann::ordered_json out = {{"events_applied", r.events_applied}, {"events_already_there", r.events_already_there},
+                                  {"files_copied", r.files_copied}, {"seconds", seconds_since(start)}};
+    std::cout << (args.has("json") ? out.dump() : out.dump(2)) << "\n";
+    return 0;
+  }
   SyncReport r = sync_databases(args.require("from"), args.require("to"));
   nlohmann::ordered_json out = {{"runs_added", r.runs_added},     {"runs_updated", r.runs_updated},
                                 {"points_added", r.points_added}, {"rows_added", r.rows_added},
@@ -143,7 +150,9 @@ std::vector<cli::Command> tracker_commands() {
        "usage: i3lab sync --from LOCAL.db --to OTHER.db [--json]\n\n"
        "Adds the runs, points, tables, histograms, console lines and artifact versions of LOCAL.db that\n"
        "OTHER.db lacks (runs matched by uid, artifacts by content). Running it twice changes nothing.\n"
-       "LOCAL.db is only read, never modified; one of an older schema is upgraded in a temporary copy.\n",
+       "LOCAL.db is only read, never modified; one of an older schema is upgraded in a temporary copy.\n"
+       "usage: i3lab sync --from FOLDER --to OTHER.db [--json]\n"
+       "Stores a run the Python client logged offline (FOLDER: i3lab/offline-run-ID, with events.jsonl).\n",
        {{"from", "to"}, {"json"}}, sync_cmd},
       {"artifacts", "list artifact versions",
        "usage: i3lab artifacts [--db FILE] [--json]\n", {{"db"}, {"json"}}, artifacts_cmd},

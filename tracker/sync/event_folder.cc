@@ -1,0 +1,59 @@
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <stdexcept>
+#include <vector>
+
+#include "common/util/json.h"
+#include "tracker/events/events.h"
+#include "tracker/store/store.h"
+#include "tracker/sync/sync.h"
+
+namespace tracker {
+
+namespace fs = std::filesystem;
+
+EventFolderReport sync_event_folder(const std::string& folder, const std::string& to) {
+  const std::string log = (fs::path(folder) / "events.jsonl").string();
+  std::ifstream in(log);
+  if (!in) throw std::invalid_argument(log + ": cannot open (is " + folder + " a folder the Python client wrote offline?)");
+  EventFolderReport report;
+  Store store(to);
+  std::vector<std::future<Applied>> results;
+  std::string line;
+  for (int64_t n = 1; std::getline(in, line); ++n) {
+    if (line.empty()) continue;
+    const std::string where = log + ":" + std::to_string(n);
+    Event event;
+    try {
+      event = event_from_json(util::parse_json(line, where));
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(std::string(e.what()).rfind(where, 0) == 0 ? e.what() : where + ": " + e.what());
+    }
+    if (const auto* logged = std::get_if<ArtifactLogged>(&event.body)) {
+      for (const ArtifactFile& f : logged->files) {
+        if (store.content().has(f.sha256)) continue;
+        const std::string source = (fs::path(folder) / "files" / f.sha256).string();
+        if (!fs::is_regular_file(source)) throw std::runtime_error(where + ": artifact file " + f.path + " (" + source + ") is missing");
+        if (store.content().put(source, f.path).sha256 != f.sha256)
+          throw std::runtime_error(where + ": artifact file " + source + " is damaged (its SHA-256 differs from its name)");
+        ++report.files_copied;
+      }
+    }
+    results.push_back(store.submit_for_result(std::move(event)));
+  }
+  for (auto& r : results) {
+    try {
+      (r.get().duplicate ? report.events_already_there : report.events_applied) += 1;
+    } catch (const DbError&) {
+      throw;
+    } catch (const std::exception&) {
+      // Cannot apply here (a reference to what this database lacks): skipped, as the
+      // coordinator skips such a relayed event.
+    }
+  }
+  store.flush();
+  return report;
+}
+
+}  // namespace tracker
