@@ -1,0 +1,182 @@
+"""The dashboard in a real headless Chromium (Debian's chromium + chromium-driver, driven by
+python3-selenium) against a live `i3lab coordinator --http`, runs written through the HTTP API.
+
+Run by ctest: python3 browser_test.py I3LAB_BINARY SCREENSHOT_DIR. Exits 77 (skipped) when
+Chromium or Selenium is not installed. Screenshots of each page go to SCREENSHOT_DIR.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+I3LAB = SHOTS = None
+XSS = '<img src=x onerror="document.title=\'pwned\'">'
+
+
+def post(url, path, body):
+    req = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as res:
+        return json.loads(res.read())
+
+
+def run_events(uid, name, steps, lr):
+    ev = [{"run": uid, "seq": 1, "type": "run_created", "project": "browser", "name": name, "group": "",
+           "tags": ["demo", "<script>alert(1)</script>"], "notes": "", "config": {"optim": {"lr": lr}, "model": {"d": 64}},
+           "wall": 1000.0}]
+    seq = 1
+    for s in range(1, steps + 1):
+        seq += 1
+        ev.append({"run": uid, "seq": seq, "type": "metrics", "step": s, "wall": 1000.0 + s,
+                   "values": {"train/loss": 5.0 / s + lr, "train/tokens_seen": 512.0 * s}})
+    for s in (100, 200, 300):
+        seq += 1
+        ev.append({"run": uid, "seq": seq, "type": "table", "name": "samples", "step": s, "columns": ["prompt", "output"],
+                   "rows": [["hello", f"output at step {s}"], ["tag", XSS]]})
+        seq += 1
+        ev.append({"run": uid, "seq": seq, "type": "histogram", "key": "parameters/w", "step": s, "lo": -1.0 / s * 100,
+                   "hi": 1.0 / s * 100, "counts": [1, 4, 9, 16, 9, 4, 1]})
+    return ev, seq
+
+
+class Dashboard(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+        cls.tmp = tempfile.TemporaryDirectory(prefix="i3lab-browser-")
+        folder = cls.tmp.name
+        cls.err = open(os.path.join(folder, "coordinator.err"), "w")
+        cls.proc = subprocess.Popen([I3LAB, "coordinator", "--db", os.path.join(folder, "i3lab.db"), "--listen",
+                                     "tcp://127.0.0.1:*", "--http", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=cls.err, text=True)
+        cls.url = None
+        for _ in range(2):
+            line = cls.proc.stdout.readline()
+            if line.startswith("dashboard:"):
+                cls.url = line.split()[1].rstrip("/")
+        assert cls.url, open(cls.err.name).read()
+        cls.uid = "a" * 32
+        events, cls.seq = run_events(cls.uid, XSS, 300, 0.001)
+        cls.run_id = post(cls.url, "/api/v1/events", {"events": events})["runs"][cls.uid]
+        other, _ = run_events("b" * 32, "second run", 150, 0.004)
+        cls.other_id = post(cls.url, "/api/v1/events", {"events": other})["runs"]["b" * 32]
+        options = webdriver.ChromeOptions()
+        for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--window-size=1280,1400", f"--user-data-dir={folder}/chrome"):
+            options.add_argument(a)
+        cls.driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+        cls.driver.set_script_timeout(10)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.driver.quit()
+        cls.proc.terminate()
+        cls.proc.wait(30)
+        cls.tmp.cleanup()
+
+    def wait_for(self, script, timeout=10):
+        """Polls a JavaScript expression until it is truthy; returns its value."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            value = self.driver.execute_script("return " + script)
+            if value:
+                return value
+            time.sleep(0.05)
+        self.fail(f"timed out waiting for: {script}")
+
+    def shot(self, name):
+        os.makedirs(SHOTS, exist_ok=True)
+        self.driver.save_screenshot(os.path.join(SHOTS, name + ".png"))
+
+    def test_1_runs_page_lists_runs_and_escapes_names(self):
+        d = self.driver
+        d.get(self.url + "/")
+        self.wait_for("document.querySelectorAll('.vrow[data-run]').length >= 2")
+        names = self.driver.execute_script("return [...document.querySelectorAll('.vrow[data-run] a')].map(a => a.textContent)")
+        self.assertIn(XSS, names)  # shown as text
+        self.assertEqual(d.execute_script("return document.querySelectorAll('.vrows img, .vrows script').length"), 0)
+        self.assertNotEqual(d.title, "pwned")
+        self.shot("runs")
+
+    def test_2_run_page_draws_charts_samples_and_histograms(self):
+        d = self.driver
+        d.get(f"{self.url}/runs/{self.run_id}")
+        # The loss chart drew the server's buckets.
+        points = self.wait_for("Number(document.querySelector('.chart[data-key=\"train/loss\"] canvas')?.dataset.points)")
+        self.assertGreater(points, 100)
+        # The samples table: newest step first, then a chosen step through the slider.
+        self.wait_for("document.querySelector('[data-table=\"samples\"] .tablewrap')?.dataset.step === '300'")
+        d.execute_script("const s = document.querySelector('[data-table=\"samples\"] input[type=range]'); s.value = 0; s.dispatchEvent(new Event('input'))")
+        self.wait_for("document.querySelector('[data-table=\"samples\"] .tablewrap')?.dataset.step === '100'")
+        cells = d.execute_script("return [...document.querySelectorAll('[data-table=\"samples\"] td')].map(td => td.textContent)")
+        self.assertIn("output at step 100", cells)
+        self.assertIn(XSS, cells)
+        self.assertEqual(d.execute_script("return document.querySelectorAll('main img').length"), 0)
+        # The histogram heat map drew one column per logged step.
+        self.assertEqual(self.wait_for("Number(document.querySelector('canvas.heatmap')?.dataset.columns)"), 3)
+        self.assertNotEqual(d.title, "pwned")
+        self.shot("run")
+
+    def test_3_a_point_logged_after_the_page_loaded_appears_within_2_s(self):
+        d = self.driver
+        d.get(f"{self.url}/runs/{self.run_id}")
+        self.wait_for("Number(document.querySelector('.chart[data-key=\"train/loss\"] canvas')?.dataset.points) > 0")
+        self.wait_for("document.getElementById('live').classList.contains('on')")
+        before = d.execute_script("return Number(document.querySelector('.chart[data-key=\"train/loss\"] canvas').dataset.points)")
+        seq = self.__class__.seq = self.__class__.seq + 1
+        post(self.url, "/api/v1/events", {"events": [{"run": self.uid, "seq": seq, "type": "metrics", "step": 301, "wall": 1301.0,
+                                                      "values": {"train/loss": 0.5, "val/loss": 0.7}}]})
+        start = time.time()
+        self.wait_for(f"Number(document.querySelector('.chart[data-key=\"train/loss\"] canvas').dataset.points) > {before}"
+                      " && document.querySelector('.chart[data-key=\"val/loss\"] canvas')?.dataset.points === '1'", timeout=2)
+        print(f"\nthe new point was on the page after {time.time() - start:.2f} s")
+        self.shot("run-live")
+
+    def test_4_compare_page_diffs_configs_and_draws_parallel_coordinates(self):
+        d = self.driver
+        d.get(f"{self.url}/compare?runs={self.run_id},{self.other_id}")
+        self.wait_for("document.querySelector('#config-diff tbody tr')")
+        keys = d.execute_script("return [...document.querySelectorAll('#config-diff tbody tr td:first-child')].map(td => td.textContent)")
+        self.assertEqual(keys, ["optim.lr"])  # model.d is equal: not shown
+        self.assertEqual(self.wait_for("document.querySelector('canvas.parallel')?.dataset.lines"), "2")
+        self.shot("compare")
+
+    def test_5_cluster_page_shows_and_cancels_jobs(self):
+        d = self.driver
+        job = post(self.url, "/api/v1/jobs", {"jobs": [{"kind": "command", "argv": ["sleep", "60"], "name": "waits"}]})["ids"][0]
+        d.get(self.url + "/cluster")
+        self.wait_for(f"document.querySelector('#jobs tr[data-job=\"{job}\"] button')")
+        d.execute_script(f"document.querySelector('#jobs tr[data-job=\"{job}\"] button').click()")
+        self.wait_for(f"document.querySelector('#jobs tr[data-job=\"{job}\"] .status')?.textContent === 'cancelled'")
+        self.shot("cluster")
+
+    def test_6_a_narrow_window_keeps_everything_reachable(self):
+        d = self.driver
+        d.set_window_size(420, 900)
+        try:
+            d.get(f"{self.url}/runs/{self.run_id}")
+            self.wait_for("Number(document.querySelector('.chart[data-key=\"train/loss\"] canvas')?.dataset.points) > 0")
+            overflow = d.execute_script("return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            self.assertLessEqual(overflow, 0)
+            self.shot("run-narrow")
+        finally:
+            d.set_window_size(1280, 1400)
+
+
+if __name__ == "__main__":
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        print("skipped: python3-selenium is not installed (scripts/setup --test-tools installs it)")
+        sys.exit(77)
+    if not (shutil.which("chromium") and os.path.exists("/usr/bin/chromedriver")):
+        print("skipped: chromium and chromium-driver are not installed (scripts/setup --test-tools installs them)")
+        sys.exit(77)
+    I3LAB, SHOTS = sys.argv.pop(1), sys.argv.pop(1)
+    unittest.main(verbosity=2)
