@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "bench/tracker/commands.h"
+#include "bench/web/commands.h"
 #include "common/cli/cli.h"
 #include "coordinator/cli/commands.h"
 #include "model/cli/catalog.h"
@@ -22,6 +23,7 @@ int main(int argc, char** argv) {
   for (auto& c : worker::worker_commands()) commands.push_back(std::move(c));
   for (auto& c : web::web_commands()) commands.push_back(std::move(c));
   for (auto& c : tracker::bench_commands()) commands.push_back(std::move(c));
+  for (auto& c : web::bench_web_commands()) commands.push_back(std::move(c));
   // Help lists the benchmarks last, together.
   std::stable_partition(commands.begin(), commands.end(), [](const cli::Command& c) { return c.path.rfind("bench ", 0) != 0; });
   return cli::dispatch(commands, argc, argv);
