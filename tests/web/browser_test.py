@@ -7,6 +7,7 @@ Chromium or Selenium is not installed. Screenshots of each page go to SCREENSHOT
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -16,6 +17,24 @@ import urllib.request
 
 I3LAB = SHOTS = None
 XSS = '<img src=x onerror="document.title=\'pwned\'">'
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, procs, timeout=30):
+    deadline = time.time() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.time() > deadline or any(p.poll() is not None for p in procs):
+                raise RuntimeError(f"nothing listens on 127.0.0.1:{port}: chromium or chromedriver did not start")
+            time.sleep(0.1)
 
 
 def post(url, path, body):
@@ -48,7 +67,6 @@ class Dashboard(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
         cls.tmp = tempfile.TemporaryDirectory(prefix="i3lab-browser-")
         folder = cls.tmp.name
         cls.err = open(os.path.join(folder, "coordinator.err"), "w")
@@ -65,17 +83,31 @@ class Dashboard(unittest.TestCase):
         cls.run_id = post(cls.url, "/api/v1/events", {"events": events})["runs"][cls.uid]
         other, _ = run_events("b" * 32, "second run", 150, 0.004)
         cls.other_id = post(cls.url, "/api/v1/events", {"events": other})["runs"]["b" * 32]
+        # Chromium and chromedriver on ports of our choosing, both reached at 127.0.0.1: Selenium's
+        # own Service waits for "localhost", and chromedriver looks for the browser it starts at
+        # "localhost", which a machine without /etc/hosts (a minimal chroot) cannot resolve.
+        cls.procs = []
+        chrome_port, driver_port = free_port(), free_port()
+        cls.procs.append(subprocess.Popen(
+            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+             "--window-size=1280,1400", f"--user-data-dir={folder}/chrome", f"--remote-debugging-port={chrome_port}",
+             "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        cls.procs.append(subprocess.Popen(["/usr/bin/chromedriver", f"--port={driver_port}"], stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))
+        for port in (chrome_port, driver_port):
+            wait_for_port(port, cls.procs)
         options = webdriver.ChromeOptions()
-        for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--window-size=1280,1400", f"--user-data-dir={folder}/chrome"):
-            options.add_argument(a)
-        cls.driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+        options.debugger_address = f"127.0.0.1:{chrome_port}"
+        cls.driver = webdriver.Remote(command_executor=f"http://127.0.0.1:{driver_port}", options=options)
         cls.driver.set_script_timeout(10)
 
     @classmethod
     def tearDownClass(cls):
         cls.driver.quit()
+        for p in cls.procs:
+            p.terminate()
+            p.wait(30)
         cls.proc.terminate()
         cls.proc.wait(30)
         cls.tmp.cleanup()
