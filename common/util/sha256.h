@@ -25,6 +25,8 @@ class Sha256 {
 };
 
 std::string sha256_hex(std::string_view data);
+// Whether `s` is a SHA-256 as this project names content: 64 lowercase hex digits.
+bool is_sha256_hex(std::string_view s);
 // Hashes a file by streaming it. Throws std::runtime_error naming the file.
 std::string sha256_file(const std::string& path, uint64_t* size = nullptr);
 

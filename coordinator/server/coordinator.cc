@@ -17,6 +17,7 @@
 
 #include "common/util/clock.h"
 #include "common/util/json.h"
+#include "common/util/sha256.h"
 #include "coordinator/jobs/job_store.h"
 #include "coordinator/protocol/protocol.h"
 #include "coordinator/scheduler/placement.h"
@@ -94,12 +95,7 @@ int64_t int_field(const json& body, const char* name, int64_t fallback = 0) {
   return it != body.end() && it->is_number_integer() ? it->get<int64_t>() : fallback;
 }
 
-bool is_sha256(const json& v) {
-  if (!v.is_string() || v.get_ref<const std::string&>().size() != 64) return false;
-  for (char c : v.get_ref<const std::string&>())
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  return true;
-}
+bool is_sha256(const json& v) { return v.is_string() && util::is_sha256_hex(v.get_ref<const std::string&>()); }
 
 // An artifact file arriving in chunks (UPLOAD).
 struct Upload {

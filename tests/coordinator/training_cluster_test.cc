@@ -82,7 +82,9 @@ class TrainingCluster : public ::testing::Test {
       ASSERT_EQ(pa.size(), pb.size()) << key;
       for (size_t i = 0; i < pa.size(); ++i) {
         EXPECT_EQ(pa[i].last_step, pb[i].last_step) << key;
-        if (!std::isnan(pa[i].last)) EXPECT_EQ(pa[i].last, pb[i].last) << key << " at step " << pa[i].last_step;
+        if (!std::isnan(pa[i].last)) {
+          EXPECT_EQ(pa[i].last, pb[i].last) << key << " at step " << pa[i].last_step;
+        }
       }
     }
     EXPECT_EQ(qa.console(ra, -1, 1000000).size(), qb.console(rb, -1, 1000000).size());

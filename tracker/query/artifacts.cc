@@ -71,6 +71,18 @@ std::vector<ArtifactVersion> Query::artifacts(const std::string& name) {
   return out;
 }
 
+std::vector<ArtifactVersion> Query::run_artifacts(const std::string& run_uid) {
+  std::vector<int64_t> ids;
+  Stmt s(*db_, "SELECT v.id FROM artifact_versions v JOIN artifacts a ON a.id = v.artifact_id "
+               "WHERE v.run_uid = ?1 OR v.id IN (SELECT version_id FROM artifact_usage WHERE run_uid = ?1) "
+               "ORDER BY a.name, v.version");
+  s.bind(1, run_uid);
+  while (s.step()) ids.push_back(s.int64(0));
+  std::vector<ArtifactVersion> out;
+  for (int64_t id : ids) out.push_back(load_artifact_version(*db_, id));
+  return out;
+}
+
 void Query::fetch_artifact(const ArtifactVersion& version, const std::string& dest) {
   const std::string label = version.name + ":v" + std::to_string(version.version);
   const ContentStore content(db_->path());

@@ -244,10 +244,12 @@ std::vector<RunRecord> Query::load(const RunFilter& filter, int64_t only_id) {
     index[r.id] = out.size();
     out.push_back(std::move(r));
   }
-  // Summaries of the runs in one pass over the (small) summaries table.
-  Stmt sum(*db_, "SELECT s.run_id, k.name, s.last, s.last_step, s.min, s.max, s.count, s.goal "
-                 "FROM summaries s JOIN metric_keys k ON k.id = s.key_id WHERE ?1 = 0 OR s.run_id = ?1");
-  sum.bind(1, only_id);
+  // Summaries: of one run through its primary key, of all runs in one pass over the table (an
+  // "id = 0 OR run_id = id" condition would scan the whole table for one run).
+  const std::string summaries = "SELECT s.run_id, k.name, s.last, s.last_step, s.min, s.max, s.count, s.goal "
+                                "FROM summaries s JOIN metric_keys k ON k.id = s.key_id";
+  Stmt sum(*db_, (only_id ? summaries + " WHERE s.run_id = ?1" : summaries).c_str());
+  if (only_id) sum.bind(1, only_id);
   while (sum.step()) {
     auto it = index.find(sum.int64(0));
     if (it == index.end()) continue;
@@ -281,6 +283,12 @@ std::vector<RunRecord> Query::runs(const RunFilter& filter) {
   });
   if (filter.limit && kept.size() > filter.limit) kept.resize(filter.limit);
   return kept;
+}
+
+bool Query::has_run(int64_t id) {
+  Stmt s(*db_, "SELECT 1 FROM runs WHERE id = ?");
+  s.bind(1, id);
+  return s.step();
 }
 
 RunRecord Query::run(int64_t id) {
@@ -436,7 +444,9 @@ std::vector<std::string> Query::table_names(int64_t run_id) {
 }
 
 std::vector<std::string> Query::histogram_keys(int64_t run_id) {
-  Stmt s(*db_, "SELECT DISTINCT k.name FROM histograms h JOIN metric_keys k ON k.id = h.key_id WHERE h.run_id = ? ORDER BY k.name");
+  // One primary-key probe per known key, not a pass over every histogram the run logged.
+  Stmt s(*db_, "SELECT k.name FROM metric_keys k WHERE EXISTS (SELECT 1 FROM histograms h WHERE h.run_id = ? AND h.key_id = k.id) "
+               "ORDER BY k.name");
   s.bind(1, run_id);
   std::vector<std::string> out;
   while (s.step()) out.push_back(s.text(0));
@@ -474,18 +484,22 @@ nlohmann::json Query::histograms(int64_t run_id, const std::string& key, int max
   return out;
 }
 
+int64_t Query::data_version() {
+  Stmt s(*db_, "PRAGMA data_version");
+  return s.step() ? s.int64(0) : 0;
+}
+
 std::string Query::run_version(int64_t id) {
-  Stmt s(*db_, "SELECT event_seq, status, heartbeat_at, (SELECT max(seq) FROM console WHERE run_id = ?1) FROM runs WHERE id = ?1");
+  Stmt s(*db_, "SELECT event_seq, status FROM runs WHERE id = ?");
   s.bind(1, id);
-  if (!s.step()) return "";
-  return std::to_string(s.int64(0)) + " " + s.text(1) + " " + format_double(s.real(2)) + " " + std::to_string(s.is_null(3) ? -1 : s.int64(3));
+  return s.step() ? std::to_string(s.int64(0)) + " " + s.text(1) : "";
 }
 
 std::string Query::runs_version() {
-  Stmt s(*db_, "SELECT count(*), total(event_seq), max(id), total(heartbeat_at), group_concat(DISTINCT status) FROM runs");
+  Stmt s(*db_, "SELECT count(*), coalesce(max(id), 0), total(event_seq), total(coalesce(finished_at, 0)) FROM runs");
   if (!s.step()) return "";
-  return std::to_string(s.int64(0)) + " " + format_double(s.real(1)) + " " + std::to_string(s.int64(2)) + " " +
-         format_double(s.real(3)) + " " + (s.is_null(4) ? "" : s.text(4));
+  return std::to_string(s.int64(0)) + " " + std::to_string(s.int64(1)) + " " + format_double(s.real(2)) + " " +
+         format_double(s.real(3));
 }
 
 std::string Query::jobs_version() {

@@ -93,6 +93,8 @@ class Query {
   std::vector<RunRecord> runs(const RunFilter& filter = {});
   // Throws NotFound naming the run if there is none with this id.
   RunRecord run(int64_t id);
+  // Whether there is a run with this id (one indexed lookup; run() also reads its summaries).
+  bool has_run(int64_t id);
   std::vector<std::string> metric_keys(int64_t run_id);
   // Steps in [x0, x1] of one series in at most about `buckets` buckets, from the finest
   // downsampling tier that needs no more than ~16 rows per bucket (raw points for short
@@ -120,10 +122,14 @@ class Query {
   // list that is not a JSON array of integers (a damaged file) reads as [].
   std::vector<std::string> histogram_keys(int64_t run_id);
   nlohmann::json histograms(int64_t run_id, const std::string& key, int max_steps);
-  // Text that changes whenever anything about run `id` does (its events, status, heartbeat);
-  // "" if there is no such run. What a live view polls, cheaply, to know when to read again.
+  // Changes whenever another connection commits to the file (SQLite's data_version): a live
+  // view compares it first and computes the versions below only when it moved.
+  int64_t data_version();
+  // Text that changes whenever run `id` does: every sequenced event it applies moves its
+  // event seq, and its status covers the unsequenced "crashed" the coordinator sets; "" if
+  // there is no such run. What a live view polls, cheaply, to know when to read again.
   std::string run_version(int64_t id);
-  // The same for the list of runs (any run created, changed or deleted).
+  // The same for the list of runs (any run created, changed, finished or deleted).
   std::string runs_version();
   // The same for the coordinator's jobs and workers (empty tables outside a coordinator's
   // database).
@@ -145,6 +151,8 @@ class Query {
   ArtifactVersion artifact(const std::string& ref);
   // Every version of artifact `name` (of every artifact if empty), by name, then version.
   std::vector<ArtifactVersion> artifacts(const std::string& name = "");
+  // The versions run `run_uid` logged or used, by name, then version.
+  std::vector<ArtifactVersion> run_artifacts(const std::string& run_uid);
   // Copies `version`'s files into folder `dest` (created), verifying each file's SHA-256.
   // Throws std::runtime_error naming the file if one is missing or damaged.
   void fetch_artifact(const ArtifactVersion& version, const std::string& dest);

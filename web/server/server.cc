@@ -17,6 +17,7 @@
 #include "common/util/clock.h"
 #include "common/util/files.h"
 #include "common/util/json.h"
+#include "common/util/sha256.h"
 #include "tracker/db/content.h"
 #include "tracker/db/sqlite.h"
 #include "tracker/query/query.h"
@@ -33,6 +34,7 @@ constexpr int kMaxBuckets = 10000;              // a series request's bucket cou
 constexpr int kMaxHistogramSteps = 1000;        // a histogram request's step count
 constexpr size_t kMaxEventsPerRequest = 100000; // one POST /api/v1/events
 constexpr int kUploadIdleS = 600;               // a file upload not continued this long is dropped
+constexpr size_t kMaxUploads = 64;              // file uploads in progress at once (each an open file)
 
 // An error the client caused or can act on: its HTTP status and message.
 struct HttpError : std::runtime_error {
@@ -118,10 +120,6 @@ bool constant_time_equal(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
-bool is_sha256(const std::string& s) {
-  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
-}
-
 }  // namespace
 
 bool is_loopback_host(const std::string& host) {
@@ -196,15 +194,22 @@ struct Server::Impl {
   }
   void release(std::unique_ptr<tracker::Query> q) {
     std::lock_guard<std::mutex> lock(pool_mu);
-    if (pool.size() < static_cast<size_t>(kThreads)) pool.push_back(std::move(q));
+    if (q && pool.size() < static_cast<size_t>(kThreads)) pool.push_back(std::move(q));
   }
-  // Runs `f` with a pooled query; the connection goes back unless `f` threw a database error.
+  // Runs `f` with a pooled connection, which goes back to the pool however `f` ends (a 404 is
+  // as common as a read, and a read-only connection has no state to spoil).
   template <typename F>
   auto with_query(F f) {
-    auto q = acquire();
-    auto result = f(*q);
-    release(std::move(q));
-    return result;
+    struct Lease {
+      Impl& impl;
+      std::unique_ptr<tracker::Query> q;
+      ~Lease() { impl.release(std::move(q)); }
+    } lease{*this, acquire()};
+    return f(*lease.q);
+  }
+  // Throws 404 unless run `id` exists.
+  static void need_run(tracker::Query& q, int64_t id) {
+    if (!q.has_run(id)) throw HttpError(404, "no run with id " + std::to_string(id));
   }
 
   bool writes_allowed_without_token() const { return is_loopback_host(options.host) && options.token.empty(); }
@@ -219,9 +224,9 @@ struct Server::Impl {
       // A loopback server answers only to loopback names: a page whose DNS name was rebound to
       // 127.0.0.1 sends its own name here.
       std::string host = req.get_header_value("Host");
-      if (!host.empty() && host[0] == '[') host = host.substr(0, host.find(']') + 1);  // [::1]:8080
+      if (!host.empty() && host[0] == '[') host = host.substr(0, host.find(']') == std::string::npos ? 0 : host.find(']') + 1);  // [::1]:8080
       else host = host.substr(0, host.find(':'));                                     // localhost:8080
-      if (!host.empty() && !is_loopback_host(host))
+      if (!req.get_header_value("Host").empty() && !is_loopback_host(host))
         return refuse(res, 421, "this server answers only to 127.0.0.1, localhost or [::1], not Host \"" + util::cut(host, 60) + "\"");
     }
     if (req.method == "GET" || req.method == "HEAD") return httplib::Server::HandlerResponse::Unhandled;
@@ -376,7 +381,7 @@ struct Server::Impl {
     const int buckets = static_cast<int>(int_param(req, "buckets", 1000, 1, kMaxBuckets));
     json series = json::object();
     with_query([&](tracker::Query& q) {
-      q.run(id);  // 404 for an unknown run
+      need_run(q, id);
       for (size_t i = 0; i < nkeys; ++i) {
         const std::string key = req.get_param_value("key", i);
         // Buckets span what the series has within [from, to], not the empty steps around it.
@@ -411,7 +416,7 @@ struct Server::Impl {
     const std::string key = required_param(req, "key");
     const int steps = static_cast<int>(int_param(req, "steps", 200, 1, kMaxHistogramSteps));
     send_json(res, with_query([&](tracker::Query& q) {
-                q.run(id);
+                need_run(q, id);
                 return json{{"key", key}, {"histograms", q.histograms(id, key, steps)}};
               }));
   }
@@ -421,7 +426,7 @@ struct Server::Impl {
   void table(const httplib::Request& req, int64_t id, httplib::Response& res) {
     const std::string name = required_param(req, "name");
     send_json(res, with_query([&](tracker::Query& q) {
-                q.run(id);
+                need_run(q, id);
                 const std::vector<int64_t> steps = q.table_steps(id, name);
                 if (steps.empty()) throw HttpError(404, "run " + std::to_string(id) + " has no table \"" + util::cut(name, 60) + "\"");
                 const int64_t step = int_param(req, "step", steps.back());
@@ -437,7 +442,7 @@ struct Server::Impl {
   void console(const httplib::Request& req, int64_t id, httplib::Response& res) {
     const int64_t after = int_param(req, "after", -1), limit = int_param(req, "limit", 1000, 1, 10000);
     send_json(res, with_query([&](tracker::Query& q) {
-                q.run(id);
+                need_run(q, id);
                 return q.console(id, after, limit);
               }));
   }
@@ -453,10 +458,13 @@ struct Server::Impl {
     res.set_content(out.str(), "text/csv; charset=utf-8");
   }
 
+  // ?name=N: that artifact's versions; ?run=UID: those the run logged or used; else all.
   void artifacts(const httplib::Request& req, httplib::Response& res) {
-    const std::string name = req.get_param_value("name");
+    const std::string name = req.get_param_value("name"), run_uid = req.get_param_value("run");
     json out = json::array();
-    for (const tracker::ArtifactVersion& v : with_query([&](tracker::Query& q) { return q.artifacts(name); })) out.push_back(v.to_json());
+    for (const tracker::ArtifactVersion& v :
+         with_query([&](tracker::Query& q) { return run_uid.empty() ? q.artifacts(name) : q.run_artifacts(run_uid); }))
+      out.push_back(v.to_json());
     send_json(res, out);
   }
 
@@ -509,20 +517,30 @@ struct Server::Impl {
       streams.fetch_sub(1);
       throw HttpError(503, "too many live streams open (" + std::to_string(kMaxStreams) + "); close some dashboard tabs");
     }
-    auto q = std::make_shared<std::unique_ptr<tracker::Query>>(acquire());
-    auto last = std::make_shared<std::map<std::string, std::string>>();
+    // The stream keeps its own connection: data_version counts commits seen by one connection.
+    struct State {
+      std::unique_ptr<tracker::Query> q;
+      int64_t data_version = -1;
+      std::map<std::string, std::string> last;
+    };
+    auto state = std::make_shared<State>();
+    state->q = acquire();
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
         "text/event-stream",
-        [this, q, last, versions](size_t, httplib::DataSink& sink) {
+        [this, state, versions](size_t, httplib::DataSink& sink) {
           const double started = util::monotonic_seconds();
           while (!stopping.load()) {
             std::string out;
-            for (const auto& [event, version] : versions(**q)) {
-              auto it = last->find(event);
-              if (it != last->end() && it->second == version) continue;
-              (*last)[event] = version;
-              out += "event: " + event + "\ndata: " + util::dump_json(json(version)) + "\n\n";
+            const int64_t data_version = state->q->data_version();
+            if (data_version != state->data_version) {  // something was committed: look closer
+              state->data_version = data_version;
+              for (const auto& [event, version] : versions(*state->q)) {
+                const auto seen = state->last.find(event);
+                if (seen != state->last.end() && seen->second == version) continue;
+                state->last[event] = version;
+                out += "event: " + event + "\ndata: " + util::dump_json(json(version)) + "\n\n";
+              }
             }
             if (out.empty() && util::monotonic_seconds() - started >= kKeepAliveS) out = ":\n\n";
             if (!out.empty()) return sink.write(out.data(), out.size());
@@ -532,14 +550,17 @@ struct Server::Impl {
           sink.done();
           return true;
         },
-        [this, q](bool) {
-          release(std::move(*q));
+        [this, state](bool) {
+          release(std::move(state->q));
           streams.fetch_sub(1);
         });
   }
 
   void run_stream(int64_t id, httplib::Response& res) {
-    with_query([&](tracker::Query& q) { return q.run(id); });
+    with_query([&](tracker::Query& q) {
+      need_run(q, id);
+      return 0;
+    });
     stream(res, [id](tracker::Query& q) {
       return std::vector<std::pair<std::string, std::string>>{{"run", q.run_version(id)}};
     });
@@ -594,7 +615,7 @@ struct Server::Impl {
     if (s.size() != 4 || s[0] != "api" || s[1] != "v1" || s[2] != "files")
       throw HttpError(404, "no such API path for PUT: " + util::cut(req.path, 100) + "; see docs/api.md");
     const std::string& sha = s[3];
-    if (!is_sha256(sha)) throw HttpError(400, "the file's name must be its SHA-256: 64 lowercase hex digits");
+    if (!util::is_sha256_hex(sha)) throw HttpError(400, "the file's name must be its SHA-256: 64 lowercase hex digits");
     if (req.get_header_value("Content-Type") != "application/octet-stream")
       throw HttpError(415, "send file chunks as Content-Type: application/octet-stream");
     const int64_t size = int_param(req, "size", -1, 0, int64_t{1} << 40), offset = int_param(req, "offset", 0, 0, size);
@@ -607,6 +628,8 @@ struct Server::Impl {
       uploads.erase(sha);
       return send_json(res, {{"have", size}, {"done", true}});
     }
+    if (!uploads.count(sha) && uploads.size() >= kMaxUploads)
+      throw HttpError(503, std::to_string(kMaxUploads) + " file uploads are in progress; finish those first or try again later");
     Upload& u = uploads[sha];
     if (!u.file || u.file->size() != size) u.file = std::make_unique<tracker::IncomingFile>(content, sha, size);
     u.touched = now;

@@ -6,9 +6,10 @@
 // group commit, so an HTTP write is acknowledged by the same commit as everything else. With
 // no backend (`i3lab ui --db FILE`) the server is read-only and refuses writes with 405.
 //
-// Live views poll: each server-sent-event stream checks a cheap version string of what it
-// watches (Query::run_version, runs_version, the jobs and workers) every kPollMs and sends an
-// event when it changed; the page then reads what it shows again.
+// Live views poll: each server-sent-event stream asks its connection every kPollMs whether
+// anything was committed since (Query::data_version); only then does it read the version
+// strings of what it watches (Query::run_version, runs_version, the jobs and workers), and it
+// sends an event for each that changed; the page then reads what it shows again.
 //
 // Security (docs/api.md, "Security"):
 //   - Listens on 127.0.0.1 unless told otherwise. Beyond loopback, writes need the token
@@ -17,8 +18,8 @@
 //     Content-Type application/json (or application/octet-stream for file chunks), which a
 //     page of another origin cannot send without a CORS preflight that this server never
 //     answers (CORS is off).
-//   - Bodies are at most kMaxBodyBytes; every file served is named by a stored artifact
-//     version, never by a client's path.
+//   - Bodies are at most kMaxBodyBytes, uploads in progress at most 64; every file served is
+//     named by a stored artifact version, never by a client's path.
 //   - The dashboard's page forbids inline script (Content-Security-Policy), and its code
 //     writes user text only as text, never as HTML.
 #pragma once
