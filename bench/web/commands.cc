@@ -1,12 +1,10 @@
 #include "bench/web/commands.h"
 
 #include <httplib.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <filesystem>
 #include <iostream>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -14,6 +12,7 @@
 #include <vector>
 
 #include "common/util/clock.h"
+#include "common/util/files.h"
 #include "tracker/run/run.h"
 #include "tracker/store/store.h"
 #include "web/server/server.h"
@@ -32,7 +31,8 @@ int bench_http(const cli::Args& args) {
   const int requests = static_cast<int>(args.get_int("requests", 50, 1, 100000));
   const int buckets = static_cast<int>(args.get_int("buckets", 1000, 1, 10000));
   const double max_seconds = args.get_double("seconds", 60, 1);
-  const std::string db = std::filesystem::temp_directory_path().string() + "/i3lab-bench-http-" + std::to_string(::getpid()) + ".db";
+  const util::TempDir dir("i3lab-bench-http");
+  const std::string db = dir.path() + "/bench.db";
   nlohmann::ordered_json out;
   out["points"] = points;
   int64_t run_id = 0;
@@ -74,8 +74,6 @@ int bench_http(const cli::Args& args) {
   const double wall = seconds_since(start);
   server.stop();
   serving.join();
-  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db + suffix);
-  std::filesystem::remove_all(db + ".artifacts");
   std::sort(ms.begin(), ms.end());
   auto pct = [&](double p) { return ms.empty() ? NAN : ms[std::min(ms.size() - 1, static_cast<size_t>(p * ms.size()))]; };
   out["clients"] = clients;

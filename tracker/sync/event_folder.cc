@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "common/util/files.h"
 #include "common/util/json.h"
 #include "tracker/events/events.h"
 #include "tracker/store/store.h"
@@ -13,17 +14,40 @@ namespace tracker {
 
 namespace fs = std::filesystem;
 
+namespace {
+// A table or config event is at most kMaxJsonBytes of values; its JSON line a little more.
+constexpr size_t kMaxEventLineBytes = 2 * kMaxJsonBytes;
+
+// The next line of `in` without its newline; false at the end. Stops reading a line past
+// `max` bytes (true, with `line` longer than `max`), so a file without newlines is not read
+// whole into memory.
+bool read_line(std::istream& in, std::string& line, size_t max) {
+  line.clear();
+  for (int c; (c = in.get()) != std::char_traits<char>::eof();) {
+    if (c == '\n') return true;
+    line.push_back(static_cast<char>(c));
+    if (line.size() > max) return true;
+  }
+  return !line.empty();
+}
+}  // namespace
+
 EventFolderReport sync_event_folder(const std::string& folder, const std::string& to) {
   const std::string log = (fs::path(folder) / "events.jsonl").string();
+  if (!fs::exists(log)) throw std::invalid_argument(log + ": no such file (is " + folder + " a folder the Python client wrote offline?)");
+  util::regular_file_size(log);  // a FIFO or a device is refused here, not waited on
   std::ifstream in(log);
-  if (!in) throw std::invalid_argument(log + ": cannot open (is " + folder + " a folder the Python client wrote offline?)");
+  if (!in) throw std::invalid_argument(log + ": cannot open");
   EventFolderReport report;
   Store store(to);
   std::vector<std::future<Applied>> results;
   std::string line;
-  for (int64_t n = 1; std::getline(in, line); ++n) {
+  for (int64_t n = 1; read_line(in, line, kMaxEventLineBytes); ++n) {
     if (line.empty()) continue;
     const std::string where = log + ":" + std::to_string(n);
+    if (line.size() > kMaxEventLineBytes)
+      throw std::invalid_argument(where + ": a line longer than " + std::to_string(kMaxEventLineBytes) +
+                                  " bytes; no event is that long");
     Event event;
     try {
       event = event_from_json(util::parse_json(line, where));
