@@ -35,6 +35,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -183,7 +184,14 @@ class Histogram:
             import torch
             self.counts = [int(c) for c in torch.histc(t, bins=num_bins, min=self.lo, max=self.hi).tolist()]
             return
-        values = [float(v) for v in (sequence or []) if isinstance(v, (int, float)) and math.isfinite(v)]
+        values = []
+        for v in (sequence if sequence is not None else []):  # a list, a numpy array, any iterable
+            try:
+                v = float(v)
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(v):
+                values.append(v)
         if not values:
             self.lo = self.hi = 0.0
             self.counts = []
@@ -261,17 +269,25 @@ class _HttpSender:
             self.queue.put(item)
 
     def _upload(self, path, sha, size):
+        """Sends a file in chunks, each at the offset the server holds (after a restart of
+        either side, it may hold a part already, or none)."""
         offset = 0
         with open(path, "rb") as f:
             while True:
+                f.seek(offset)
                 chunk = f.read(_CHUNK_BYTES)
-                answer = self._request("PUT", f"/api/v1/files/{sha}?size={size}&offset={offset}", chunk, "application/octet-stream")
+                try:
+                    answer = self._request("PUT", f"/api/v1/files/{sha}?size={size}&offset={offset}", chunk,
+                                           "application/octet-stream")
+                except urllib.error.HTTPError as e:
+                    if e.code != 409:  # 409: a chunk at another offset than the server's
+                        raise
+                    answer = json.loads(e.read() or b"{}")
                 if answer.get("done"):
                     return
-                if not chunk:
+                if answer.get("have", offset) == offset and not chunk:
                     raise RuntimeError(f"upload of {path} ended at {offset} of {size} bytes")
-                offset = answer["have"]
-                f.seek(offset)
+                offset = answer.get("have", offset)
 
     def _send(self, batch):
         """Sends one batch until it is accepted; only a refusal (400) is given up on."""
@@ -379,12 +395,32 @@ class Run:
         else:
             self._sink = _HttpSender(url, token)
         self.url = None if mode == "offline" else url.rstrip("/")
+        if resume:
+            # The run's earlier events hold sequence numbers 1, 2, …: go on above them (gaps are
+            # allowed), with a base no earlier session can have reached (fewer than one event
+            # per microsecond), and from the step after the newest the server has.
+            self._seq = time.time_ns() // 1000
+            self.step = self._next_step(url, token) if mode == "online" else 0
         self._emit("run_created", project=self.project, name=self.name, group=self.group, tags=self.tags,
-                   notes=self.notes, config=dict(self.config), wall=_now())
+                   notes=self.notes, config=dict(self.config), wall=_now())  # applied once: a duplicate on resume
         if resume:
             self._emit("run_resumed", from_step=-1, wall=_now())
         self._watch = None
         self._last_heartbeat = time.monotonic()
+
+    def _next_step(self, url, token):
+        """The step after the newest this run logged on the server (0 if it has none yet)."""
+        req = urllib.request.Request(f"{url.rstrip('/')}/api/v1/runs?" + urllib.parse.urlencode({"where": f"uid={self.id}"}))
+        if token:
+            req.add_header("Authorization", "Bearer " + token)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as res:
+                runs = json.loads(res.read())["runs"]
+        except (OSError, ValueError, KeyError) as e:
+            print(f"i3lab: cannot read run {self.id} from {url} to resume it ({e}); steps start at 0", file=sys.stderr)
+            return 0
+        steps = [s.get("last_step", -1) for r in runs for s in r.get("summary", {}).values()]
+        return max(steps, default=-1) + 1
 
     # --- events --------------------------------------------------------------------------------
 
