@@ -119,7 +119,8 @@ const runsState = { sortKey: "created_at", desc: true, columns: null, groupBy: "
 
 async function runsPage(main) {
   document.title = "Runs · i3lab";
-  const saved = JSON.parse(localStorage.getItem("i3lab.runs") || "{}");
+  let saved = {};
+  try { saved = JSON.parse(localStorage.getItem("i3lab.runs") || "{}"); } catch (err) { /* damaged: defaults */ }
   Object.assign(runsState, saved, { selected: runsState.selected });
   const save = () => localStorage.setItem("i3lab.runs", JSON.stringify({ sortKey: runsState.sortKey, desc: runsState.desc, columns: runsState.columns, groupBy: runsState.groupBy, where: runsState.where }));
 
@@ -286,7 +287,8 @@ async function runsPage(main) {
     navigate("/compare?runs=" + [...runsState.selected].join(","));
   });
   await load();
-  live("/api/v1/stream", { runs: throttle(load, 1000) });
+  // While runs train, the list changes with every point: read it again at most every 3 s.
+  live("/api/v1/stream", { runs: throttle(load, 3000) });
 }
 
 // --- run page ----------------------------------------------------------------------------------
@@ -454,8 +456,7 @@ async function runPage(main, id) {
   histSel.addEventListener("change", loadHistograms);
 
   async function loadArtifacts() {
-    const all = await api("/api/v1/artifacts");
-    const mine = all.filter((v) => v.run_uid === run.uid || (v.used_by || []).includes(run.uid));
+    const mine = await api(`/api/v1/artifacts?run=${encodeURIComponent(run.uid)}`);
     if (!mine.length) { artifactsEl.replaceChildren(el("p", { class: "muted", text: "none" })); return; }
     artifactsEl.replaceChildren(el("table", { class: "data" },
       el("thead", {}, el("tr", {}, ...["artifact", "type", "aliases", "size", "lineage", "files"].map((h) => el("th", { text: h })))),
@@ -480,11 +481,18 @@ async function runPage(main, id) {
     }
   }
 
+  // Charts, tables and the console follow every change; histograms (hundreds of bins per
+  // step) and artifacts (checkpoints) change rarely: read them again at most every 10 s, and
+  // when the run's status or histogram keys change.
+  let slowAt = Date.now();
   async function refresh() {
+    const before = run;
     run = await api(`/api/v1/runs/${id}`);
     renderHeader();
     configEl.textContent = JSON.stringify(run.config, null, 2);
-    await Promise.all([loadCharts(), loadTables(), loadHistograms(), loadConsole(), loadArtifacts()]);
+    const slow = Date.now() - slowAt > 10000 || before.status !== run.status || before.histograms.length !== run.histograms.length;
+    if (slow) slowAt = Date.now();
+    await Promise.all([loadCharts(), loadTables(), loadConsole(), ...(slow ? [loadHistograms(), loadArtifacts()] : [])]);
   }
   await Promise.all([loadCharts(), loadTables(), loadHistograms(), loadConsole(), loadArtifacts()]);
   live(`/api/v1/runs/${id}/stream`, { run: throttle(() => refresh().catch((e) => toast(e.message)), 500) });
