@@ -331,7 +331,7 @@ struct Server::Impl {
     const std::string order = req.has_param("order") ? req.get_param_value("order") : "asc";
     if (order != "asc" && order != "desc") throw HttpError(400, "query parameter \"order\" must be asc or desc");
     filter.descending = order == "desc";
-    const int64_t offset = int_param(req, "offset", 0, 0), limit = int_param(req, "limit", 0, 0);
+    const int64_t offset = int_param(req, "offset", 0, 0, 1000000000), limit = int_param(req, "limit", 0, 0, 1000000000);
     const bool flat = req.get_param_value("view") == "flat";
     tracker::check_run_filter(filter);  // a malformed condition is the client's: 400
     std::vector<tracker::RunRecord> found = with_query([&](tracker::Query& q) { return q.runs(filter); });
@@ -618,8 +618,8 @@ struct Server::Impl {
     if (!util::is_sha256_hex(sha)) throw HttpError(400, "the file's name must be its SHA-256: 64 lowercase hex digits");
     if (req.get_header_value("Content-Type") != "application/octet-stream")
       throw HttpError(415, "send file chunks as Content-Type: application/octet-stream");
-    const int64_t size = int_param(req, "size", -1, 0, int64_t{1} << 40), offset = int_param(req, "offset", 0, 0, size);
-    if (size < 0) throw HttpError(400, "query parameter \"size\" is required: the whole file's size in bytes");
+    if (!req.has_param("size")) throw HttpError(400, "query parameter \"size\" is required: the whole file's size in bytes");
+    const int64_t size = int_param(req, "size", 0, 0, int64_t{1} << 40), offset = int_param(req, "offset", 0, 0, size);
     std::lock_guard<std::mutex> lock(uploads_mu);
     const double now = util::monotonic_seconds();
     for (auto it = uploads.begin(); it != uploads.end();)
