@@ -12,19 +12,17 @@
 
 #include <cstdint>
 #include <cstdio>
-#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "common/util/files.h"
 #include "tests/fuzz.h"
-#include "tests/test_paths.h"
 #include "tracker/db/schema.h"
 #include "tracker/query/query.h"
 #include "tracker/run/run.h"
 
-namespace fs = std::filesystem;
 
 namespace tracker {
 namespace {
@@ -107,9 +105,10 @@ std::string mutate(const std::string& text, std::mt19937_64& rng) {
 class RunFilterFuzz : public ::testing::Test {
  protected:
   // A small real database: runs with configs of several kinds, summaries, one damaged config.
+  // Its own folder per process: ctest runs this suite's tests as parallel processes.
   static void SetUpTestSuite() {
-    path_ = new std::string(::testing::TempDir() + "/run_filter_fuzz.db");
-    for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(*path_ + suffix);
+    dir_ = new util::TempDir("run_filter_fuzz");
+    path_ = new std::string(dir_->path() + "/runs.db");
     {
       Store store(*path_);
       const nlohmann::json configs[] = {{{"optim", {{"lr", 0.001}}}, {"a", 1}, {"name", "x"}},
@@ -128,9 +127,13 @@ class RunFilterFuzz : public ::testing::Test {
   static void TearDownTestSuite() {
     delete path_;
     path_ = nullptr;
+    delete dir_;
+    dir_ = nullptr;
   }
+  static util::TempDir* dir_;
   static std::string* path_;
 };
+util::TempDir* RunFilterFuzz::dir_ = nullptr;
 std::string* RunFilterFuzz::path_ = nullptr;
 
 TEST_F(RunFilterFuzz, EveryCorpusConditionParsesOrIsRefusedCleanly) {
