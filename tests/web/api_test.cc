@@ -306,4 +306,17 @@ TEST(WebApi, UiServesADatabaseReadOnly) {
   EXPECT_EQ(js->body.find("innerHTML"), std::string::npos);  // user text never goes in as HTML
 }
 
+TEST(WebApi, ASecondServerOnAPortInUseIsRefused) {
+  // Was: cpp-httplib's SO_REUSEPORT let the second server bind too and take half the requests.
+  const std::string dir = cluster_dir();
+  WebServer first = start_web_coordinator(dir);
+  const std::string http = "127.0.0.1:" + std::to_string(first.port);
+  const I3labResult second = i3lab({"ui", "--db", dir + "/i3lab.db", "--http", http});
+  EXPECT_NE(second.status, 0);
+  EXPECT_NE(second.err.find("cannot listen for HTTP on " + http), std::string::npos) << second.err;
+  int status = 0;
+  get_json(first, "/api/v1/info", &status);
+  EXPECT_EQ(status, 200);
+}
+
 }  // namespace

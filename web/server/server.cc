@@ -1,6 +1,7 @@
 #include "web/server/server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <charconv>
@@ -159,6 +160,7 @@ struct Server::Impl {
   httplib::Server http;
   tracker::ContentStore content;
   int port = 0;
+  int listen_fd = -1;  // the listening socket, as cpp-httplib's socket options hook saw it
   std::atomic<bool> stopping{false};
   std::atomic<int> streams{0};
 
@@ -673,6 +675,13 @@ Server::Server(Options options) : impl_(std::make_unique<Impl>(std::move(options
     send_json(res, {{"error", "internal error"}}, 500);
     s.log(req.method + " " + util::cut(req.path, 200) + ": internal error");
   });
+  // cpp-httplib's default sets SO_REUSEPORT, which lets a second server bind a port in use and
+  // take half its connections; SO_REUSEADDR alone still allows a restart over TIME_WAIT.
+  h.set_socket_options([&s](int fd) {
+    const int yes = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    s.listen_fd = fd;
+  });
   if (s.options.port == 0) {
     s.port = h.bind_to_any_port(s.options.host);
   } else {
@@ -681,6 +690,9 @@ Server::Server(Options options) : impl_(std::make_unique<Impl>(std::move(options
   if (s.port <= 0)
     throw std::runtime_error("cannot listen for HTTP on " + s.options.host + ":" + std::to_string(s.options.port) +
                              " (in use? choose another with --http HOST:PORT)");
+  // Debian's cpp-httplib 0.11 listens with a backlog of 5, so a burst of new connections waits
+  // for the kernel's 1 s SYN retry; listen() again on a listening socket only sets the backlog.
+  ::listen(s.listen_fd, SOMAXCONN);
 }
 
 Server::~Server() { stop(); }
