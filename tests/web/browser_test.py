@@ -6,8 +6,6 @@ Chromium or Selenium is not installed. Screenshots of each page go to SCREENSHOT
 """
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -15,26 +13,10 @@ import time
 import unittest
 import urllib.request
 
+import headless_chromium
+
 I3LAB = SHOTS = None
 XSS = '<img src=x onerror="document.title=\'pwned\'">'
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port, procs, timeout=30):
-    deadline = time.time() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.time() > deadline or any(p.poll() is not None for p in procs):
-                raise RuntimeError(f"nothing listens on 127.0.0.1:{port}: chromium or chromedriver did not start")
-            time.sleep(0.1)
 
 
 def post(url, path, body):
@@ -66,7 +48,6 @@ def run_events(uid, name, steps, lr):
 class Dashboard(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        from selenium import webdriver
         cls.tmp = tempfile.TemporaryDirectory(prefix="i3lab-browser-")
         folder = cls.tmp.name
         cls.err = open(os.path.join(folder, "coordinator.err"), "w")
@@ -83,44 +64,22 @@ class Dashboard(unittest.TestCase):
         cls.run_id = post(cls.url, "/api/v1/events", {"events": events})["runs"][cls.uid]
         other, _ = run_events("b" * 32, "second run", 150, 0.004)
         cls.other_id = post(cls.url, "/api/v1/events", {"events": other})["runs"]["b" * 32]
-        # Chromium and chromedriver on ports of our choosing, both reached at 127.0.0.1: Selenium's
-        # own Service waits for "localhost", and chromedriver looks for the browser it starts at
-        # "localhost", which a machine without /etc/hosts (a minimal chroot) cannot resolve.
-        cls.procs = []
-        chrome_port, driver_port = free_port(), free_port()
-        cls.procs.append(subprocess.Popen(
-            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-             "--window-size=1280,1400", f"--user-data-dir={folder}/chrome", f"--remote-debugging-port={chrome_port}",
-             "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        cls.procs.append(subprocess.Popen(["/usr/bin/chromedriver", f"--port={driver_port}"], stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL))
-        for port in (chrome_port, driver_port):
-            wait_for_port(port, cls.procs)
-        options = webdriver.ChromeOptions()
-        options.debugger_address = f"127.0.0.1:{chrome_port}"
-        cls.driver = webdriver.Remote(command_executor=f"http://127.0.0.1:{driver_port}", options=options)
-        cls.driver.set_script_timeout(10)
+        cls.browser = headless_chromium.Browser(folder)
+        cls.driver = cls.browser.driver
 
     @classmethod
     def tearDownClass(cls):
-        cls.driver.quit()
-        for p in cls.procs:
-            p.terminate()
-            p.wait(30)
+        cls.browser.close()
         cls.proc.terminate()
         cls.proc.wait(30)
         cls.tmp.cleanup()
 
     def wait_for(self, script, timeout=10):
         """Polls a JavaScript expression until it is truthy; returns its value."""
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            value = self.driver.execute_script("return " + script)
-            if value:
-                return value
-            time.sleep(0.05)
-        self.fail(f"timed out waiting for: {script}")
+        try:
+            return self.browser.wait_for(script, timeout)
+        except TimeoutError as e:
+            self.fail(str(e))
 
     def shot(self, name):
         os.makedirs(SHOTS, exist_ok=True)
@@ -134,6 +93,11 @@ class Dashboard(unittest.TestCase):
         self.assertIn(XSS, names)  # shown as text
         self.assertEqual(d.execute_script("return document.querySelectorAll('.vrows img, .vrows script').length"), 0)
         self.assertNotEqual(d.title, "pwned")
+        # The live stream's first event is the version the list was read at: no second read.
+        self.wait_for("document.getElementById('live').classList.contains('on')")
+        time.sleep(0.5)
+        reads = d.execute_script("return performance.getEntriesByType('resource').filter((e) => e.name.includes('/api/v1/runs?')).length")
+        self.assertEqual(reads, 1)
         self.shot("runs")
 
     def test_2_run_page_draws_charts_samples_and_histograms(self):
@@ -202,13 +166,9 @@ class Dashboard(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        print("skipped: python3-selenium is not installed (scripts/setup --test-tools installs it)")
-        sys.exit(77)
-    if not (shutil.which("chromium") and os.path.exists("/usr/bin/chromedriver")):
-        print("skipped: chromium and chromium-driver are not installed (scripts/setup --test-tools installs them)")
+    why_not = headless_chromium.missing()
+    if why_not:
+        print("skipped: " + why_not)
         sys.exit(77)
     I3LAB, SHOTS = sys.argv.pop(1), sys.argv.pop(1)
     unittest.main(verbosity=2)
