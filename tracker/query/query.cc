@@ -274,15 +274,22 @@ std::vector<RunRecord> Query::runs(const RunFilter& filter) {
   for (auto& r : out)
     if (std::all_of(conditions.begin(), conditions.end(), [&](const RunCondition& c) { return matches(r, c); }))
       kept.push_back(std::move(r));
-  std::stable_sort(kept.begin(), kept.end(), [&](const RunRecord& a, const RunRecord& b) {
-    const nlohmann::json x = value_at(a, filter.sort_by), y = value_at(b, filter.sort_by);
+  // Each run's sort value is read once (a value is a JSON copy), then the runs are ordered by it.
+  std::vector<std::pair<nlohmann::json, size_t>> order;
+  order.reserve(kept.size());
+  for (size_t i = 0; i < kept.size(); ++i) order.emplace_back(value_at(kept[i], filter.sort_by), i);
+  std::stable_sort(order.begin(), order.end(), [&](const auto& a, const auto& b) {
+    const nlohmann::json &x = a.first, &y = b.first;
     if (x.is_null() != y.is_null()) return y.is_null();  // runs without the value last
     if (x.is_null()) return false;
     const int c = compare(x, y);
     return filter.descending ? c > 0 : c < 0;
   });
-  if (filter.limit && kept.size() > filter.limit) kept.resize(filter.limit);
-  return kept;
+  if (filter.limit && order.size() > filter.limit) order.resize(filter.limit);
+  std::vector<RunRecord> sorted;
+  sorted.reserve(order.size());
+  for (const auto& [value, i] : order) sorted.push_back(std::move(kept[i]));
+  return sorted;
 }
 
 bool Query::has_run(int64_t id) {
