@@ -41,6 +41,11 @@ class Applier {
   // std::invalid_argument (an alias still on a version to delete, a type clash),
   // MissingContent; the caller rolls its database changes back (a savepoint).
   Applied apply(const Event& event);
+  // False for an event whose application writes nothing a failure would have to undo: a metrics
+  // event fails, if at all, before it buffers its points (its new metric keys are kept, and
+  // harmless). Such an event needs no savepoint around it, nor the buffered points written
+  // first, so a batch of them stays one pass of aggregate updates instead of one per event.
+  static bool needs_savepoint(const Event& event) { return !std::holds_alternative<Metrics>(event.body); }
   // Lets the artifact_logged events applied next (until the next call) name these files
   // although the content store lacks them: for a relay whose producer has deleted the version
   // since (its later events delete it here too), so that version numbers stay the same on both

@@ -138,6 +138,14 @@ void Store::write_batch(std::vector<Queued>& batch) {
         applier.apply(q.event);  // a failure here is the writer's
         continue;
       }
+      if (!Applier::needs_savepoint(q.event)) {
+        try {
+          done.emplace_back(&*q.result, applier.apply(q.event));
+        } catch (...) {
+          failed.emplace_back(&*q.result, std::current_exception());
+        }
+        continue;
+      }
       applier.write_points();  // outside the savepoint: its rollback must not lose them
       db.exec("SAVEPOINT event");
       try {
