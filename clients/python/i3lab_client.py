@@ -18,7 +18,9 @@ Nothing blocks the training loop on the network: each call turns into tracker ev
 (docs/tracker.md) in a bounded queue that a background thread sends in batches, retrying with
 backoff while the server is away (events carry per-run sequence numbers, so a batch sent twice
 is applied once). Only a full queue (100,000 events) makes `log` wait. `finish()` waits up to
-`I3LAB_FINISH_TIMEOUT` seconds (default 120) for the queue to drain.
+`I3LAB_FINISH_TIMEOUT` seconds (default 120) for the queue to drain; what the server has not
+taken by then is saved in DIR/unsent-run-ID/ (DIR: `init(dir=...)`, default ./i3lab), in the
+offline form, for `i3lab sync`.
 
 mode="offline" writes the events to DIR/offline-run-ID/events.jsonl (and artifact files
 beside them) instead; `i3lab sync --from THAT_FOLDER --to i3lab.db` stores them later.
@@ -242,11 +244,16 @@ def _sha256(path):
 class _HttpSender:
     """Sends events (and artifact files first) to the server from a background thread."""
 
-    def __init__(self, url, token):
+    def __init__(self, url, token, fallback_folder):
         self.url = url.rstrip("/")
         self.token = token
         self.queue = queue.Queue(maxsize=_QUEUE_EVENTS)
         self.failure = None
+        self.fallback_folder = fallback_folder  # where events go that finish() gives up sending
+        self.fallback = None
+        self.fallback_lock = threading.Lock()
+        self.saved = 0
+        self.in_flight = []
         self.warned = False
         self.thread = threading.Thread(target=self._loop, name="i3lab-sender", daemon=True)
         self.stopping = False
@@ -311,10 +318,20 @@ class _HttpSender:
             except (OSError, ValueError):
                 pass  # away or restarting: try again
             if self.stopping and time.monotonic() > self.deadline:
-                self.failure = f"{self.url} unreachable; {len(batch)} events not sent"
+                self._save(batch)
                 return
             time.sleep(delay)
             delay = min(delay * 2, 10)
+
+    def _save(self, items):
+        """Keeps events the server did not take in the fallback folder, as offline mode writes
+        them, for `i3lab sync` (duplicates are harmless: the store skips a seq it has)."""
+        with self.fallback_lock:
+            if self.fallback is None:
+                self.fallback = _OfflineWriter(self.fallback_folder)
+            for item in items:
+                self.fallback.put(item)
+            self.saved += len(items)
 
     def _loop(self):
         while True:
@@ -328,10 +345,15 @@ class _HttpSender:
                 except queue.Empty:
                     break
                 if item is None:
-                    self._send(batch)
+                    self._send_in_flight(batch)
                     return
                 batch.append(item)
-            self._send(batch)
+            self._send_in_flight(batch)
+
+    def _send_in_flight(self, batch):
+        self.in_flight = batch
+        self._send(batch)
+        self.in_flight = []
 
     def close(self, timeout):
         self.stopping = True
@@ -339,8 +361,22 @@ class _HttpSender:
         self.queue.put(None)
         self.thread.join(timeout + 5)
         if self.thread.is_alive():
-            print(f"i3lab: gave up waiting for {self.url} after {timeout} s; some events were not sent", file=sys.stderr)
-        elif self.failure:
+            # Stuck in a request: what is queued, and the batch in flight, are saved from here.
+            rest = list(self.in_flight)
+            while True:
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    rest.append(item)
+            self._save(rest)
+        if self.saved:
+            print(f"i3lab: {self.url} did not take {self.saved} events in {timeout} s; they are saved in "
+                  f"{self.fallback_folder}. Store them with: i3lab sync --from {self.fallback_folder} --to "
+                  f"THE_SERVER'S_DATABASE", file=sys.stderr)
+            self.fallback.close(0, quiet=True)
+        if self.failure:
             print(f"i3lab: {self.failure}", file=sys.stderr)
 
 
@@ -364,10 +400,12 @@ class _OfflineWriter:
             self.out.write(json.dumps(event, allow_nan=False) + "\n")
             self.out.flush()
 
-    def close(self, timeout):
+    def close(self, timeout, quiet=False):
         with self.lock:
             self.out.close()
-        print(f"i3lab: offline run saved in {self.folder}; store it with: i3lab sync --from {self.folder} --to i3lab.db", file=sys.stderr)
+        if not quiet:
+            print(f"i3lab: offline run saved in {self.folder}; store it with: i3lab sync --from {self.folder} --to i3lab.db",
+                  file=sys.stderr)
 
 
 class Run:
@@ -391,9 +429,9 @@ class Run:
         self.config.update(config_ or {})
         self.summary = Summary(self)
         if mode == "offline":
-            self._sink = _OfflineWriter(os.path.join(dir_ or "i3lab", f"offline-run-{self.id}"))
+            self._sink = _OfflineWriter(os.path.abspath(os.path.join(dir_ or "i3lab", f"offline-run-{self.id}")))
         else:
-            self._sink = _HttpSender(url, token)
+            self._sink = _HttpSender(url, token, os.path.abspath(os.path.join(dir_ or "i3lab", f"unsent-run-{self.id}")))
         self.url = None if mode == "offline" else url.rstrip("/")
         if resume:
             # The run's earlier events hold sequence numbers 1, 2, …: go on above them (gaps are

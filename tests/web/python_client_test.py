@@ -95,9 +95,9 @@ wandb.finish()
 '''
 
 
-def run_trainer(url, steps, pause="", mode=None, folder=None):
+def run_trainer(url, steps, pause="", mode=None, folder=None, finish_timeout=60):
     script = TRAINER.format(client=os.path.join(HERE, "..", "..", "clients", "python"), steps=steps, pause=pause)
-    env = dict(os.environ, I3LAB_URL=url, I3LAB_FINISH_TIMEOUT="60")
+    env = dict(os.environ, I3LAB_URL=url, I3LAB_FINISH_TIMEOUT=str(finish_timeout))
     if mode:
         env["I3LAB_MODE"] = mode
     return subprocess.Popen([sys.executable, "-c", script], env=env, cwd=folder, stdout=subprocess.PIPE,
@@ -167,6 +167,28 @@ class PythonClient(unittest.TestCase):
             self.assertEqual(r["status"], "finished")
         finally:
             c.stop()
+
+    def test_what_a_server_gone_for_good_did_not_take_is_saved_for_sync(self):
+        c = Coordinator(self.folder, free_port())
+        p = run_trainer(c.url, 300, pause="import time; time.sleep(0.01)", folder=self.folder, finish_timeout=1)
+        time.sleep(1.5)
+        c.kill()  # and it stays away
+        out, err = p.communicate(timeout=300)
+        self.assertEqual(p.returncode, 0, err)
+        uid = out.strip().splitlines()[-1]
+        unsent = os.path.join(self.folder, "i3lab", f"unsent-run-{uid}")
+        self.assertIn(f"--from {unsent}", err)
+        db = os.path.join(self.folder, "i3lab.db")
+        s = subprocess.run([I3LAB, "sync", "--from", unsent, "--to", db, "--json"], capture_output=True, text=True)
+        self.assertEqual(s.returncode, 0, s.stderr)
+        self.assertGreater(json.loads(s.stdout)["events_applied"], 0)
+        runs = subprocess.run([I3LAB, "runs", "--db", db, "--json"], capture_output=True, text=True)
+        self.assertEqual(runs.returncode, 0, runs.stderr)
+        [r] = json.loads(runs.stdout)
+        self.assertEqual(r["uid"], uid)
+        self.assertEqual(r["summary"]["iter"]["count"], 300)
+        self.assertEqual(r["summary"]["iter"]["last_step"], 299)
+        self.assertEqual(r["status"], "finished")
 
     def test_offline_runs_are_stored_by_sync(self):
         p = run_trainer("http://127.0.0.1:9", 120, mode="offline", folder=self.folder)
