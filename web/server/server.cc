@@ -47,10 +47,23 @@ struct HttpError : std::runtime_error {
 // set with set_content when the client accepts it, with Brotli at quality 11 whenever the client
 // accepts "br", as every browser does: 10 s for the 4.6 MB list of 10,000 runs, against 0.5 s to
 // make and send it uncompressed. It leaves a body from a content provider of known length alone.
+// cpp-httplib 0.11 applies a request's Range to whatever answer is sent, an error included, and
+// hands a content provider the range unchecked. Only artifact files take ranges (they check them
+// against the file's size); every other answer, and every error, ignores Range and is sent whole,
+// as RFC 9110 allows. The Request is cpp-httplib's own non-const object, passed on as const.
+void drop_ranges(const httplib::Request& req) { const_cast<httplib::Request&>(req).ranges.clear(); }
+
+// A part of a body for a content provider; never outside the body, whatever it is asked.
+bool write_part(std::string_view body, size_t offset, size_t length, httplib::DataSink& sink) {
+  if (offset > body.size()) return false;
+  return sink.write(body.data() + offset, std::min(length, body.size() - offset));
+}
+
 void send_body(httplib::Response& res, std::string body, const std::string& type) {
+  if (body.empty()) return res.set_content("", type);  // a provider must have a length
   auto data = std::make_shared<const std::string>(std::move(body));
   res.set_content_provider(data->size(), type, [data](size_t offset, size_t length, httplib::DataSink& sink) {
-    return sink.write(data->data() + offset, length);
+    return write_part(*data, offset, length, sink);
   });
 }
 
@@ -232,6 +245,7 @@ struct Server::Impl {
   httplib::Server::HandlerResponse check_request(const httplib::Request& req, httplib::Response& res) {
     res.set_header("X-Content-Type-Options", "nosniff");
     res.set_header("Referrer-Policy", "no-referrer");
+    if (req.path != "/api/v1/artifact/file" || req.method != "GET") drop_ranges(req);
     if (req.path.size() > kMaxPathBytes) return refuse(res, 414, "the request path is longer than " + std::to_string(kMaxPathBytes) + " bytes");
     if (is_loopback_host(options.host)) {
       // A loopback server answers only to loopback names: a page whose DNS name was rebound to
@@ -240,7 +254,7 @@ struct Server::Impl {
       if (!host.empty() && host[0] == '[') host = host.substr(0, host.find(']') == std::string::npos ? 0 : host.find(']') + 1);  // [::1]:8080
       else host = host.substr(0, host.find(':'));                                     // localhost:8080
       if (!req.get_header_value("Host").empty() && !is_loopback_host(host))
-        return refuse(res, 421, "this server answers only to 127.0.0.1, localhost or [::1], not Host \"" + util::cut(host, 60) + "\"");
+        return drop_ranges(req), refuse(res, 421, "this server answers only to 127.0.0.1, localhost or [::1], not Host \"" + util::cut(host, 60) + "\"");
     }
     if (req.method == "GET" || req.method == "HEAD") return httplib::Server::HandlerResponse::Unhandled;
     if (req.method != "POST" && req.method != "PUT")
@@ -269,15 +283,20 @@ struct Server::Impl {
     try {
       f();
     } catch (const HttpError& e) {
+      drop_ranges(req);  // an error goes whole
       send_json(res, {{"error", e.what()}}, e.status);
     } catch (const tracker::NotFound& e) {
+      drop_ranges(req);
       send_json(res, {{"error", e.what()}}, 404);
     } catch (const tracker::DbError& e) {
+      drop_ranges(req);
       log(req.method + " " + util::cut(req.path, 200) + ": " + e.what());
       send_json(res, {{"error", std::string("database: ") + e.what()}}, 500);
     } catch (const std::invalid_argument& e) {
+      drop_ranges(req);
       send_json(res, {{"error", e.what()}}, 400);
     } catch (const std::exception& e) {
+      drop_ranges(req);
       log(req.method + " " + util::cut(req.path, 200) + ": " + e.what());
       send_json(res, {{"error", e.what()}}, 500);
     }
@@ -324,7 +343,7 @@ struct Server::Impl {
                      "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                      "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'");
     res.set_content_provider(f->body.size(), type, [f](size_t offset, size_t length, httplib::DataSink& sink) {
-      return sink.write(f->body.data() + offset, length);  // as send_body, without a copy
+      return write_part(f->body, offset, length, sink);  // as send_body, without a copy
     });
   }
 
@@ -507,6 +526,14 @@ struct Server::Impl {
     std::string base = f->path.substr(f->path.rfind('/') + 1);
     for (char& c : base)
       if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20) c = '_';
+    const int64_t size = f->size;
+    for (const auto& [first, last] : req.ranges) {  // -1: absent ("bytes=-N" is the last N bytes)
+      const bool fits = first == -1 ? last > 0 : first < size && (last == -1 || (first <= last && last < size));
+      if (!fits) {
+        res.set_header("Content-Range", "bytes */" + std::to_string(size));
+        throw HttpError(416, "the range is outside " + f->path + " (" + std::to_string(size) + " bytes)");
+      }
+    }
     res.set_header("Content-Disposition", "attachment; filename=\"" + base + "\"");
     res.set_header("X-Content-SHA256", f->sha256);
     res.set_content_provider(static_cast<size_t>(f->size), "application/octet-stream",
@@ -685,13 +712,15 @@ Server::Server(Options options) : impl_(std::make_unique<Impl>(std::move(options
   h.Post(".*", [&s](const httplib::Request& req, httplib::Response& res) { s.guarded(req, res, [&] { s.post(req, res); }); });
   h.Put(".*", [&s](const httplib::Request& req, httplib::Response& res) { s.guarded(req, res, [&] { s.put(req, res); }); });
   // What cpp-httplib answers itself (a body over the limit, a malformed request) gets a message too.
-  h.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+  h.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    drop_ranges(req);
     if (!res.body.empty() || res.has_header("Content-Type")) return;  // our own answer (send_body)
     const std::string message = res.status == 413 ? "the request body is larger than " + std::to_string(kMaxBodyBytes) + " bytes"
                                                   : "HTTP " + std::to_string(res.status);
     send_json(res, {{"error", message}}, res.status);
   });
   h.set_exception_handler([&s](const httplib::Request& req, httplib::Response& res, std::exception_ptr) {
+    drop_ranges(req);
     send_json(res, {{"error", "internal error"}}, 500);
     s.log(req.method + " " + util::cut(req.path, 200) + ": internal error");
   });
@@ -712,7 +741,7 @@ Server::Server(Options options) : impl_(std::make_unique<Impl>(std::move(options
                              " (in use? choose another with --http HOST:PORT)");
   // Debian's cpp-httplib 0.11 listens with a backlog of 5, so a burst of new connections waits
   // for the kernel's 1 s SYN retry; listen() again on a listening socket only sets the backlog.
-  ::listen(s.listen_fd, SOMAXCONN);
+  if (::listen(s.listen_fd, SOMAXCONN) != 0) s.log("cannot raise the listen backlog; bursts of connections may wait 1 s");
 }
 
 Server::~Server() { stop(); }
