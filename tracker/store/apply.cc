@@ -169,7 +169,7 @@ Applied Applier::apply(const Event& event) {
           if (last_keys_.size() < e.values.size()) last_keys_.resize(e.values.size());
           for (size_t i = 0; i < e.values.size(); ++i) {
             auto& [name, id] = last_keys_[i];
-            if (name != e.values[i].first) name = e.values[i].first, id = key_id(name);
+            if (name != e.values[i].first) id = key_id(e.values[i].first), name = e.values[i].first;  // id first: it may throw
           }
           for (size_t i = 0; i < e.values.size(); ++i)
             points_.push_back({run->id, last_keys_[i].second, e.step, e.values[i].second, e.wall});

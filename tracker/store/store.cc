@@ -141,6 +141,8 @@ void Store::write_batch(std::vector<Queued>& batch) {
       if (!Applier::needs_savepoint(q.event)) {
         try {
           done.emplace_back(&*q.result, applier.apply(q.event));
+        } catch (const DbError&) {
+          throw;  // the database's, not the event's: the whole batch fails
         } catch (...) {
           failed.emplace_back(&*q.result, std::current_exception());
         }
