@@ -129,6 +129,13 @@ TEST(WebApi, BadRequestsGetAClearErrorAndChangeNothing) {
                   {"wall", 1.0}, {"values", json::object()}});
   expect_error(c.Post("/api/v1/events", json{{"events", list}}.dump(), "application/json"), 400, "events[4]");
   expect_error(c.Post("/api/v1/events", std::string(9u << 20, ' '), "application/json"), 413, "larger than");
+  // A chunked body could be any size: refused before it is read (sent whole here, so the
+  // answer cannot race the client's writing).
+  expect_error(c.Post("/api/v1/events", {{"Transfer-Encoding", "chunked"}}, "e\r\n{\"events\": []}\r\n0\r\n\r\n",
+                      "application/json"),
+               411, "Content-Length");
+  expect_error(c.Post("/api/v1/events", {{"Content-Encoding", "gzip"}}, "{\"events\": []}", "application/json"), 415,
+               "uncompressed");
   expect_error(c.Get("/api/v1/runs?where=config.lr=>3"), 400, "runs filter");
   expect_error(c.Get("/api/v1/runs?limit=-4"), 400, "\"limit\"");
   expect_error(c.Get("/api/v1/runs/1/series?key=loss&buckets=abc"), 400, "\"buckets\"");

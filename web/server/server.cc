@@ -43,33 +43,21 @@ struct HttpError : std::runtime_error {
   HttpError(int s, const std::string& what) : std::runtime_error(what), status(s) {}
 };
 
-// Sets the answer's body, sent as it is. cpp-httplib 0.11 compresses every text and JSON body
-// set with set_content when the client accepts it, with Brotli at quality 11 whenever the client
-// accepts "br", as every browser does: 10 s for the 4.6 MB list of 10,000 runs, against 0.5 s to
-// make and send it uncompressed. It leaves a body from a content provider of known length alone.
-// cpp-httplib 0.11 applies a request's Range to whatever answer is sent, an error included, and
-// hands a content provider the range unchecked. Only artifact files take ranges (they check them
-// against the file's size); every other answer, and every error, ignores Range and is sent whole,
-// as RFC 9110 allows. The Request is cpp-httplib's own non-const object, passed on as const.
-void drop_ranges(const httplib::Request& req) { const_cast<httplib::Request&>(req).ranges.clear(); }
-
-// A part of a body for a content provider; never outside the body, whatever it is asked.
-bool write_part(std::string_view body, size_t offset, size_t length, httplib::DataSink& sink) {
-  if (offset > body.size()) return false;
-  return sink.write(body.data() + offset, std::min(length, body.size() - offset));
-}
-
-void send_body(httplib::Response& res, std::string body, const std::string& type) {
-  if (body.empty()) return res.set_content("", type);  // a provider must have a length
-  auto data = std::make_shared<const std::string>(std::move(body));
-  res.set_content_provider(data->size(), type, [data](size_t offset, size_t length, httplib::DataSink& sink) {
-    return write_part(*data, offset, length, sink);
-  });
-}
+// Two request headers cpp-httplib 0.11 acts on by itself are taken out before routing (the
+// Request is cpp-httplib's own non-const object, passed on as const):
+// - Accept-Encoding: it compresses every text and JSON answer the client accepts compressed,
+//   with Brotli at quality 11 whenever the client accepts "br", as every browser does: 10 s for
+//   the 4.6 MB list of 10,000 runs, against 0.5 s to make and send it as it is.
+// - Range, but for artifact files: it applies a range to whatever answer is sent, an error
+//   included, and hands a content provider the range unchecked. Artifact files check theirs
+//   against the file's size; every other answer, and every error, ignores Range and is sent
+//   whole, as RFC 9110 allows.
+httplib::Request& mutable_request(const httplib::Request& req) { return const_cast<httplib::Request&>(req); }
+void drop_ranges(const httplib::Request& req) { mutable_request(req).ranges.clear(); }
 
 void send_json(httplib::Response& res, const json& body, int status = 200) {
   res.status = status;
-  send_body(res, util::dump_json(body), "application/json");
+  res.set_content(util::dump_json(body), "application/json");
 }
 
 // A query parameter as an integer; `fallback` when absent. Names the parameter when malformed.
@@ -245,8 +233,9 @@ struct Server::Impl {
   httplib::Server::HandlerResponse check_request(const httplib::Request& req, httplib::Response& res) {
     res.set_header("X-Content-Type-Options", "nosniff");
     res.set_header("Referrer-Policy", "no-referrer");
+    mutable_request(req).headers.erase("Accept-Encoding");
     if (req.path != "/api/v1/artifact/file" || req.method != "GET") drop_ranges(req);
-    if (req.path.size() > kMaxPathBytes) return refuse(res, 414, "the request path is longer than " + std::to_string(kMaxPathBytes) + " bytes");
+    if (req.path.size() > kMaxPathBytes) return refuse(req, res, 414, "the request path is longer than " + std::to_string(kMaxPathBytes) + " bytes");
     if (is_loopback_host(options.host)) {
       // A loopback server answers only to loopback names: a page whose DNS name was rebound to
       // 127.0.0.1 sends its own name here.
@@ -254,52 +243,68 @@ struct Server::Impl {
       if (!host.empty() && host[0] == '[') host = host.substr(0, host.find(']') == std::string::npos ? 0 : host.find(']') + 1);  // [::1]:8080
       else host = host.substr(0, host.find(':'));                                     // localhost:8080
       if (!req.get_header_value("Host").empty() && !is_loopback_host(host))
-        return drop_ranges(req), refuse(res, 421, "this server answers only to 127.0.0.1, localhost or [::1], not Host \"" + util::cut(host, 60) + "\"");
+        return refuse(req, res, 421, "this server answers only to 127.0.0.1, localhost or [::1], not Host \"" + util::cut(host, 60) + "\"");
     }
     if (req.method == "GET" || req.method == "HEAD") return httplib::Server::HandlerResponse::Unhandled;
     if (req.method != "POST" && req.method != "PUT")
-      return refuse(res, 405, req.method + " is not a method this API takes (GET, POST, PUT)");
+      return refuse(req, res, 405, req.method + " is not a method this API takes (GET, POST, PUT)");
     if (!options.backend)
-      return refuse(res, 405, "this server is read-only (i3lab ui); write through a coordinator started with --http");
+      return refuse(req, res, 405, "this server is read-only (i3lab ui); write through a coordinator started with --http");
+    // cpp-httplib 0.11 holds only a body with a Content-Length to its size limit: a chunked one,
+    // one without a length, or a compressed one (inflated as it is read) could be any size.
+    if (req.has_header("Transfer-Encoding") || !req.has_header("Content-Length"))
+      return refuse(req, res, 411, "a write needs a Content-Length (at most " + std::to_string(kMaxBodyBytes) + " bytes), not a chunked body");
+    if (req.has_header("Content-Encoding"))
+      return refuse(req, res, 415, "send the body uncompressed (no Content-Encoding)");
     if (!options.token.empty()) {
       const std::string auth = req.get_header_value("Authorization");
       if (auth.rfind("Bearer ", 0) != 0 || !constant_time_equal(auth.substr(7), options.token))
-        return refuse(res, 401, "writes need the server's token: send \"Authorization: Bearer TOKEN\"");
+        return refuse(req, res, 401, "writes need the server's token: send \"Authorization: Bearer TOKEN\"");
     } else if (!writes_allowed_without_token()) {
-      return refuse(res, 403, "this server listens beyond loopback without a token, so it takes no writes; "
+      return refuse(req, res, 403, "this server listens beyond loopback without a token, so it takes no writes; "
                               "start it with --http-token FILE");
     }
     return httplib::Server::HandlerResponse::Unhandled;
   }
 
-  httplib::Server::HandlerResponse refuse(httplib::Response& res, int status, const std::string& message) {
+  // Answers before the body was read. A body left unread would be read as the next request on
+  // the connection, so the client is told to close it.
+  httplib::Server::HandlerResponse refuse(const httplib::Request& req, httplib::Response& res, int status,
+                                          const std::string& message) {
+    if (req.has_header("Content-Length") || req.has_header("Transfer-Encoding")) res.set_header("Connection", "close");
     send_json(res, {{"error", message}}, status);
     return httplib::Server::HandlerResponse::Handled;
   }
 
-  // Every handler's errors become a status and a JSON message.
+  // Every handler's errors become a status and a JSON message; the server's own (a database
+  // error, an unexpected exception) are logged too.
   template <typename F>
   void guarded(const httplib::Request& req, httplib::Response& res, F f) {
+    bool server_error = false;
     try {
       f();
+      return;
     } catch (const HttpError& e) {
-      drop_ranges(req);  // an error goes whole
-      send_json(res, {{"error", e.what()}}, e.status);
+      res.status = e.status;
+      res.body = e.what();
     } catch (const tracker::NotFound& e) {
-      drop_ranges(req);
-      send_json(res, {{"error", e.what()}}, 404);
+      res.status = 404;
+      res.body = e.what();
     } catch (const tracker::DbError& e) {
-      drop_ranges(req);
-      log(req.method + " " + util::cut(req.path, 200) + ": " + e.what());
-      send_json(res, {{"error", std::string("database: ") + e.what()}}, 500);
+      res.status = 500;
+      res.body = std::string("database: ") + e.what();
+      server_error = true;
     } catch (const std::invalid_argument& e) {
-      drop_ranges(req);
-      send_json(res, {{"error", e.what()}}, 400);
+      res.status = 400;
+      res.body = e.what();
     } catch (const std::exception& e) {
-      drop_ranges(req);
-      log(req.method + " " + util::cut(req.path, 200) + ": " + e.what());
-      send_json(res, {{"error", e.what()}}, 500);
+      res.status = 500;
+      res.body = e.what();
+      server_error = true;
     }
+    if (server_error) log(req.method + " " + util::cut(req.path, 200) + ": " + res.body);
+    drop_ranges(req);  // an error goes whole
+    send_json(res, {{"error", res.body}}, res.status);
   }
 
   // --- GET ----------------------------------------------------------------------------------
@@ -342,9 +347,7 @@ struct Server::Impl {
       res.set_header("Content-Security-Policy",
                      "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                      "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'");
-    res.set_content_provider(f->body.size(), type, [f](size_t offset, size_t length, httplib::DataSink& sink) {
-      return write_part(f->body, offset, length, sink);  // as send_body, without a copy
-    });
+    res.set_content(f->body.data(), f->body.size(), type.c_str());
   }
 
   void info(httplib::Response& res) {
@@ -420,32 +423,24 @@ struct Server::Impl {
     const std::string x = req.has_param("x") ? req.get_param_value("x") : "step";
     if (x != "step" && x != "time") throw HttpError(400, "query parameter \"x\" must be step or time");
     const int buckets = static_cast<int>(int_param(req, "buckets", 1000, 1, kMaxBuckets));
+    const bool by_step = x == "step";
+    // By step, [from, to] clips each series' own span; by time, the span found is within it.
+    const int64_t from_step = by_step ? int_param(req, "from", INT64_MIN) : INT64_MIN;
+    const int64_t to_step = by_step ? int_param(req, "to", INT64_MAX) : INT64_MAX;
+    const double from_wall = by_step ? 0 : double_param(req, "from", 0), to_wall = by_step ? 0 : double_param(req, "to", 1e12);
     json series = json::object();
     with_query([&](tracker::Query& q) {
       need_run(q, id);
       for (size_t i = 0; i < nkeys; ++i) {
         const std::string key = req.get_param_value("key", i);
         // Buckets span what the series has within [from, to], not the empty steps around it.
-        const auto range = q.step_range(id, key);
-        if (!range) {
-          series[key] = json::array();
-          continue;
-        }
-        int64_t from = range->first, to = range->second;
-        if (x == "step") {
-          from = std::max(from, int_param(req, "from", from));
-          to = std::min(to, int_param(req, "to", to));
-        } else {
-          const auto steps = q.steps_between(id, key, double_param(req, "from", 0), double_param(req, "to", 1e12));
-          if (!steps) {
-            series[key] = json::array();
-            continue;
-          }
-          std::tie(from, to) = *steps;
-        }
         json rows = json::array();
-        for (const tracker::Bucket& b : q.series(id, key, from, to, buckets))
-          rows.push_back({b.first_step, b.last_step, number_or_null(b.min), number_or_null(b.max), number_or_null(b.last), b.last_wall, b.count});
+        if (const auto span = by_step ? q.step_range(id, key) : q.steps_between(id, key, from_wall, to_wall)) {
+          const int64_t from = std::max(span->first, from_step), to = std::min(span->second, to_step);
+          for (const tracker::Bucket& b : q.series(id, key, from, to, buckets))
+            rows.push_back({b.first_step, b.last_step, number_or_null(b.min), number_or_null(b.max), number_or_null(b.last),
+                            b.last_wall, b.count});
+        }
         series[key] = std::move(rows);
       }
       return 0;
@@ -496,7 +491,7 @@ struct Server::Impl {
       return 0;
     });
     res.set_header("Content-Disposition", "attachment; filename=\"run-" + std::to_string(id) + (system ? "-system" : "") + ".csv\"");
-    send_body(res, out.str(), "text/csv; charset=utf-8");
+    res.set_content(out.str(), "text/csv; charset=utf-8");
   }
 
   // ?name=N: that artifact's versions; ?run=UID: those the run logged or used; else all.
@@ -562,10 +557,6 @@ struct Server::Impl {
   // Sends `event` (with its version as data) each time `version()` changes; comments keep the
   // connection alive. Ends when the client goes away or the server stops.
   void stream(httplib::Response& res, std::function<std::vector<std::pair<std::string, std::string>>(tracker::Query&)> versions) {
-    if (streams.fetch_add(1) >= kMaxStreams) {
-      streams.fetch_sub(1);
-      throw HttpError(503, "too many live streams open (" + std::to_string(kMaxStreams) + "); close some dashboard tabs");
-    }
     // The stream keeps its own connection: data_version counts commits seen by one connection.
     struct State {
       std::unique_ptr<tracker::Query> q;
@@ -573,7 +564,12 @@ struct Server::Impl {
       std::map<std::string, std::string> last;
     };
     auto state = std::make_shared<State>();
-    state->q = acquire();
+    state->q = acquire();  // before the count: if it throws, nothing is counted
+    if (streams.fetch_add(1) >= kMaxStreams) {
+      streams.fetch_sub(1);
+      release(std::move(state->q));
+      throw HttpError(503, "too many live streams open (" + std::to_string(kMaxStreams) + "); close some dashboard tabs");
+    }
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
         "text/event-stream",
@@ -714,7 +710,7 @@ Server::Server(Options options) : impl_(std::make_unique<Impl>(std::move(options
   // What cpp-httplib answers itself (a body over the limit, a malformed request) gets a message too.
   h.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     drop_ranges(req);
-    if (!res.body.empty() || res.has_header("Content-Type")) return;  // our own answer (send_body)
+    if (!res.body.empty()) return;  // a handler's own answer
     const std::string message = res.status == 413 ? "the request body is larger than " + std::to_string(kMaxBodyBytes) + " bytes"
                                                   : "HTTP " + std::to_string(res.status);
     send_json(res, {{"error", message}}, res.status);
