@@ -5,6 +5,7 @@
 #include <type_traits>
 
 #include "common/util/json.h"
+#include "common/util/sha256.h"
 
 namespace tracker {
 namespace {
@@ -110,7 +111,7 @@ void check_body(const ArtifactLogged& e) {
       throw std::invalid_argument("artifact '" + e.name + "': refusing file path '" + f.path.substr(0, 64) + "'");
     if (i > 0 && !(e.files[i - 1].path < f.path))
       throw std::invalid_argument("artifact '" + e.name + "': files must be in path order, each once");
-    if (f.sha256.size() != 64 || f.sha256.find_first_not_of("0123456789abcdef") != std::string::npos)
+    if (!util::is_sha256_hex(f.sha256))
       throw std::invalid_argument("artifact '" + e.name + "': file " + f.path + " has no valid sha256");
     if (f.size < 0) throw std::invalid_argument("artifact '" + e.name + "': file " + f.path + " has a negative size");
   }

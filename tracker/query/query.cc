@@ -216,12 +216,15 @@ nlohmann::json RunRecord::to_json() const {
 Query::Query(const std::string& path) : db_(open_database(path, OpenMode::kReadOnly)) {}
 
 std::vector<RunRecord> Query::load(const RunFilter& filter, int64_t only_id) {
-  Stmt s(*db_, R"SQL(
+  // One run through its primary key; an "id = 0 OR r.id = id" condition would scan the table.
+  const std::string runs = R"SQL(
     SELECT r.id, r.uid, p.name, r.name, r.group_name, r.tags, r.notes, r.config, r.status, r.created_at,
            r.heartbeat_at, coalesce(r.finished_at, 0)
     FROM runs r JOIN projects p ON p.id = r.project_id
-    WHERE (?1 = '' OR p.name = ?1) AND (?2 = '' OR r.status = ?2) AND (?3 = 0 OR r.id = ?3) ORDER BY r.id)SQL");
-  s.bind(1, filter.project).bind(2, filter.status).bind(3, only_id);
+    WHERE (?1 = '' OR p.name = ?1) AND (?2 = '' OR r.status = ?2))SQL";
+  Stmt s(*db_, (only_id ? runs + " AND r.id = ?3" : runs + " ORDER BY r.id").c_str());
+  s.bind(1, filter.project).bind(2, filter.status);
+  if (only_id) s.bind(3, only_id);
   std::vector<RunRecord> out;
   std::map<int64_t, size_t> index;
   while (s.step()) {
@@ -244,8 +247,7 @@ std::vector<RunRecord> Query::load(const RunFilter& filter, int64_t only_id) {
     index[r.id] = out.size();
     out.push_back(std::move(r));
   }
-  // Summaries: of one run through its primary key, of all runs in one pass over the table (an
-  // "id = 0 OR run_id = id" condition would scan the whole table for one run).
+  // Summaries: of one run through their key, of all runs in one pass over the table.
   const std::string summaries = "SELECT s.run_id, k.name, s.last, s.last_step, s.min, s.max, s.count, s.goal "
                                 "FROM summaries s JOIN metric_keys k ON k.id = s.key_id";
   Stmt sum(*db_, (only_id ? summaries + " WHERE s.run_id = ?1" : summaries).c_str());
@@ -369,24 +371,33 @@ std::vector<Bucket> Query::series(int64_t run_id, const std::string& key, int64_
   return out;
 }
 
-std::optional<std::pair<int64_t, int64_t>> Query::step_range(int64_t run_id, const std::string& key) {
-  Stmt s(*db_, "SELECT (SELECT min(step) FROM metrics m WHERE m.run_id = ?1 AND m.key_id = k.id), s.last_step "
-               "FROM metric_keys k JOIN summaries s ON s.key_id = k.id AND s.run_id = ?1 WHERE k.name = ?2 AND s.count > 0");
+namespace {
+
+// One series' key id and first and last step: nothing if it has no points.
+struct SeriesSpan {
+  int64_t key_id, first, last;
+};
+std::optional<SeriesSpan> series_span(Db& db, int64_t run_id, const std::string& key) {
+  Stmt s(db, "SELECT k.id, (SELECT min(step) FROM metrics m WHERE m.run_id = ?1 AND m.key_id = k.id), s.last_step "
+             "FROM metric_keys k JOIN summaries s ON s.key_id = k.id AND s.run_id = ?1 WHERE k.name = ?2 AND s.count > 0");
   s.bind(1, run_id).bind(2, key);
-  if (!s.step() || s.is_null(0)) return std::nullopt;
-  return std::make_pair(s.int64(0), s.int64(1));
+  if (!s.step() || s.is_null(1)) return std::nullopt;
+  return SeriesSpan{s.int64(0), s.int64(1), s.int64(2)};
+}
+
+}  // namespace
+
+std::optional<std::pair<int64_t, int64_t>> Query::step_range(int64_t run_id, const std::string& key) {
+  const auto span = series_span(*db_, run_id, key);
+  if (!span) return std::nullopt;
+  return std::make_pair(span->first, span->last);
 }
 
 std::optional<std::pair<int64_t, int64_t>> Query::steps_between(int64_t run_id, const std::string& key, double w0,
                                                                 double w1) {
-  int64_t key_id, min_step, max_step;
-  {
-    Stmt s(*db_, "SELECT k.id, (SELECT min(step) FROM metrics m WHERE m.run_id = ?1 AND m.key_id = k.id), s.last_step "
-                 "FROM metric_keys k JOIN summaries s ON s.key_id = k.id AND s.run_id = ?1 WHERE k.name = ?2 AND s.count > 0");
-    s.bind(1, run_id).bind(2, key);
-    if (!s.step()) return std::nullopt;
-    key_id = s.int64(0), min_step = s.int64(1), max_step = s.int64(2);
-  }
+  const auto span = series_span(*db_, run_id, key);
+  if (!span) return std::nullopt;
+  const int64_t key_id = span->key_id, min_step = span->first, max_step = span->last;
   Stmt tier(*db_, "SELECT min(bucket) FROM metric_tiers WHERE run_id = ? AND key_id = ? AND width = ? "
                   "AND bucket BETWEEN ? AND ? AND last_wall >= ?");
   Stmt raw(*db_, "SELECT min(step) FROM metrics WHERE run_id = ? AND key_id = ? AND step BETWEEN ? AND ? AND wall >= ?");
