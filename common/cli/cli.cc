@@ -1,5 +1,7 @@
 #include "common/cli/cli.h"
 
+#include <signal.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -201,6 +203,17 @@ int dispatch(const std::vector<Command>& commands, int argc, char** argv) {
     std::cerr << "i3lab " << best->path << ": error: " << e.what() << "\n";
     return 1;
   }
+}
+
+namespace {
+std::atomic<bool> stop_requested{false};
+extern "C" void cli_request_stop(int) { stop_requested.store(true); }
+}  // namespace
+
+const std::atomic<bool>& stop_on_signals() {
+  signal(SIGINT, cli_request_stop);
+  signal(SIGTERM, cli_request_stop);
+  return stop_requested;
 }
 
 }  // namespace cli

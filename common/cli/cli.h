@@ -5,6 +5,7 @@
 // switches are `--name`. A value flag given twice keeps every value (get_all), e.g. --set.
 #pragma once
 
+#include <atomic>
 #include <climits>
 #include <cmath>
 #include <functional>
@@ -70,5 +71,9 @@ int dispatch(const std::vector<Command>& commands, int argc, char** argv);
 
 // Parses "1,2,3" into integers; throws UsageError naming `what` on a malformed item.
 std::vector<long long> parse_int_list(const std::string& text, const std::string& what);
+
+// For commands that serve until stopped: from now on SIGINT and SIGTERM set the returned flag
+// instead of ending the process.
+const std::atomic<bool>& stop_on_signals();
 
 }  // namespace cli

@@ -2,7 +2,6 @@
 // library call, a table or JSON out.
 #include "coordinator/cli/commands.h"
 
-#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -35,14 +34,6 @@ namespace {
 using cli::Args;
 using cli::UsageError;
 using nlohmann::json;
-
-std::atomic<bool> stop_requested{false};
-extern "C" void stop_coordinator(int) { stop_requested.store(true); }
-
-void stop_on_signals() {
-  signal(SIGINT, stop_coordinator);
-  signal(SIGTERM, stop_coordinator);
-}
 
 std::string endpoint_of(const Args& args) { return args.get("coordinator", client::kDefaultEndpoint); }
 
@@ -113,7 +104,7 @@ int coordinator_cmd(const Args& args) {
   if (options.insecure && !wire::is_loopback(options.listen))
     std::cerr << "coordinator: warning: --insecure: any machine that reaches " << coordinator.endpoint()
               << " can register as a worker and submit jobs" << std::endl;
-  stop_on_signals();
+  const std::atomic<bool>& stop = cli::stop_on_signals();
   struct StopHttp {
     std::unique_ptr<web::Server>& server;
     std::thread& thread;
@@ -122,7 +113,7 @@ int coordinator_cmd(const Args& args) {
       if (thread.joinable()) thread.join();
     }
   } stop_http{server, http_thread};
-  coordinator.serve(stop_requested);
+  coordinator.serve(stop);
   std::cerr << "coordinator: stopped" << std::endl;
   return 0;
 }
@@ -278,12 +269,12 @@ int up_cmd(const Args& args) {
   client::Client c(cluster.endpoint());
   const json ids = c.call("submit", {{"jobs", json::array({job})}})["ids"];
   std::cout << "submitted job " << ids[0].get<int64_t>() << std::endl;
-  stop_on_signals();
+  const std::atomic<bool>& stop = cli::stop_on_signals();
   const auto start = util::Clock::now();
   std::string last;
   bool finished = false;
   int failed = 0;
-  while (!stop_requested.load()) {
+  while (!stop.load()) {
     cluster.check();
     const json counts = c.call("counts");
     int done = 0, total = 0;

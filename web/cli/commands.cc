@@ -1,7 +1,5 @@
 #include "web/cli/commands.h"
 
-#include <signal.h>
-
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -13,9 +11,6 @@
 namespace web {
 namespace {
 
-std::atomic<bool> stop_requested{false};
-extern "C" void stop_ui(int) { stop_requested.store(true); }
-
 int ui_cmd(const cli::Args& args) {
   Options options;
   options.db_path = args.require("db");
@@ -25,14 +20,14 @@ int ui_cmd(const cli::Args& args) {
   Server server(options);
   std::cout << "dashboard: " << server.url() << "/  (read-only, database " << options.db_path << "; Ctrl-C stops)" << std::endl;
   if (const std::string w = exposure_warning(options); !w.empty()) std::cerr << "ui: warning: " << w << std::endl;
-  signal(SIGINT, stop_ui);
-  signal(SIGTERM, stop_ui);
-  std::thread watcher([&server] {
-    while (!stop_requested.load()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const std::atomic<bool>& stop = cli::stop_on_signals();
+  std::atomic<bool> served{false};
+  std::thread watcher([&] {  // cpp-httplib's listen loop is stopped from another thread
+    while (!stop.load() && !served.load()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     server.stop();
   });
   server.serve();
-  stop_requested = true;
+  served = true;
   watcher.join();
   return 0;
 }

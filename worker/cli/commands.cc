@@ -1,8 +1,6 @@
 // `i3lab worker`: flags in, one Worker, served until SIGINT or SIGTERM.
 #include "worker/cli/commands.h"
 
-#include <signal.h>
-
 #include <atomic>
 #include <sstream>
 
@@ -15,8 +13,6 @@ namespace {
 using cli::Args;
 using cli::UsageError;
 
-std::atomic<bool> stop_requested{false};
-extern "C" void stop_worker(int) { stop_requested.store(true); }
 
 // --- worker ------------------------------------------------------------------------------------
 
@@ -54,9 +50,7 @@ int worker_cmd(const Args& args) {
   else
     options.keys = keys::client_keys_from_environment();
   Worker w(options);
-  signal(SIGINT, stop_worker);
-  signal(SIGTERM, stop_worker);
-  w.serve(stop_requested);
+  w.serve(cli::stop_on_signals());
   return 0;
 }
 
