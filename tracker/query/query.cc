@@ -521,11 +521,16 @@ std::string Query::runs_version() {
 }
 
 std::string Query::jobs_version() {
-  Stmt s(*db_, "SELECT count(*), coalesce(max(id), 0), total(attempt), total(coalesce(started_at, 0)), "
+  // How many jobs are in each status (through jobs_by_status), so a requeue (assigned or running
+  // back to queued) shows, plus what changes within a status.
+  Stmt s(*db_, "SELECT (SELECT group_concat(status || ':' || n, ' ') FROM (SELECT status, count(*) AS n FROM jobs GROUP BY status)), "
+               "coalesce(max(id), 0), total(attempt), total(restarts), total(not_before), total(coalesce(started_at, 0)), "
                "total(coalesce(finished_at, 0)), total(cancel_requested) FROM jobs");
   if (!s.step()) return "";
-  return std::to_string(s.int64(0)) + " " + std::to_string(s.int64(1)) + " " + format_double(s.real(2)) + " " +
-         format_double(s.real(3)) + " " + format_double(s.real(4)) + " " + format_double(s.real(5));
+  std::string out = s.is_null(0) ? "" : s.text(0);
+  out += " " + std::to_string(s.int64(1));
+  for (int i = 2; i < 8; ++i) out += " " + format_double(s.real(i));
+  return out;
 }
 
 std::string Query::workers_version() {
