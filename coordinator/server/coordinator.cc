@@ -32,6 +32,7 @@ using protocol::Message;
 using protocol::Type;
 
 constexpr int kMaxMessagesPerTurn = 5000;  // then commit and send, so replies do not wait on a flood
+constexpr size_t kMaxCallsPerTurn = 8;       // the same for calls (an HTTP write may carry 100,000 events)
 constexpr double kMaxBackoffS = 60;
 constexpr int64_t kMaxLogLine = int64_t{1} << 48;  // a line number; first + count stays far from overflow
 
@@ -177,13 +178,17 @@ struct Coordinator::State {
     if (wake_fd >= 0) close(wake_fd);
   }
 
-  // Calls still queued when serving ends are refused, and later ones at once.
+  // Calls still queued when serving ends are refused, and later ones at once; calls taken but
+  // not answered (the turn's commit failed) are refused too.
   void end_calls() {
     std::lock_guard<std::mutex> lock(calls_mu);
     serving_ended = true;
     for (Call& c : calls)
       c.answer.set_exception(std::make_exception_ptr(std::runtime_error("the coordinator has stopped")));
     calls.clear();
+    for (auto& [promise, outcome] : answers)
+      promise.set_exception(std::make_exception_ptr(std::runtime_error("the coordinator stopped before committing this")));
+    answers.clear();
   }
 
   void log(const std::string& line) { options.log(line); }
@@ -968,7 +973,14 @@ struct Coordinator::State {
     std::deque<Call> taken;
     {
       std::lock_guard<std::mutex> lock(calls_mu);
-      taken.swap(calls);
+      while (!calls.empty() && taken.size() < kMaxCallsPerTurn) {
+        taken.push_back(std::move(calls.front()));
+        calls.pop_front();
+      }
+      if (!calls.empty()) {  // the rest next turn, which then does not wait
+        const uint64_t one = 1;
+        (void)!write(wake_fd, &one, sizeof one);
+      }
     }
     for (Call& c : taken) {
       try {
