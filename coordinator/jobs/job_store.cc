@@ -125,19 +125,7 @@ tracker::Applied JobStore::apply_event(const tracker::Event& event, const std::v
   begin();
   if (!applier_) applier_ = std::make_unique<tracker::Applier>(*db_, content_);
   applier_->accept_missing(gone);
-  if (!tracker::Applier::needs_savepoint(event)) return applier_->apply(event);
-  applier_->write_points();  // outside the savepoint: its rollback must not lose them
-  db_->exec("SAVEPOINT event");
-  try {
-    tracker::Applied applied = applier_->apply(event);
-    db_->exec("RELEASE event");
-    return applied;
-  } catch (...) {
-    db_->exec("ROLLBACK TO event");
-    db_->exec("RELEASE event");
-    applier_->forget_keys();
-    throw;
-  }
+  return applier_->apply_isolated(event);
 }
 
 nlohmann::json JobStore::run_seed(const std::string& run_uid) {

@@ -302,6 +302,36 @@ ArtifactVersion Applier::delete_artifact(const std::string& ref) {
   return gone;
 }
 
+// A metrics event fails, if at all, before it buffers its points (the new metric keys it wrote
+// are kept, and harmless): it needs no savepoint, nor the buffered points written first, so a
+// batch of them stays one pass of aggregate updates instead of one per event. Any other event
+// is applied in a savepoint, the buffered points written first so its rollback cannot lose them.
+Applied Applier::apply_isolated(const Event& event) {
+  if (std::holds_alternative<Metrics>(event.body)) {
+    try {
+      return apply(event);
+    } catch (const DbError& e) {
+      throw TransactionLost(e.what());  // without a savepoint nothing shows what it undid
+    }
+  }
+  write_points();
+  db_.exec("SAVEPOINT event");
+  try {
+    Applied applied = apply(event);
+    db_.exec("RELEASE event");
+    return applied;
+  } catch (...) {
+    try {
+      db_.exec("ROLLBACK TO event");
+      db_.exec("RELEASE event");
+    } catch (const DbError& e) {
+      throw TransactionLost(e.what());
+    }
+    forget_keys();
+    throw;
+  }
+}
+
 void Applier::write_points() {
   if (points_.empty()) return;
   // In (run, key, step) order the inserts walk the clustered index forwards and each series'

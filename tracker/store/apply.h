@@ -32,6 +32,13 @@ struct MissingContent : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The transaction an event was being applied in can no longer be trusted (SQLite rolled it back
+// on a full disk or an I/O error, or an event's writes could not be undone): the caller fails
+// the whole batch rather than go on.
+struct TransactionLost : DbError {
+  using DbError::DbError;
+};
+
 class Applier {
  public:
   Applier(Db& db, const ContentStore& content) : db_(db), content_(content) {}
@@ -41,31 +48,28 @@ class Applier {
   // std::invalid_argument (an alias still on a version to delete, a type clash),
   // MissingContent; the caller rolls its database changes back (a savepoint).
   Applied apply(const Event& event);
-  // False for an event whose application writes nothing a failure would have to undo: a metrics
-  // event fails, if at all, before it buffers its points (its new metric keys are kept, and
-  // harmless). Such an event needs no savepoint around it, nor the buffered points written
-  // first, so a batch of them stays one pass of aggregate updates instead of one per event.
-  static bool needs_savepoint(const Event& event) { return !std::holds_alternative<Metrics>(event.body); }
+  // apply() for an event among others in one transaction: when it throws, the database is as it
+  // was before the event and the others stand. Throws what apply() throws, or TransactionLost.
+  Applied apply_isolated(const Event& event);
   // Lets the artifact_logged events applied next (until the next call) name these files
   // although the content store lacks them: for a relay whose producer has deleted the version
   // since (its later events delete it here too), so that version numbers stay the same on both
   // sides.
   void accept_missing(const std::vector<std::string>& sha256s) { gone_ = {sha256s.begin(), sha256s.end()}; }
-  // Writes the buffered metric points. Before a savepoint, so a rollback cannot lose them.
-  void write_points();
   // Writes the buffered points and each touched run's event_seq: call before committing.
   void finish_batch();
   // After the transaction committed: removes the files of deleted versions from the content
   // store. After it rolled back: puts them back and forgets what it cached.
   void committed();
   void rolled_back();
+ private:
+  // Writes the buffered metric points. Before a savepoint, so a rollback cannot lose them.
+  void write_points();
   // After a savepoint rolled back: forgets cached metric key ids (they may be gone).
   void forget_keys() {
     key_ids_.clear();
     last_keys_.clear();
   }
-
- private:
   struct RunState {
     int64_t id = 0;
     uint64_t seq = 0;  // highest applied

@@ -138,25 +138,11 @@ void Store::write_batch(std::vector<Queued>& batch) {
         applier.apply(q.event);  // a failure here is the writer's
         continue;
       }
-      if (!Applier::needs_savepoint(q.event)) {
-        try {
-          done.emplace_back(&*q.result, applier.apply(q.event));
-        } catch (const DbError&) {
-          throw;  // the database's, not the event's: the whole batch fails
-        } catch (...) {
-          failed.emplace_back(&*q.result, std::current_exception());
-        }
-        continue;
-      }
-      applier.write_points();  // outside the savepoint: its rollback must not lose them
-      db.exec("SAVEPOINT event");
       try {
-        done.emplace_back(&*q.result, applier.apply(q.event));
-        db.exec("RELEASE event");
+        done.emplace_back(&*q.result, applier.apply_isolated(q.event));
+      } catch (const TransactionLost&) {
+        throw;  // the whole batch fails
       } catch (...) {
-        db.exec("ROLLBACK TO event");
-        db.exec("RELEASE event");
-        applier.forget_keys();
         failed.emplace_back(&*q.result, std::current_exception());
       }
     }
