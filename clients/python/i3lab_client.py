@@ -52,42 +52,50 @@ _QUEUE_EVENTS = 100000
 _BATCH_EVENTS = 2000
 _CHUNK_BYTES = 4 << 20
 _HIST_BINS = 64
+_MAX_ANSWER_BYTES = 16 << 20
 
 
 def _now():
     return time.time()
 
 
-def _number(v):
-    """A metric value as the events' JSON form takes it, or None if it is not a number."""
+def _scalar(v):
+    """v as a Python number (a tensor's or numpy value's through .item(), read once), or None."""
+    if type(v) is float or type(v) is int:  # the common case first: log() runs every step
+        return v
     if hasattr(v, "item") and callable(v.item):
         try:
             v = v.item()
         except (ValueError, RuntimeError):
             return None
-    if isinstance(v, bool):
-        return float(v)
-    if isinstance(v, (int, float)):
-        v = float(v)
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
+    return v if isinstance(v, (int, float)) else None  # bool is an int
+
+
+def _number(v):
+    """A metric value as the events' JSON form takes it, or None if it is not a number."""
+    v = _scalar(v)
+    if v is None:
+        return None
+    v = float(v)
+    if math.isfinite(v):
         return v
-    return None
+    return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
 
 
 def _plain(v):
-    """A config value as JSON."""
+    """A config value or table cell as JSON (NaN and infinities as the strings "nan", "inf",
+    "-inf", which JSON cannot hold)."""
     if isinstance(v, dict):
         return {str(k): _plain(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
         return [_plain(x) for x in v]
+    if isinstance(v, float) and not math.isfinite(v):
+        return _number(v)
     if isinstance(v, (str, int, float, bool)) or v is None:
         return v
     if hasattr(v, "item") and callable(v.item):
         try:
-            return v.item()
+            return _plain(v.item())
         except (ValueError, RuntimeError):
             pass
     return str(v)
@@ -186,8 +194,20 @@ class Histogram:
             import torch
             self.counts = [int(c) for c in torch.histc(t, bins=num_bins, min=self.lo, max=self.hi).tolist()]
             return
+        if hasattr(sequence, "__array__"):  # numpy: counted by numpy, not value by value
+            import numpy
+            a = numpy.asarray(sequence, dtype=numpy.float64).ravel()
+            a = a[numpy.isfinite(a)]
+            if a.size == 0 or a.min() >= a.max():
+                self.lo = self.hi = float(a.min()) if a.size else 0.0
+                self.counts = [int(a.size)] if a.size else []
+                return
+            counts, edges = numpy.histogram(a, bins=num_bins)
+            self.counts = [int(c) for c in counts]
+            self.lo, self.hi = float(edges[0]), float(edges[-1])
+            return
         values = []
-        for v in (sequence if sequence is not None else []):  # a list, a numpy array, any iterable
+        for v in (sequence if sequence is not None else []):  # a list, any iterable
             try:
                 v = float(v)
             except (TypeError, ValueError):
@@ -203,9 +223,9 @@ class Histogram:
             self.counts = [len(values)]
             return
         self.counts = [0] * num_bins
-        width = (self.hi - self.lo) / num_bins
+        width = self.hi / num_bins - self.lo / num_bins  # hi - lo may overflow (1e308 - -1e308)
         for v in values:
-            self.counts[min(num_bins - 1, int((v - self.lo) / width))] += 1
+            self.counts[min(num_bins - 1, int(v / width - self.lo / width))] += 1
 
 
 class Artifact:
@@ -229,6 +249,8 @@ class Artifact:
         for root, _, files in os.walk(local_path):
             for f in files:
                 full = os.path.join(root, f)
+                if not os.path.isfile(full):  # a FIFO would block hashing; a dangling link has no bytes
+                    continue
                 rel = os.path.relpath(full, local_path).replace(os.sep, "/")
                 self._files[(name.rstrip("/") + "/" + rel) if name else rel] = full
 
@@ -251,6 +273,7 @@ class _HttpSender:
         self.failure = None
         self.fallback_folder = fallback_folder  # where events go that finish() gives up sending
         self.fallback = None
+        self.fallback_closed = False
         self.fallback_lock = threading.Lock()
         self.saved = 0
         self.in_flight = []
@@ -264,7 +287,10 @@ class _HttpSender:
         if self.token:
             req.add_header("Authorization", "Bearer " + self.token)
         with urllib.request.urlopen(req, timeout=timeout) as res:
-            return json.loads(res.read() or b"null")
+            answer = json.loads(res.read(_MAX_ANSWER_BYTES) or b"null")
+        if not isinstance(answer, dict):
+            raise ValueError(f"{self.url}{path} answered {type(answer).__name__}, not a JSON object")
+        return answer
 
     def put(self, item):
         try:
@@ -283,18 +309,23 @@ class _HttpSender:
             while True:
                 f.seek(offset)
                 chunk = f.read(_CHUNK_BYTES)
+                took = True
                 try:
                     answer = self._request("PUT", f"/api/v1/files/{sha}?size={size}&offset={offset}", chunk,
                                            "application/octet-stream")
                 except urllib.error.HTTPError as e:
                     if e.code != 409:  # 409: a chunk at another offset than the server's
                         raise
-                    answer = json.loads(e.read() or b"{}")
+                    answer, took = json.loads(e.read(_MAX_ANSWER_BYTES) or b"{}"), False
+                if not isinstance(answer, dict):
+                    raise ValueError(f"upload of {path}: the server answered {type(answer).__name__}")
                 if answer.get("done"):
                     return
-                if answer.get("have", offset) == offset and not chunk:
-                    raise RuntimeError(f"upload of {path} ended at {offset} of {size} bytes")
-                offset = answer.get("have", offset)
+                # The server holds more than before (or, after a 409, names what it holds).
+                have = answer.get("have")
+                if not isinstance(have, int) or not 0 <= have <= size or (took and have <= offset):
+                    raise RuntimeError(f"upload of {path}: the server holds {have!r} of {size} bytes after a chunk at {offset}")
+                offset = have
 
     def _send(self, batch):
         """Sends one batch until it is accepted; only a refusal (400) is given up on."""
@@ -327,6 +358,8 @@ class _HttpSender:
         """Keeps events the server did not take in the fallback folder, as offline mode writes
         them, for `i3lab sync` (duplicates are harmless: the store skips a seq it has)."""
         with self.fallback_lock:
+            if self.fallback_closed:  # close() saved the batch in flight already
+                return
             if self.fallback is None:
                 self.fallback = _OfflineWriter(self.fallback_folder)
             for item in items:
@@ -352,13 +385,21 @@ class _HttpSender:
 
     def _send_in_flight(self, batch):
         self.in_flight = batch
-        self._send(batch)
+        try:
+            self._send(batch)
+        except Exception as e:  # a server answering nonsense, a file gone: keep the batch, go on
+            print(f"i3lab: cannot send {len(batch)} events to {self.url} ({e}); they are kept for i3lab sync",
+                  file=sys.stderr)
+            self._save(batch)
         self.in_flight = []
 
     def close(self, timeout):
         self.stopping = True
         self.deadline = time.monotonic() + timeout
-        self.queue.put(None)
+        try:
+            self.queue.put(None, timeout=timeout + 5)
+        except queue.Full:
+            pass  # the sender is stuck in a request: what is queued is saved below
         self.thread.join(timeout + 5)
         if self.thread.is_alive():
             # Stuck in a request: what is queued, and the batch in flight, are saved from here.
@@ -375,7 +416,9 @@ class _HttpSender:
             print(f"i3lab: {self.url} did not take {self.saved} events in {timeout} s; they are saved in "
                   f"{self.fallback_folder}. Store them with: i3lab sync --from {self.fallback_folder} --to "
                   f"THE_SERVER'S_DATABASE", file=sys.stderr)
-            self.fallback.close(0, quiet=True)
+            with self.fallback_lock:
+                self.fallback_closed = True
+                self.fallback.close(0, quiet=True)
         if self.failure:
             print(f"i3lab: {self.failure}", file=sys.stderr)
 
@@ -503,7 +546,7 @@ class Run:
 
     def _log_now(self, data):
         """Values set in the summary: logged at the last committed step."""
-        values = {str(k): _number(v) for k, v in data.items() if _number(v) is not None}
+        values = {str(k): n for k, n in ((k, _number(v)) for k, v in data.items()) if n is not None}
         if values:
             self._emit("metrics", step=max(self.step - 1, 0), wall=_now(), values=values)
 
@@ -525,10 +568,10 @@ class Run:
                     if n is not None:
                         values[f"{key}/{k2}"] = n
             else:
-                n = _number(v)
-                if n is not None:
-                    values[key] = n
-                    dict.__setitem__(self.summary, key, v.item() if hasattr(v, "item") else v)
+                x = _scalar(v)  # a tensor's value read once: .item() waits for the device
+                if x is not None:
+                    values[key] = _number(x)
+                    dict.__setitem__(self.summary, key, x)
         if values:
             self._emit("metrics", step=step, wall=_now(), values=values)
         self._pending = {}
