@@ -20,7 +20,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "clients", "python"))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "web"))
-import headless_chromium  # noqa: E402  (free_port)
+import i3lab_server  # noqa: E402
 
 
 def timed_calls(f, n):
@@ -64,17 +63,8 @@ def main():
     n = args.calls
     report = {"calls": n, "values_per_call": len(values(0))}
     with tempfile.TemporaryDirectory(prefix="i3lab-bench-client-") as folder:
-        err = open(os.path.join(folder, "coordinator.err"), "w")
-        proc = subprocess.Popen([args.i3lab, "coordinator", "--db", os.path.join(folder, "i3lab.db"), "--listen",
-                                 "tcp://127.0.0.1:*", "--http", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=err, text=True)
-        url = None
-        for _ in range(4):
-            line = proc.stdout.readline()
-            if line.startswith("dashboard:"):
-                url = line.split()[1].rstrip("/")
-                break
-        if not url:
-            sys.exit("client_log.py: the coordinator did not start: " + open(err.name).read())
+        proc, url = i3lab_server.start(i3lab_server.coordinator_argv(args.i3lab, os.path.join(folder, "i3lab.db")),
+                                       os.path.join(folder, "coordinator.err"))
         try:
             t = time.perf_counter()
             wandb = importlib.import_module("i3lab_client")
@@ -99,7 +89,7 @@ def main():
                 sys.exit(f"client_log.py: the server holds {stored['count']} of {n} points")
 
             # Online, server away: every event waits in the queue (bounded at 100,000 events).
-            away = f"http://127.0.0.1:{headless_chromium.free_port()}"
+            away = f"http://127.0.0.1:{i3lab_server.free_port()}"
             wandb.init(project="bench", name="log-cost-away", url=away, dir=folder)  # unsent events go there
             report["server_away"] = summary(timed_calls(lambda i: wandb.log(values(i)), min(n, 90000)))
             os.environ["I3LAB_FINISH_TIMEOUT"] = "0"

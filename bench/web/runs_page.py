@@ -20,37 +20,22 @@ import os
 import random
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "web"))
 import headless_chromium  # noqa: E402
+import i3lab_server  # noqa: E402
 
 
 def post_events(url, events):
-    req = urllib.request.Request(url + "/api/v1/events", data=json.dumps({"events": events}).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=120) as res:
-        return json.loads(res.read())
-
-
-def start(argv, err_path):
-    """Starts an i3lab server and returns (process, dashboard URL)."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=open(err_path, "w"), text=True)
-    for _ in range(4):
-        line = proc.stdout.readline()
-        if line.startswith("dashboard:"):
-            return proc, line.split()[1].rstrip("/")
-    proc.kill()
-    raise RuntimeError(f"{argv[1]} did not start: " + open(err_path).read())
+    return i3lab_server.post(url, "/api/v1/events", {"events": events})
 
 
 def write_runs(i3lab, folder, n):
     """N runs through the coordinator's API, 500 per request, as a sweep would leave them."""
-    proc, url = start([i3lab, "coordinator", "--db", os.path.join(folder, "i3lab.db"), "--listen", "tcp://127.0.0.1:*",
-                       "--http", "127.0.0.1:0"], os.path.join(folder, "coordinator.err"))
+    proc, url = i3lab_server.start(i3lab_server.coordinator_argv(i3lab, os.path.join(folder, "i3lab.db")),
+                                   os.path.join(folder, "coordinator.err"))
     rng = random.Random(1)
     batch = []
     for i in range(n):
@@ -123,7 +108,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="i3lab-bench-runs-") as folder:
         print(f"writing {args.runs} runs...", file=sys.stderr)
         write_runs(args.i3lab, folder, args.runs)
-        ui, url = start([args.i3lab, "ui", "--db", os.path.join(folder, "i3lab.db"), "--http", "127.0.0.1:0"],
+        ui, url = i3lab_server.start([args.i3lab, "ui", "--db", os.path.join(folder, "i3lab.db"), "--http", "127.0.0.1:0"],
                         os.path.join(folder, "ui.err"))
         browser = headless_chromium.Browser(folder)
         try:

@@ -4,26 +4,18 @@ python3-selenium) against a live `i3lab coordinator --http`, runs written throug
 Run by ctest: python3 browser_test.py I3LAB_BINARY SCREENSHOT_DIR. Exits 77 (skipped) when
 Chromium or Selenium is not installed. Screenshots of each page go to SCREENSHOT_DIR.
 """
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 import unittest
-import urllib.request
 
 import headless_chromium
+import i3lab_server
+from i3lab_server import post
 
 I3LAB = SHOTS = None
 XSS = '<img src=x onerror="document.title=\'pwned\'">'
-
-
-def post(url, path, body):
-    req = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as res:
-        return json.loads(res.read())
 
 
 def run_events(uid, name, steps, lr):
@@ -50,15 +42,8 @@ class Dashboard(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory(prefix="i3lab-browser-")
         folder = cls.tmp.name
-        cls.err = open(os.path.join(folder, "coordinator.err"), "w")
-        cls.proc = subprocess.Popen([I3LAB, "coordinator", "--db", os.path.join(folder, "i3lab.db"), "--listen",
-                                     "tcp://127.0.0.1:*", "--http", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=cls.err, text=True)
-        cls.url = None
-        for _ in range(2):
-            line = cls.proc.stdout.readline()
-            if line.startswith("dashboard:"):
-                cls.url = line.split()[1].rstrip("/")
-        assert cls.url, open(cls.err.name).read()
+        cls.proc, cls.url = i3lab_server.start(i3lab_server.coordinator_argv(I3LAB, os.path.join(folder, "i3lab.db")),
+                                               os.path.join(folder, "coordinator.err"))
         cls.uid = "a" * 32
         events, cls.seq = run_events(cls.uid, XSS, 300, 0.001)
         cls.run_id = post(cls.url, "/api/v1/events", {"events": events})["runs"][cls.uid]

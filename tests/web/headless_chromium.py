@@ -10,6 +10,8 @@ import socket
 import subprocess
 import time
 
+from i3lab_server import free_port
+
 
 def missing():
     """Why the browser cannot run here (a line naming what to install), or None."""
@@ -20,12 +22,6 @@ def missing():
     if not (shutil.which("chromium") and os.path.exists("/usr/bin/chromedriver")):
         return "chromium and chromium-driver are not installed (scripts/setup --test-tools installs them)"
     return None
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_for_port(port, procs, timeout=30):

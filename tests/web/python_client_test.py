@@ -7,7 +7,6 @@ Run by ctest: python3 python_client_test.py I3LAB_BINARY. Exits 77 (skipped) wit
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,13 +16,9 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "clients", "python"))
+import i3lab_server  # noqa: E402
+from i3lab_server import free_port  # noqa: E402
 I3LAB = None
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Coordinator:
@@ -33,15 +28,9 @@ class Coordinator:
         self.start()
 
     def start(self):
-        self.err = open(os.path.join(self.folder, "coordinator.err"), "a")
-        self.proc = subprocess.Popen([I3LAB, "coordinator", "--db", os.path.join(self.folder, "i3lab.db"),
-                                      "--listen", "tcp://127.0.0.1:*", "--http", f"127.0.0.1:{self.port}"],
-                                     stdout=subprocess.PIPE, stderr=self.err, text=True)
-        for _ in range(2):
-            line = self.proc.stdout.readline()
-            if line.startswith("dashboard:"):
-                return
-        raise RuntimeError("coordinator did not start: " + open(self.err.name).read())
+        self.proc, _ = i3lab_server.start(
+            i3lab_server.coordinator_argv(I3LAB, os.path.join(self.folder, "i3lab.db"), f"127.0.0.1:{self.port}"),
+            os.path.join(self.folder, "coordinator.err"))
 
     def kill(self):
         self.proc.kill()
