@@ -77,18 +77,18 @@ int export_history(const cli::Args& args) {
 
 int sync_cmd(const cli::Args& args) {
   const auto start = Clock::now();
+  nlohmann::ordered_json out;
   if (std::filesystem::is_directory(args.require("from"))) {
     const EventFolderReport r = sync_event_folder(args.require("from"), args.require("to"));
-    nlohmann::ordered_json out = {{"events_applied", r.events_applied}, {"events_already_there", r.events_already_there},
-                                  {"files_copied", r.files_copied}, {"seconds", seconds_since(start)}};
-    std::cout << (args.has("json") ? out.dump() : out.dump(2)) << "\n";
-    return 0;
+    out = {{"events_applied", r.events_applied}, {"events_already_there", r.events_already_there},
+           {"events_skipped", r.events_skipped}, {"files_copied", r.files_copied}};
+  } else {
+    const SyncReport r = sync_databases(args.require("from"), args.require("to"));
+    out = {{"runs_added", r.runs_added},     {"runs_updated", r.runs_updated},
+           {"points_added", r.points_added}, {"rows_added", r.rows_added},
+           {"artifact_versions_added", r.artifact_versions_added}, {"files_copied", r.files_copied}};
   }
-  SyncReport r = sync_databases(args.require("from"), args.require("to"));
-  nlohmann::ordered_json out = {{"runs_added", r.runs_added},     {"runs_updated", r.runs_updated},
-                                {"points_added", r.points_added}, {"rows_added", r.rows_added},
-                                {"artifact_versions_added", r.artifact_versions_added}, {"files_copied", r.files_copied},
-                                {"seconds", seconds_since(start)}};
+  out["seconds"] = seconds_since(start);
   std::cout << (args.has("json") ? out.dump() : out.dump(2)) << "\n";  // numbers only
   return 0;
 }

@@ -144,13 +144,17 @@ bool IncomingFile::append(std::string_view chunk) {
 }
 
 bool ContentStore::copy_from(const ContentStore& from, const std::string& sha) const {
-  const fs::path target = path_of(sha), source = from.path_of(sha);
+  return copy_in(from.path_of(sha), sha);
+}
+
+bool ContentStore::copy_in(const std::string& source, const std::string& sha) const {
+  const fs::path target = path_of(sha);
   if (fs::exists(target)) return false;
-  if (!fs::exists(source)) throw std::runtime_error(source.string() + ": artifact file missing");
+  if (!fs::is_regular_file(source)) throw std::runtime_error(source + ": artifact file missing");
   const std::string tmp = temp_name(target.parent_path().string());
-  if (copy_hashing(source.string(), tmp).sha != sha) {
+  if (copy_hashing(source, tmp).sha != sha) {
     fs::remove(tmp);
-    throw std::runtime_error(source.string() + ": damaged artifact file (its sha256 does not match its name)");
+    throw std::runtime_error(source + ": damaged artifact file (its sha256 does not match its name)");
   }
   fs::rename(tmp, target);
   return true;

@@ -35,6 +35,9 @@ class ContentStore {
   // false if this store has it already. Throws std::runtime_error if the source copy is missing
   // or damaged.
   bool copy_from(const ContentStore& from, const std::string& sha256) const;
+  // The same for the file at `source`, which claims to hold `sha256` (a folder of files named
+  // by their hashes, as the Python client writes offline).
+  bool copy_in(const std::string& source, const std::string& sha256) const;
   // Copies stored `file` to the path `target` (its folder created), verifying its SHA-256.
   // Throws std::runtime_error naming `label` and the file if it is missing or damaged.
   void fetch(const ArtifactFile& file, const std::string& target, const std::string& label) const;

@@ -40,7 +40,21 @@ EventFolderReport sync_event_folder(const std::string& folder, const std::string
   if (!in) throw std::invalid_argument(log + ": cannot open");
   EventFolderReport report;
   Store store(to);
+  // Outcomes are counted as they come, a few thousand at a time, so a long file holds no
+  // future per line.
   std::vector<std::future<Applied>> results;
+  const auto count = [&] {
+    for (auto& r : results) {
+      try {
+        (r.get().duplicate ? report.events_already_there : report.events_applied) += 1;
+      } catch (const DbError&) {
+        throw;
+      } catch (const std::exception&) {
+        ++report.events_skipped;  // a reference to what this database lacks, as the coordinator skips it
+      }
+    }
+    results.clear();
+  };
   std::string line;
   for (int64_t n = 1; read_line(in, line, kMaxEventLineBytes); ++n) {
     if (line.empty()) continue;
@@ -48,34 +62,26 @@ EventFolderReport sync_event_folder(const std::string& folder, const std::string
     if (line.size() > kMaxEventLineBytes)
       throw std::invalid_argument(where + ": a line longer than " + std::to_string(kMaxEventLineBytes) +
                                   " bytes; no event is that long");
+    const nlohmann::json j = util::parse_json(line, where);  // its errors name `where`
     Event event;
     try {
-      event = event_from_json(util::parse_json(line, where));
+      event = event_from_json(j);
     } catch (const std::invalid_argument& e) {
-      throw std::invalid_argument(std::string(e.what()).rfind(where, 0) == 0 ? e.what() : where + ": " + e.what());
+      throw std::invalid_argument(where + ": " + e.what());
     }
     if (const auto* logged = std::get_if<ArtifactLogged>(&event.body)) {
       for (const ArtifactFile& f : logged->files) {
-        if (store.content().has(f.sha256)) continue;
-        const std::string source = (fs::path(folder) / "files" / f.sha256).string();
-        if (!fs::is_regular_file(source)) throw std::runtime_error(where + ": artifact file " + f.path + " (" + source + ") is missing");
-        if (store.content().put(source, f.path).sha256 != f.sha256)
-          throw std::runtime_error(where + ": artifact file " + source + " is damaged (its SHA-256 differs from its name)");
-        ++report.files_copied;
+        try {
+          if (store.content().copy_in((fs::path(folder) / "files" / f.sha256).string(), f.sha256)) ++report.files_copied;
+        } catch (const std::runtime_error& e) {
+          throw std::runtime_error(where + ": artifact file " + f.path + ": " + e.what());
+        }
       }
     }
     results.push_back(store.submit_for_result(std::move(event)));
+    if (results.size() >= 4096) count();
   }
-  for (auto& r : results) {
-    try {
-      (r.get().duplicate ? report.events_already_there : report.events_applied) += 1;
-    } catch (const DbError&) {
-      throw;
-    } catch (const std::exception&) {
-      // Cannot apply here (a reference to what this database lacks): skipped, as the
-      // coordinator skips such a relayed event.
-    }
-  }
+  count();
   store.flush();
   return report;
 }

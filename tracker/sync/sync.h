@@ -35,14 +35,14 @@ SyncReport sync_databases(const std::string& from, const std::string& to);
 // a folder holding events.jsonl, one event per line in the JSON form of events.h, and
 // files/SHA256 for the artifact files they name.
 struct EventFolderReport {
-  int64_t events_applied = 0, events_already_there = 0, files_copied = 0;
+  int64_t events_applied = 0, events_already_there = 0, events_skipped = 0, files_copied = 0;
 };
 // Applies the folder's events to `to` (created or upgraded) in order. Events carry their run's
 // sequence numbers, so a second sync applies nothing. Throws std::invalid_argument naming the
 // line for a malformed event (nothing of that line or later is applied),
 // std::runtime_error naming the file for an artifact file that is missing or damaged,
 // DbError for an unusable database. Events that cannot apply (naming what is not there) are
-// skipped and counted in neither field.
+// skipped and counted in events_skipped.
 EventFolderReport sync_event_folder(const std::string& folder, const std::string& to);
 
 }  // namespace tracker
