@@ -22,13 +22,22 @@ function el(tag, attrs = {}, ...children) {
   return e;
 }
 
+// Aborted when the page is left: its requests stop, and a page function awaiting one ends there
+// (the AbortError is not shown) instead of drawing into the next page or opening a stream.
+let pageAbort = new AbortController();
+
 async function api(path, options) {
-  const res = await fetch(path, options);
+  const signal = pageAbort.signal;
+  const res = await fetch(path, { ...options, signal });
   const type = res.headers.get("Content-Type") || "";
   const body = type.startsWith("application/json") ? await res.json() : await res.text();
+  if (signal.aborted) throw new DOMException("the page was left", "AbortError");
   if (!res.ok) throw new Error((body && body.error) || `HTTP ${res.status}`);
   return body;
 }
+
+// An error for the person, unless it only says the page was left (api()).
+function report(err) { if (err.name !== "AbortError") toast(err.message); }
 
 function toast(message) {
   const t = document.getElementById("toast");
@@ -48,6 +57,12 @@ function fmtDuration(s) {
 }
 function statusBadge(status) { return el("span", { class: "status status-" + String(status).replace(/[^a-z-]/g, ""), text: status }); }
 function valueText(v) { return v === null || v === undefined ? "" : typeof v === "number" ? fmt(v) : typeof v === "string" ? v : JSON.stringify(v); }
+
+// A table.data: the header texts, then its rows (<tr> elements).
+function dataTable(attrs, headers, rows) {
+  return el("table", { class: "data", ...attrs },
+    el("thead", {}, el("tr", {}, ...headers.map((h) => el("th", { text: h })))), el("tbody", {}, ...rows));
+}
 
 // Flattens a nested config into {"a.b": value}.
 function flatten(obj, prefix = "", out = {}) {
@@ -76,7 +91,7 @@ function throttle(f, ms) {
   return function run() {
     if (waiting) { again = true; return; }
     waiting = true;
-    Promise.resolve(f()).finally(() => setTimeout(() => { waiting = false; if (again) { again = false; run(); } }, ms));
+    Promise.resolve(f()).catch(() => {}).finally(() => setTimeout(() => { waiting = false; if (again) { again = false; run(); } }, ms));
   };
 }
 
@@ -98,6 +113,8 @@ document.addEventListener("click", (e) => {
 window.addEventListener("popstate", route);
 
 function route() {
+  pageAbort.abort();
+  pageAbort = new AbortController();
   for (const f of pageCleanup) f();
   pageCleanup = [];
   const main = document.getElementById("main");
@@ -110,7 +127,9 @@ function route() {
     : path === "/compare" ? comparePage(main, new URLSearchParams(location.search))
     : path === "/cluster" ? clusterPage(main)
     : runsPage(main);
-  Promise.resolve(page).catch((err) => main.append(el("p", { class: "error", text: String(err.message || err) })));
+  Promise.resolve(page).catch((err) => {
+    if (err.name !== "AbortError") main.append(el("p", { class: "error", text: String(err.message || err) }));
+  });
 }
 
 // --- runs page ---------------------------------------------------------------------------------
@@ -141,7 +160,7 @@ async function runsPage(main) {
     colPanel,
     el("div", { class: "vtable", role: "table" }, head, body));
 
-  let runs = [], rows = [], valueKeys = [], shownVersion = null;
+  let runs = [], rows = [], valueKeys = [], keysShown = null, shownVersion = null;
   const fixed = [
     { key: "name", label: "Name", width: 220 }, { key: "status", label: "Status", width: 100 },
     { key: "project", label: "Project", width: 110 }, { key: "tags", label: "Tags", width: 140 },
@@ -153,20 +172,28 @@ async function runsPage(main) {
   };
 
   function columns() {
-    if (!runsState.columns) runsState.columns = valueKeys.filter((k) => k.startsWith("summary.") && !k.endsWith(".best") && !k.includes("system/")).slice(0, 6);
-    return fixed.concat(runsState.columns.filter((k) => valueKeys.includes(k)).map((k) => ({ key: k, label: k.replace(/^(config|summary)\./, ""), width: 120, title: k })));
+    if (!runsState.columns && valueKeys.length)  // the first summaries, once there are any
+      runsState.columns = valueKeys.filter((k) => k.startsWith("summary.") && !k.endsWith(".best") && !k.includes("system/")).slice(0, 6);
+    return fixed.concat((runsState.columns || []).filter((k) => valueKeys.includes(k)).map((k) => ({ key: k, label: k.replace(/^(config|summary)\./, ""), width: 120, title: k })));
   }
 
-  function sortAndGroup() {
-    const q = search.value.trim().toLowerCase();
-    let list = q ? runs.filter((r) => r.name.toLowerCase().includes(q) || (r.tags || []).some((t) => String(t).toLowerCase().includes(q)) || String(r.id) === q) : runs.slice();
+  // The runs in the chosen order, sorted when the list or the order changes; a search keystroke
+  // only filters them.
+  let sorted = [];
+  const collator = new Intl.Collator();
+  function sortRuns() {
     const k = runsState.sortKey, dir = runsState.desc ? -1 : 1;
-    list.sort((a, b) => {
+    sorted = runs.slice().sort((a, b) => {
       const x = cell(a, k), y = cell(b, k);
       if (x === undefined || x === null) return 1;
       if (y === undefined || y === null) return -1;
-      return (typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y))) * dir;
+      return (typeof x === "number" && typeof y === "number" ? x - y : collator.compare(String(x), String(y))) * dir;
     });
+  }
+
+  function filterAndGroup() {
+    const q = search.value.trim().toLowerCase();
+    const list = q ? sorted.filter((r) => r.name.toLowerCase().includes(q) || (r.tags || []).some((t) => String(t).toLowerCase().includes(q)) || String(r.id) === q) : sorted;
     rows = [];
     if (runsState.groupBy) {
       const groups = new Map();
@@ -175,7 +202,10 @@ async function runsPage(main) {
         if (!groups.has(g)) groups.set(g, []);
         groups.get(g).push(r);
       }
-      for (const [g, members] of groups) { rows.push({ isGroup: true, group: g, count: members.length }); rows.push(...members); }
+      for (const [g, members] of groups) {
+        rows.push({ isGroup: true, group: g, count: members.length });
+        for (const m of members) rows.push(m);
+      }
     } else rows = list;
     count.textContent = `${list.length} of ${runs.length} runs`;
   }
@@ -186,20 +216,25 @@ async function runsPage(main) {
       const arrow = runsState.sortKey === c.key ? (runsState.desc ? " ▼" : " ▲") : "";
       head.append(el("button", {
         type: "button", class: "vcell sort", role: "columnheader", style: `width:${c.width}px`, title: c.title || c.label, text: c.label + arrow,
-        onclick: () => { runsState.desc = runsState.sortKey === c.key ? !runsState.desc : c.key === "created_at"; runsState.sortKey = c.key; save(); refresh(); },
+        onclick: () => { runsState.desc = runsState.sortKey === c.key ? !runsState.desc : c.key === "created_at"; runsState.sortKey = c.key; save(); sortRuns(); refresh(); },
       }));
     }
   }
 
-  // Virtual scrolling: only the rows in view (plus a margin) exist in the page.
+  // Virtual scrolling: only the rows in view (plus a margin) exist in the page. A scroll that
+  // keeps the same rows in view draws nothing; redraw() draws what changed underneath.
+  let drawn = "";
+  function redraw() { drawn = ""; renderRows(); }
   function renderRows() {
+    const first = Math.max(0, Math.floor(body.scrollTop / ROW_HEIGHT) - 10);
+    const last = Math.min(rows.length, first + Math.ceil(body.clientHeight / ROW_HEIGHT) + 20);
+    if (drawn === `${first}:${last}`) return;
+    drawn = `${first}:${last}`;
     const cols = columns();
     const total = cols.reduce((w, c) => w + c.width, 36);
     spacer.style.height = rows.length * ROW_HEIGHT + "px";
     spacer.style.width = total + "px";
     head.style.width = total + "px";
-    const first = Math.max(0, Math.floor(body.scrollTop / ROW_HEIGHT) - 10);
-    const last = Math.min(rows.length, first + Math.ceil(body.clientHeight / ROW_HEIGHT) + 20);
     const out = [];
     for (let i = first; i < last; ++i) {
       const r = rows[i];
@@ -232,9 +267,9 @@ async function runsPage(main) {
         const set = new Set(runsState.columns);
         box.checked ? set.add(k) : set.delete(k);
         runsState.columns = valueKeys.filter((x) => set.has(x));
-        save(); renderHead(); renderRows();
+        save(); renderHead(); redraw();
       } });
-      box.checked = runsState.columns.includes(k);
+      box.checked = (runsState.columns || []).includes(k);
       colPanel.append(el("label", { class: "colpick" }, box, " " + k));
     }
   }
@@ -246,7 +281,7 @@ async function runsPage(main) {
     groupSel.value = current;
   }
 
-  function refresh() { sortAndGroup(); renderHead(); renderRows(); }
+  function refresh() { filterAndGroup(); renderHead(); redraw(); }
 
   async function load() {
     const params = new URLSearchParams({ view: "flat" });
@@ -258,27 +293,23 @@ async function runsPage(main) {
       shownVersion = res.version;
     } catch (err) {
       where.classList.add("invalid");
-      toast(err.message);
+      report(err);
       return;
     }
     const keys = new Set();
     for (const r of runs) for (const k of Object.keys(r.values)) keys.add(k);
     valueKeys = [...keys].sort();
-    renderGroupOptions();
+    const keysChanged = valueKeys.join("\n") !== keysShown;  // the options and panel, only then
+    keysShown = valueKeys.join("\n");
+    if (keysChanged) renderGroupOptions();
+    sortRuns();
     refresh();
-    if (!colPanel.classList.contains("hidden")) renderColumnPanel();
+    if (keysChanged && !colPanel.classList.contains("hidden")) renderColumnPanel();
   }
 
   body.addEventListener("scroll", () => { head.style.transform = `translateX(${-body.scrollLeft}px)`; renderRows(); });
   window.addEventListener("resize", renderRows);
   onPageLeave(() => window.removeEventListener("resize", renderRows));
-  // Keyboard: arrows move through the rows, Enter opens the focused one.
-  body.addEventListener("keydown", (e) => {
-    if (e.key === "ArrowDown" || e.key === "ArrowUp") {
-      e.preventDefault();
-      body.scrollTop += (e.key === "ArrowDown" ? 1 : -1) * ROW_HEIGHT;
-    }
-  });
   search.addEventListener("input", () => { runsState.search = search.value; refresh(); });
   where.addEventListener("change", () => { runsState.where = where.value; save(); load(); });
   groupSel.addEventListener("change", () => { runsState.groupBy = groupSel.value; save(); refresh(); });
@@ -365,7 +396,7 @@ async function runPage(main, id) {
     const title = el("div", { class: "charttitle", text: key });
     box.append(title);
     container.append(box);
-    const c = { key, zoom: null, box };
+    const c = { key, zoom: null, box, ticket: 0 };
     c.chart = new I3Chart.LineChart(box, {
       onZoom: (a, z) => { c.zoom = a === null ? null : [a, z]; loadChart(c); },
       xLabel: (v) => state.x === "time" ? fmtDuration(v) : fmt(Math.round(v)),
@@ -376,19 +407,25 @@ async function runPage(main, id) {
     return c;
   }
 
+  const bucketsFor = (c) => Math.max(50, Math.min(2000, Math.round(c.box.clientWidth || 600)));
+  // Draws a chart's buckets with x as the axis shows it.
+  function showSeries(c, b) {
+    const x = b.map((r) => state.x === "time" ? r[5] - run.created_at : state.x === "tokens" ? stepToTokens(r[1]) : r[1]);
+    c.chart.setSeries([{ label: c.key, color: COLORS[0], x, min: b.map((r) => r[2]), max: b.map((r) => r[3]), last: b.map((r) => r[4]) }]);
+    c.box.dataset.loaded = String(b.length);
+  }
+
+  // One chart, zoomed or not. Its ticket drops an answer that a later request overtook.
   async function loadChart(c) {
-    const buckets = Math.max(50, Math.min(2000, Math.round(c.box.clientWidth || 600)));
-    const p = new URLSearchParams({ key: c.key, buckets: String(buckets) });
+    const ticket = ++c.ticket;
+    const p = new URLSearchParams({ key: c.key, buckets: String(bucketsFor(c)) });
     if (c.zoom) {
       if (state.x === "time") { p.set("x", "time"); p.set("from", String(run.created_at + c.zoom[0])); p.set("to", String(run.created_at + c.zoom[1])); }
       else if (state.x === "tokens") { p.set("from", String(Math.floor(tokensToStep(c.zoom[0])))); p.set("to", String(Math.ceil(tokensToStep(c.zoom[1])))); }
       else { p.set("from", String(Math.floor(c.zoom[0]))); p.set("to", String(Math.ceil(c.zoom[1]))); }
     }
     const res = await api(`/api/v1/runs/${id}/series?` + p);
-    const b = res.series[c.key] || [];
-    const x = b.map((r) => state.x === "time" ? r[5] - run.created_at : state.x === "tokens" ? stepToTokens(r[1]) : r[1]);
-    c.chart.setSeries([{ label: c.key, color: COLORS[0], x, min: b.map((r) => r[2]), max: b.map((r) => r[3]), last: b.map((r) => r[4]) }]);
-    c.box.dataset.loaded = String(b.length);
+    if (ticket === c.ticket) showSeries(c, res.series[c.key] || []);
   }
 
   async function loadCharts() {
@@ -397,7 +434,18 @@ async function runPage(main, id) {
       makeChart(key.startsWith("system/") ? systemEl : chartsEl, key);
     }
     if (state.x === "tokens") await loadTokenMap();
-    await Promise.all([...state.charts.values()].filter((c) => !c.zoom).map(loadChart));
+    // The charts not zoomed in, 64 keys per request (the API's most), not one request each: a
+    // live run refreshes them all on every change.
+    const whole = [...state.charts.values()].filter((c) => !c.zoom);
+    const groups = [];
+    for (let i = 0; i < whole.length; i += 64) groups.push(whole.slice(i, i + 64));
+    await Promise.all(groups.map(async (group) => {
+      const tickets = group.map((c) => ++c.ticket);
+      const p = new URLSearchParams({ buckets: String(bucketsFor(group[0])) });
+      for (const c of group) p.append("key", c.key);
+      const res = await api(`/api/v1/runs/${id}/series?` + p);
+      group.forEach((c, i) => { if (tickets[i] === c.ticket) showSeries(c, res.series[c.key] || []); });
+    }));
   }
 
   smooth.addEventListener("input", () => {
@@ -414,6 +462,7 @@ async function runPage(main, id) {
   });
 
   // Tables (the trainer's generation samples): a step slider per table.
+  const TABLE_ROWS = 1000;
   const tableViews = new Map();
   async function loadTables() {
     for (const name of run.tables) {
@@ -433,13 +482,18 @@ async function runPage(main, id) {
       if (v.follow) { v.slider.value = String(t.steps.length - 1); renderTable(v, t); }
     }
   }
-  async function showTable(v, step) { renderTable(v, await api(`/api/v1/runs/${id}/table?name=${encodeURIComponent(v.name)}&step=${step}`)); }
+  async function showTable(v, step) {
+    const ticket = v.ticket = (v.ticket || 0) + 1;  // a slider dragged fast: the newest step wins
+    const t = await api(`/api/v1/runs/${id}/table?name=${encodeURIComponent(v.name)}&step=${step}`);
+    if (ticket === v.ticket) renderTable(v, t);
+  }
   function renderTable(v, t) {
     v.stepLabel.textContent = `${t.step} (${Number(v.slider.value) + 1} of ${v.steps.length})`;
     if (!Array.isArray(t.columns)) { v.holder.replaceChildren(el("p", { class: "error", text: t.error || "damaged table" })); return; }
-    v.holder.replaceChildren(el("table", { class: "data" },
-      el("thead", {}, el("tr", {}, ...t.columns.map((c) => el("th", { text: valueText(c) })))),
-      el("tbody", {}, ...t.rows.map((r) => el("tr", {}, ...r.map((c) => el("td", { text: valueText(c) })))))));
+    // At most TABLE_ROWS rows in the page: a table may hold 4 MB of small cells.
+    const shown = t.rows.slice(0, TABLE_ROWS);
+    v.holder.replaceChildren(dataTable({}, t.columns.map(valueText), shown.map((r) => el("tr", {}, ...r.map((c) => el("td", { text: valueText(c) }))))),
+      ...(t.rows.length > shown.length ? [el("p", { class: "muted", text: `the first ${shown.length} of ${t.rows.length} rows` })] : []));
     v.holder.dataset.step = String(t.step);
   }
 
@@ -463,16 +517,18 @@ async function runPage(main, id) {
   async function loadArtifacts() {
     const mine = await api(`/api/v1/artifacts?run=${encodeURIComponent(run.uid)}`);
     if (!mine.length) { artifactsEl.replaceChildren(el("p", { class: "muted", text: "none" })); return; }
-    artifactsEl.replaceChildren(el("table", { class: "data" },
-      el("thead", {}, el("tr", {}, ...["artifact", "type", "aliases", "size", "lineage", "files"].map((h) => el("th", { text: h })))),
-      el("tbody", {}, ...mine.map((v) => el("tr", {},
+    artifactsEl.replaceChildren(dataTable({}, ["artifact", "type", "aliases", "size", "lineage", "files"],
+      mine.map((v) => el("tr", {},
         el("td", { text: `${v.name}:${v.version}` }), el("td", { text: v.type }),
         el("td", {}, ...(v.aliases || []).map((a) => el("span", { class: "tag", text: a }))),
         el("td", { class: "num", text: fmtBytes(v.size) }),
         el("td", { text: v.run_uid === run.uid ? `logged here; used by ${(v.used_by || []).length} runs` : `used here; logged by ${v.run_uid || "–"}` }),
-        el("td", {}, ...(v.files || []).map((f) => el("div", {}, el("a", { href: `/api/v1/artifact/file?ref=${encodeURIComponent(v.name + ":" + v.version)}&path=${encodeURIComponent(f.path)}`, download: "", text: f.path })))))))));
+        el("td", {}, ...(v.files || []).map((f) => el("div", {}, el("a", { href: `/api/v1/artifact/file?ref=${encodeURIComponent(v.name + ":" + v.version)}&path=${encodeURIComponent(f.path)}`, download: "", text: f.path }))))))));
   }
 
+  // The console keeps its newest CONSOLE_LINES lines in the page (the API keeps them all), so
+  // a run printing a million lines does not grow the page without end.
+  const CONSOLE_LINES = 5000;
   let consoleSeq = -1;
   async function loadConsole() {
     for (let page = 0; page < 20; ++page) {
@@ -480,6 +536,7 @@ async function runPage(main, id) {
       if (!lines.length) break;
       const atBottom = consoleEl.scrollTop + consoleEl.clientHeight >= consoleEl.scrollHeight - 4;
       consoleEl.append(...lines.map((l) => el("span", { class: l.stream === "stderr" ? "stderr" : "", text: l.line + "\n" })));
+      for (let extra = consoleEl.childElementCount - CONSOLE_LINES; extra > 0; --extra) consoleEl.firstElementChild.remove();
       consoleSeq = lines[lines.length - 1].seq;
       if (atBottom) consoleEl.scrollTop = consoleEl.scrollHeight;
       if (lines.length < 1000) break;
@@ -500,7 +557,7 @@ async function runPage(main, id) {
     await Promise.all([loadCharts(), loadTables(), loadConsole(), ...(slow ? [loadHistograms(), loadArtifacts()] : [])]);
   }
   await Promise.all([loadCharts(), loadTables(), loadHistograms(), loadConsole(), loadArtifacts()]);
-  const follow = throttle(() => refresh().catch((e) => toast(e.message)), 500);
+  const follow = throttle(() => refresh().catch((e) => report(e)), 500);
   live(`/api/v1/runs/${id}/stream`, { run: (e) => { if (JSON.parse(e.data) !== run.version) follow(); } });
 }
 
@@ -551,9 +608,8 @@ async function comparePage(main, params) {
   const allKeys = [...new Set(flat.flatMap((f) => Object.keys(f)))].sort();
   const differing = allKeys.filter((k) => new Set(flat.map((f) => JSON.stringify(f[k]))).size > 1);
   main.append(el("section", {}, el("h2", { text: `Config: ${differing.length} of ${allKeys.length} keys differ` }),
-    el("div", { class: "tablewrap" }, el("table", { class: "data", id: "config-diff" },
-      el("thead", {}, el("tr", {}, el("th", { text: "key" }), ...runs.map((r) => el("th", { text: r.name })))),
-      el("tbody", {}, ...differing.map((k) => el("tr", {}, el("td", { text: k }), ...flat.map((f) => el("td", { text: valueText(f[k]) })))))))));
+    el("div", { class: "tablewrap" }, dataTable({ id: "config-diff" }, ["key", ...runs.map((r) => r.name)],
+      differing.map((k) => el("tr", {}, el("td", { text: k }), ...flat.map((f) => el("td", { text: valueText(f[k]) }))))))));
 
   // Parallel coordinates: the numeric keys that differ, then a metric.
   const metricKeys = [...new Set(runs.flatMap((r) => Object.keys(r.summary || {})))].sort();
@@ -588,32 +644,30 @@ async function clusterPage(main) {
 
   async function loadWorkers() {
     const workers = await api("/api/v1/workers");
-    workersEl.replaceChildren(el("table", { class: "data", id: "workers" },
-      el("thead", {}, el("tr", {}, ...["worker", "host", "status", "CPU slots", "GPUs", "memory", "labels", "jobs", "last seen"].map((h) => el("th", { text: h })))),
-      el("tbody", {}, ...workers.map((w) => el("tr", {},
+    workersEl.replaceChildren(dataTable({ id: "workers" }, ["worker", "host", "status", "CPU slots", "GPUs", "memory", "labels", "jobs", "last seen"],
+      workers.map((w) => el("tr", {},
         el("td", { text: w.id }), el("td", { text: w.hostname }), el("td", {}, statusBadge(w.status)),
         el("td", { class: "num", text: `${w.used_slots} / ${w.cpu_slots}` }),
         el("td", { text: (w.gpus || []).map((g, i) => (w.used_gpus || []).includes(i) ? `${g.name || "GPU " + i} (busy)` : g.name || `GPU ${i}`).join(", ") || "–" }),
         el("td", { class: "num", text: w.memory_mb ? `${Math.round(w.memory_mb / 1024)} GiB` : "–" }),
         el("td", { text: Object.entries(w.labels || {}).map(([k, v]) => `${k}=${v}`).join(", ") }),
-        el("td", { text: (w.jobs || []).join(", ") }), el("td", { text: fmtTime(w.last_seen) }))))));
+        el("td", { text: (w.jobs || []).join(", ") }), el("td", { text: fmtTime(w.last_seen) })))));
   }
 
   async function loadJobs() {
     const jobs = await api("/api/v1/jobs?limit=500");
-    jobsEl.replaceChildren(el("table", { class: "data", id: "jobs" },
-      el("thead", {}, el("tr", {}, ...["id", "name", "kind", "status", "attempts", "worker", "submitted", "run", ""].map((h) => el("th", { text: h })))),
-      el("tbody", {}, ...jobs.map((j) => {
+    jobsEl.replaceChildren(dataTable({ id: "jobs" }, ["id", "name", "kind", "status", "attempts", "worker", "submitted", "run", ""],
+      jobs.map((j) => {
         const open = ["queued", "assigned", "running"].includes(j.status);
         const cancel = open ? el("button", { type: "button", text: "Cancel", "aria-label": `cancel job ${j.id}`, onclick: async () => {
           try { const r = await api(`/api/v1/jobs/${j.id}/cancel`, { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" }); toast(`job ${j.id}: ${r.note || r.status}`); loadJobs(); }
-          catch (err) { toast(err.message); }
+          catch (err) { report(err); }
         } }) : null;
         return el("tr", { "data-job": j.id },
           el("td", { class: "num", text: j.id }), el("td", { text: j.name }), el("td", { text: j.kind }), el("td", {}, statusBadge(j.status)),
           el("td", { class: "num", text: j.attempts }), el("td", { text: j.worker }), el("td", { text: fmtTime(j.submitted_at) }),
           el("td", { text: j.run ? j.run.slice(0, 8) : "" }), el("td", {}, cancel));
-      }))));
+      })));
   }
   await Promise.all([loadWorkers(), loadJobs()]);
   live("/api/v1/stream", { jobs: throttle(loadJobs, 500), workers: throttle(loadWorkers, 500) });

@@ -14,8 +14,9 @@ const I3Chart = (() => {
     const raw = (hi - lo) / Math.max(1, count);
     const mag = Math.pow(10, Math.floor(Math.log10(raw)));
     const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) || raw;
+    if (!(step > 0) || lo + step === lo) return [lo];  // a step below the values' precision
     const out = [];
-    for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(Math.abs(v) < step * 1e-9 ? 0 : v);
+    for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9 && out.length < 100; v += step) out.push(Math.abs(v) < step * 1e-9 ? 0 : v);
     return out;
   }
 
@@ -29,10 +30,13 @@ const I3Chart = (() => {
 
   function setupCanvas(canvas, height) {
     const width = canvas.parentElement.clientWidth || 400;
-    canvas.style.width = width + "px";
-    canvas.style.height = height + "px";
-    canvas.width = Math.round(width * DPR());
-    canvas.height = Math.round(height * DPR());
+    const w = Math.round(width * DPR()), h = Math.round(height * DPR());
+    if (canvas.width !== w || canvas.height !== h) {  // a new size reallocates the bitmap: only then
+      canvas.style.width = width + "px";
+      canvas.style.height = height + "px";
+      canvas.width = w;
+      canvas.height = h;
+    }
     const ctx = canvas.getContext("2d");
     ctx.setTransform(DPR(), 0, 0, DPR(), 0, 0);
     return { ctx, width, height };
@@ -48,6 +52,14 @@ const I3Chart = (() => {
       weight = alpha * weight + (1 - alpha);
       return acc / weight;
     });
+  }
+
+  // The index of the value in sorted `xs` nearest to `at` (-1 if there is none).
+  function nearest(xs, at) {
+    if (!xs.length) return -1;
+    let lo = 0, hi = xs.length - 1;
+    while (lo < hi) { const mid = (lo + hi) >> 1; xs[mid] < at ? (lo = mid + 1) : (hi = mid); }
+    return lo > 0 && Math.abs(xs[lo - 1] - at) <= Math.abs(xs[lo] - at) ? lo - 1 : lo;
   }
 
   // A line chart. `el` is an empty container; options: {height, onZoom(x0, x1), xLabel(v)}.
@@ -66,7 +78,13 @@ const I3Chart = (() => {
       el.append(this.canvas, this.readout);
       this.hoverX = null;
       this.drag = null;
-      this.canvas.addEventListener("mousemove", (e) => this.onMove(e));
+      // Mouse moves are drawn once per frame, however many arrive.
+      this.frame = 0;
+      this.canvas.addEventListener("mousemove", (e) => {
+        this.moveX = this.localX(e);
+        if (this.drag) this.drag.to = this.moveX;  // a mouseup before the frame zooms to here
+        if (!this.frame) this.frame = requestAnimationFrame(() => { this.frame = 0; this.onMove(this.moveX); });
+      });
       this.canvas.addEventListener("mouseleave", () => { this.hoverX = null; this.drag = null; this.draw(); });
       this.canvas.addEventListener("mousedown", (e) => { this.drag = { from: this.localX(e), to: this.localX(e) }; });
       this.canvas.addEventListener("mouseup", () => this.endDrag());
@@ -74,17 +92,27 @@ const I3Chart = (() => {
       this.resize = () => this.draw();
       window.addEventListener("resize", this.resize);
     }
-    destroy() { window.removeEventListener("resize", this.resize); }
+    destroy() {
+      window.removeEventListener("resize", this.resize);
+      cancelAnimationFrame(this.frame);
+    }
     localX(e) { return e.clientX - this.canvas.getBoundingClientRect().left; }
     setSeries(series) { this.series = series; this.draw(); }
     setSmoothing(a) { this.smoothing = a; this.draw(); }
     setLog(on) { this.log = on; this.draw(); }
+    // Whether a value can be drawn (a log scale has no place for 0 or below).
+    plotted(v) { return v !== null && isFinite(v) && (!this.log || v > 0); }
+    // A series' smoothed values, kept until the series or the smoothing changes.
+    smoothed(s) {
+      if (s.smoothedWith !== this.smoothing) { s.smooth = ema(s.last, this.smoothing); s.smoothedWith = this.smoothing; }
+      return s.smooth;
+    }
     // How many points have been drawn (tests read it from data-points).
     points() { return this.series.reduce((n, s) => n + s.x.length, 0); }
 
     bounds() {
       let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
-      const ok = (v) => v !== null && isFinite(v) && (!this.log || v > 0);
+      const ok = (v) => this.plotted(v);
       for (const s of this.series) {
         s.x.forEach((x, i) => {
           x0 = Math.min(x0, x); x1 = Math.max(x1, x);
@@ -130,7 +158,7 @@ const I3Chart = (() => {
       for (const t of niceTicks(b.x0, b.x1, Math.max(2, Math.floor(W / 90)))) ctx.fillText(xl(t), X(t), height - 8);
       ctx.save();
       ctx.beginPath(); ctx.rect(PAD.left, PAD.top, W, H); ctx.clip();
-      const ok = (v) => v !== null && isFinite(v) && (!this.log || v > 0);
+      const ok = (v) => this.plotted(v);
       for (const s of this.series) {
         // Band: min..max of each bucket.
         ctx.fillStyle = s.color; ctx.globalAlpha = 0.15;
@@ -152,7 +180,7 @@ const I3Chart = (() => {
           if (s.x.length === 1 && ok(values[0])) { ctx.fillStyle = s.color; ctx.fillRect(X(s.x[0]) - 2, Y(values[0]) - 2, 4, 4); }
         };
         // A series of a few points (evaluations) is drawn as logged: an EMA over 5 points misleads.
-        if (this.smoothing > 0 && s.x.length >= 20) { line(s.last, 0.3, 1); line(ema(s.last, this.smoothing), 1, 1.5); }
+        if (this.smoothing > 0 && s.x.length >= 20) { line(s.last, 0.3, 1); line(this.smoothed(s), 1, 1.5); }
         else line(s.last, 1, 1.5);
       }
       ctx.restore();
@@ -166,19 +194,19 @@ const I3Chart = (() => {
       }
     }
 
-    onMove(e) {
-      const x = this.localX(e);
+    toX(px) { return this.b.x0 + ((px - PAD.left) / this.W) * (this.b.x1 - this.b.x0); }
+
+    onMove(x) {
       if (this.drag) this.drag.to = x;
       this.hoverX = x;
       this.draw();
       if (!this.b) return;
-      const at = this.b.x0 + ((x - PAD.left) / this.W) * (this.b.x1 - this.b.x0);
+      const at = this.toX(x);
       const parts = [];
       for (const s of this.series) {
-        let best = -1, dist = Infinity;
-        s.x.forEach((v, i) => { const d = Math.abs(v - at); if (d < dist) { dist = d; best = i; } });
+        const best = nearest(s.x, at);
         if (best >= 0) {
-          const sm = this.smoothing && s.x.length >= 20 ? ema(s.last, this.smoothing)[best] : s.last[best];
+          const sm = this.smoothing && s.x.length >= 20 ? this.smoothed(s)[best] : s.last[best];
           parts.push(`${s.label}: ${fmt(sm)}` + (s.min[best] !== s.max[best] ? ` [${fmt(s.min[best])}…${fmt(s.max[best])}]` : ""));
         }
       }
@@ -189,8 +217,7 @@ const I3Chart = (() => {
       const d = this.drag;
       this.drag = null;
       if (!d || !this.b || Math.abs(d.to - d.from) < 5) return this.draw();
-      const toX = (px) => this.b.x0 + ((px - PAD.left) / this.W) * (this.b.x1 - this.b.x0);
-      const a = toX(Math.min(d.from, d.to)), z = toX(Math.max(d.from, d.to));
+      const a = this.toX(Math.min(d.from, d.to)), z = this.toX(Math.max(d.from, d.to));
       if (this.options.onZoom) this.options.onZoom(a, z);
     }
   }
@@ -280,5 +307,5 @@ const I3Chart = (() => {
     });
   }
 
-  return { LineChart, heatmap, parallel, fmt, ema };
+  return { LineChart, heatmap, parallel, fmt };
 })();
