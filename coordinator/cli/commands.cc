@@ -22,6 +22,7 @@
 #include "coordinator/client/client.h"
 #include "coordinator/jobs/job_spec.h"
 #include "coordinator/keys/keys.h"
+#include "coordinator/cli/sweep_commands.h"
 #include "coordinator/local/local_cluster.h"
 #include "coordinator/server/coordinator.h"
 #include "coordinator/wire/wire.h"
@@ -58,6 +59,32 @@ std::string duration(double s) {
   return buf;
 }
 
+// The dashboard and HTTP API beside a coordinator of this process, on threads of their own;
+// writes go through the coordinator's loop (Coordinator::call), so an answer means committed.
+class Dashboard {
+ public:
+  Dashboard(Coordinator& coordinator, web::Options http) {
+    http.backend = [&coordinator](const std::string& op, const json& a) {
+      std::future<json> answer = coordinator.call(op, a);
+      if (answer.wait_for(std::chrono::seconds(60)) != std::future_status::ready)
+        throw std::runtime_error("the coordinator did not answer " + op + " within 60 s");
+      return answer.get();
+    };
+    server_ = std::make_unique<web::Server>(http);
+    if (const std::string w = web::exposure_warning(http); !w.empty()) std::cerr << "warning: " << w << std::endl;
+    thread_ = std::thread([this] { server_->serve(); });
+  }
+  ~Dashboard() {
+    server_->stop();
+    thread_.join();
+  }
+  std::string url() const { return server_->url() + "/"; }
+
+ private:
+  std::unique_ptr<web::Server> server_;
+  std::thread thread_;
+};
+
 // --- coordinator -------------------------------------------------------------------------------
 
 int coordinator_cmd(const Args& args) {
@@ -81,22 +108,11 @@ int coordinator_cmd(const Args& args) {
   }
   Coordinator coordinator(options);
   std::cout << "coordinator listening on " << coordinator.endpoint() << ", database " << options.db_path << std::endl;
-  // The dashboard and HTTP API, on threads of their own; writes go through the coordinator's
-  // loop (Coordinator::call), so an answer means committed.
-  std::unique_ptr<web::Server> server;
-  std::thread http_thread;
+  std::optional<Dashboard> dashboard;
   if (args.has("http")) {
     http.db_path = options.db_path;
-    http.backend = [&coordinator](const std::string& op, const json& a) {
-      std::future<json> answer = coordinator.call(op, a);
-      if (answer.wait_for(std::chrono::seconds(60)) != std::future_status::ready)
-        throw std::runtime_error("the coordinator did not answer " + op + " within 60 s");
-      return answer.get();
-    };
-    server = std::make_unique<web::Server>(http);
-    std::cout << "dashboard: " << server->url() << "/" << std::endl;
-    if (const std::string w = web::exposure_warning(http); !w.empty()) std::cerr << "coordinator: warning: " << w << std::endl;
-    http_thread = std::thread([&server] { server->serve(); });
+    dashboard.emplace(coordinator, http);
+    std::cout << "dashboard: " << dashboard->url() << std::endl;
   }
   if (options.key)
     std::cerr << "coordinator: CURVE keys: public key " << options.key->public_key << ", " << options.allowed.size()
@@ -105,14 +121,6 @@ int coordinator_cmd(const Args& args) {
     std::cerr << "coordinator: warning: --insecure: any machine that reaches " << coordinator.endpoint()
               << " can register as a worker and submit jobs" << std::endl;
   const std::atomic<bool>& stop = cli::stop_on_signals();
-  struct StopHttp {
-    std::unique_ptr<web::Server>& server;
-    std::thread& thread;
-    ~StopHttp() {
-      if (server) server->stop();
-      if (thread.joinable()) thread.join();
-    }
-  } stop_http{server, http_thread};
   coordinator.serve(stop);
   std::cerr << "coordinator: stopped" << std::endl;
   return 0;
@@ -255,34 +263,18 @@ int workers_cmd(const Args& args) {
 
 bool is_tty() { return isatty(STDERR_FILENO); }
 
-int up_cmd(const Args& args) {
-  const json job = job_from_file(args);
-  LocalOptions options;
-  options.db_path = args.get("db", "i3lab.db");
-  options.listen = args.get("listen", "tcp://127.0.0.1:5555");
-  options.workers = static_cast<int>(args.get_int("workers", 2, 1, 256));
-  options.slots_per_worker = static_cast<int>(args.get_int("slots", 0, 1, 1 << 20));
-  options.dir = args.get("dir", "i3lab-local");
-  LocalCluster cluster(options);
-  std::cerr << "i3lab up: coordinator on " << cluster.endpoint() << " (database " << options.db_path << "), "
-            << options.workers << " workers; logs in " << options.dir << "/" << std::endl;
-  client::Client c(cluster.endpoint());
-  const json ids = c.call("submit", {{"jobs", json::array({job})}})["ids"];
-  std::cout << "submitted job " << ids[0].get<int64_t>() << std::endl;
-  const std::atomic<bool>& stop = cli::stop_on_signals();
+// Progress of the jobs until each has ended (or `stop`); whether all succeeded.
+bool watch_jobs(client::Client& c, const std::atomic<bool>& stop) {
   const auto start = util::Clock::now();
   std::string last;
-  bool finished = false;
-  int failed = 0;
   while (!stop.load()) {
-    cluster.check();
     const json counts = c.call("counts");
     int done = 0, total = 0;
     for (const auto& [status, n] : counts.items()) {
       total += n.get<int>();
       if (jobs::is_final_job_status(status)) done += n.get<int>();
     }
-    failed = counts.value("failed", 0) + counts.value("cancelled", 0);
+    const int failed = counts.value("failed", 0) + counts.value("cancelled", 0);
     const double elapsed = util::seconds_since(start);
     std::ostringstream line;
     line << "jobs: " << done << "/" << total << " done (" << counts.value("succeeded", 0) << " succeeded, " << failed
@@ -293,18 +285,58 @@ int up_cmd(const Args& args) {
       std::cerr << (is_tty() ? "\r\033[K" : "") << line.str() << (is_tty() ? "" : "\n") << std::flush;
       last = line.str();
     }
-    if (total > 0 && done == total && !finished) {
-      finished = true;
+    if (total > 0 && done == total) {
       std::cerr << (is_tty() ? "\n" : "") << "i3lab up: every job ended; " << (failed ? "some failed: see i3lab jobs" : "all succeeded")
                 << std::endl;
-      if (args.has("exit-when-done")) break;
-      std::cerr << "i3lab up: serving on " << cluster.endpoint() << " until Ctrl-C" << std::endl;
+      return failed == 0;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
+  return false;
+}
+
+int up_cmd(const Args& args) {
+  if (args.positional().size() != 1) throw UsageError("give one CONFIG file: a training config, a job spec or a sweep definition");
+  const bool sweep = is_sweep_file(args.positional()[0]);
+  if (sweep && (args.has("set") || args.has("priority"))) throw UsageError("--set and --priority are for a job; a sweep sets its trials' configs");
+  const json definition = sweep ? sweep_definition(args.positional()[0]) : job_from_file(args);
+  LocalOptions options;
+  options.db_path = args.get("db", "i3lab.db");
+  options.listen = args.get("listen", "tcp://127.0.0.1:5555");
+  options.workers = static_cast<int>(args.get_int("workers", 2, 1, 256));
+  options.slots_per_worker = static_cast<int>(args.get_int("slots", 0, 1, 1 << 20));
+  options.dir = args.get("dir", "i3lab-local");
+  web::Options http;
+  web::parse_http_address(args.get("http", "127.0.0.1:8080"), &http);
+  http.db_path = options.db_path;
+  LocalCluster cluster(options);
+  Dashboard dashboard(cluster.coordinator(), http);
+  std::cerr << "i3lab up: coordinator on " << cluster.endpoint() << " (database " << options.db_path << "), "
+            << options.workers << " workers; logs in " << options.dir << "/; dashboard " << dashboard.url() << std::endl;
+  client::Client c(cluster.endpoint());
+  const std::atomic<bool>& stop = cli::stop_on_signals();
+  bool ok = false;
+  if (sweep) {
+    const int64_t id = c.call("sweep_create", {{"definition", definition}})["id"].get<int64_t>();
+    std::cout << "created sweep " << id << std::endl;
+    const json s = watch_sweep(c, id, options.db_path, stop);
+    ok = s["status"] == "finished" && s["counts"].value("failed", 0) == 0;
+  } else {
+    const json ids = c.call("submit", {{"jobs", json::array({definition})}})["ids"];
+    std::cout << "submitted job " << ids[0].get<int64_t>() << std::endl;
+    ok = watch_jobs(c, stop);
+  }
+  cluster.check();
+  if (!stop.load() && !args.has("exit-when-done")) {
+    std::cout << "dashboard: " << dashboard.url() << " (serving until Ctrl-C)" << std::endl;
+    while (!stop.load()) {
+      cluster.check();
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
   cluster.stop();
   cluster.check();
-  return finished && failed == 0 ? 0 : 1;
+  return ok ? 0 : 1;
 }
 
 // --- bench scheduler ---------------------------------------------------------------------------
@@ -376,7 +408,7 @@ const char* kEndpointHelp = "  --coordinator ENDPOINT  the coordinator (default 
 }  // namespace
 
 std::vector<cli::Command> coordinator_commands() {
-  return {
+  std::vector<cli::Command> commands = {
       {"coordinator", "run the coordinator: job queue, scheduler, worker registry",
        "usage: i3lab coordinator [--db FILE] [--artifacts DIR] [--listen ENDPOINT] [--key FILE --allow FILE]\n"
        "                         [--insecure] [--http HOST:PORT [--http-token FILE]]\n"
@@ -414,13 +446,17 @@ std::vector<cli::Command> coordinator_commands() {
                    "waits for more until the job ends.\n") +
            kEndpointHelp,
        {{"coordinator", "attempt", "rank"}, {"follow"}}, logs_cmd},
-      {"up", "start a coordinator and local workers, submit CONFIG, show progress",
+      {"up", "start a coordinator, local workers and the dashboard; run CONFIG (a job or a sweep)",
        "usage: i3lab up CONFIG [--workers N] [--slots N] [--exit-when-done] [--db FILE] [--listen ENDPOINT] [--dir DIR]\n"
-       "Starts a coordinator (database FILE, default i3lab.db; ENDPOINT default tcp://127.0.0.1:5555) and N\n"
-       "local workers (default 2, each offering --slots CPU slots), submits CONFIG as `i3lab submit` does and\n"
-       "shows progress. --exit-when-done: exit 0 once every job succeeded, 1 if any failed; otherwise it\n"
-       "keeps serving until Ctrl-C. Logs and work folders go to DIR (default i3lab-local).\n",
-       {{"workers", "slots", "db", "listen", "dir", "set", "priority"}, {"exit-when-done"}}, up_cmd},
+       "                       [--http HOST:PORT]\n"
+       "Starts a coordinator (database FILE, default i3lab.db; ENDPOINT default tcp://127.0.0.1:5555), N\n"
+       "local workers (default 2, each offering --slots CPU slots) and the dashboard at HOST:PORT (default\n"
+       "127.0.0.1:8080; :0 picks a free port). CONFIG is a job, submitted as `i3lab submit` does, or a sweep\n"
+       "definition (it has method and parameters), created as `i3lab sweep` does. Shows progress until\n"
+       "every job (or the sweep) ended, then the sweep's best trial; then keeps serving until Ctrl-C, or\n"
+       "with --exit-when-done exits: 0 when nothing failed, 1 otherwise. Logs and work folders go to DIR\n"
+       "(default i3lab-local).\n",
+       {{"workers", "slots", "db", "listen", "dir", "set", "priority", "http"}, {"exit-when-done"}}, up_cmd},
       {"bench scheduler", "scheduler throughput and assignment latency with local workers",
        "usage: i3lab bench scheduler [--jobs N] [--workers W] [--slots N] [--json] [--dir DIR]\n"
        "Submits N command jobs running `true` (default 1000) to an in-process coordinator with W local\n"
@@ -432,6 +468,8 @@ std::vector<cli::Command> coordinator_commands() {
        std::string("usage: i3lab workers [--coordinator ENDPOINT] [--json]\n") + kEndpointHelp,
        {{"coordinator"}, {"json"}}, workers_cmd},
   };
+  for (cli::Command& c : sweep_commands()) commands.push_back(std::move(c));
+  return commands;
 }
 
 }  // namespace coordinator

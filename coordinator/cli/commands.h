@@ -1,4 +1,5 @@
-// The coordinator's `i3lab` subcommands: coordinator, submit, jobs, cancel, logs, workers.
+// The coordinator's `i3lab` subcommands: coordinator, submit, jobs, cancel, logs, workers, up, and
+// the sweep commands (sweep_commands.h).
 #pragma once
 
 #include <vector>

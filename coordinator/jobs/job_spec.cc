@@ -4,6 +4,7 @@
 #include <set>
 
 #include "common/util/json.h"
+#include "coordinator/synthetic/synthetic.h"
 
 namespace jobs {
 namespace {
@@ -70,13 +71,13 @@ JobSpec parse_job_spec(const json& j, const std::string& origin) {
     throw SpecError(origin + ": the job is over " + std::to_string(kMaxSpecBytes) + " bytes of JSON");
   JobSpec s;
   const auto kind = j.find("kind");
-  if (kind == j.end()) throw SpecError(origin + ": no \"kind\" (command, train or eval)");
-  if (!kind->is_string() || (*kind != "command" && *kind != "train" && *kind != "eval"))
-    fail(origin, "kind", "must be \"command\", \"train\" or \"eval\", got " + util::brief(*kind, util::kQuoteChars));
+  if (kind == j.end()) throw SpecError(origin + ": no \"kind\" (command, train, eval or synthetic)");
+  if (!kind->is_string() || (*kind != "command" && *kind != "train" && *kind != "eval" && *kind != "synthetic"))
+    fail(origin, "kind", "must be \"command\", \"train\", \"eval\" or \"synthetic\", got " + util::brief(*kind, util::kQuoteChars));
   s.kind = kind->get<std::string>();
   static const std::set<std::string> kCommon = {"kind", "name", "env", "resources", "distributed", "priority",
                                                 "max_restarts", "timeout_s", "cancel_grace_s"};
-  const std::string own = s.kind == "command" ? "argv" : s.kind == "train" ? "config" : "args";
+  const std::string own = s.kind == "command" ? "argv" : s.kind == "eval" ? "args" : "config";
   for (const auto& [k, v] : j.items()) {
     if (k == own) continue;
     if (!kCommon.count(k)) {
@@ -109,6 +110,15 @@ JobSpec parse_job_spec(const json& j, const std::string& origin) {
     }
   }
   const auto body = j.find(own);
+  if (s.kind == "synthetic") {  // every key has a default
+    s.config = body == j.end() ? json::object() : *body;
+    try {
+      synthetic::parse_config(s.config, origin + ": config");
+    } catch (const std::invalid_argument& e) {
+      throw SpecError(e.what());
+    }
+    return s;
+  }
   if (body == j.end()) throw SpecError(origin + ": a " + s.kind + " job needs \"" + own + "\"");
   if (s.kind == "command") {
     s.argv = string_list(*body, origin, "argv");
@@ -128,7 +138,7 @@ json to_json(const JobSpec& s) {
   json j;
   j["kind"] = s.kind;
   if (s.kind == "command") j["argv"] = s.argv;
-  if (s.kind == "train") j["config"] = s.config;
+  if (s.kind == "train" || s.kind == "synthetic") j["config"] = s.config;
   if (s.kind == "eval") j["args"] = s.args;
   j["name"] = s.name;
   j["env"] = s.env;
@@ -157,6 +167,7 @@ std::string display_name(const JobSpec& s) {
     if (name != s.config.end() && name->is_string() && !name->get<std::string>().empty()) return "train " + name->get<std::string>();
     return "train";
   }
+  if (s.kind == "synthetic") return "synthetic";
   return "eval";
 }
 

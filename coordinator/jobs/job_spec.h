@@ -4,11 +4,12 @@
 //   {"kind": "command", "argv": ["sleep", "5"], "resources": {"cpu_slots": 1}}
 //   {"kind": "train", "config": {...a training config (docs/training.md)...}}
 //   {"kind": "eval", "args": ["--model", "artifact:ckpt-1a2b3c4d:best", "--data", "val.txt"]}
+//   {"kind": "synthetic", "config": {"x": 0.1}}   (coordinator/synthetic/synthetic.h)
 //
 // Keys (every one optional except those of the kind; anything else is an error naming it):
-//   kind           "command" | "train" | "eval"
+//   kind           "command" | "train" | "eval" | "synthetic"
 //   argv           command: the program and its arguments (argv[0] is looked up in PATH)
-//   config         train: the training config, an object
+//   config         train: the training config, an object; synthetic: its config ({} if absent)
 //   args           eval: the flags of `i3lab eval` (without --db: the worker gives it)
 //   name           for people ("" : the kind and the id)
 //   env            {NAME: value} added to the job's environment
@@ -50,9 +51,9 @@ struct Resources {
 };
 
 struct JobSpec {
-  std::string kind;               // command | train | eval
+  std::string kind;               // command | train | eval | synthetic
   std::vector<std::string> argv;  // command
-  nlohmann::json config;          // train
+  nlohmann::json config;          // train, synthetic
   std::vector<std::string> args;  // eval
   std::string name;
   std::map<std::string, std::string> env;

@@ -1,5 +1,7 @@
 #include "coordinator/jobs/job_store.h"
 
+#include <cmath>
+
 #include "tracker/query/artifacts.h"
 #include "tracker/relay/relay.h"
 
@@ -30,7 +32,7 @@ std::optional<double> opt_real(Stmt& s, int col) {
 
 constexpr const char* kJobColumns =
     "id, spec, status, attempt, restarts, not_before, cancel_requested, run_uid, exit_code, signal, error, "
-    "submitted_at, started_at, finished_at";
+    "submitted_at, started_at, finished_at, stop_as";
 
 JobRow read_job(Stmt& s, const std::string& db_path) {
   JobRow j;
@@ -50,6 +52,7 @@ JobRow read_job(Stmt& s, const std::string& db_path) {
   j.submitted_at = s.real(11);
   j.started_at = opt_real(s, 12);
   j.finished_at = opt_real(s, 13);
+  j.stop_as = s.text(14);
   return j;
 }
 
@@ -167,7 +170,7 @@ void JobStore::save_job(const JobRow& j) {
   begin();
   Stmt& s = stmt(1,
                  "UPDATE jobs SET status=?, attempt=?, restarts=?, not_before=?, cancel_requested=?, run_uid=?, "
-                 "exit_code=?, signal=?, error=?, started_at=?, finished_at=? WHERE id=?");
+                 "exit_code=?, signal=?, error=?, started_at=?, finished_at=?, stop_as=? WHERE id=?");
   s.bind(1, j.status).bind(2, static_cast<int64_t>(j.attempt)).bind(3, static_cast<int64_t>(j.restarts));
   s.bind(4, j.not_before).bind(5, static_cast<int64_t>(j.cancel_requested)).bind(6, j.run_uid);
   bind_opt(s, 7, j.exit_code);
@@ -175,7 +178,8 @@ void JobStore::save_job(const JobRow& j) {
   s.bind(9, j.error);
   bind_opt(s, 10, j.started_at);
   bind_opt(s, 11, j.finished_at);
-  s.bind(12, j.id);
+  s.bind(12, j.stop_as);
+  s.bind(13, j.id);
   s.run();
 }
 
@@ -300,6 +304,111 @@ std::vector<LogLine> JobStore::log_lines(int64_t job_id, int attempt, int rank, 
   s.bind(1, job_id).bind(2, static_cast<int64_t>(attempt)).bind(3, static_cast<int64_t>(rank)).bind(4, after).bind(5, limit);
   std::vector<LogLine> out;
   while (s.step()) out.push_back({s.int64(0), s.text(1), s.real(2), s.text(3)});
+  return out;
+}
+
+// --- sweeps ------------------------------------------------------------------------------------
+
+namespace {
+
+constexpr const char* kSweepColumns = "id, spec, status, note, created_at, finished_at";
+
+SweepRow read_sweep(Stmt& s, const std::string& db_path) {
+  SweepRow w;
+  w.id = s.int64(0);
+  w.spec = util::parse_json(s.text(1), db_path + ": sweep " + std::to_string(w.id) + " spec");
+  w.status = s.text(2);
+  w.note = s.text(3);
+  w.created_at = s.real(4);
+  w.finished_at = opt_real(s, 5);
+  return w;
+}
+
+}  // namespace
+
+int64_t JobStore::insert_sweep(const nlohmann::json& spec, double now) {
+  begin();
+  Stmt& s = stmt(10, "INSERT INTO sweeps(spec, status, created_at) VALUES(?, 'running', ?)");
+  s.bind(1, spec.dump()).bind(2, now);
+  s.run();
+  return sqlite3_last_insert_rowid(db_->handle());
+}
+
+void JobStore::save_sweep(const SweepRow& w) {
+  begin();
+  Stmt& s = stmt(11, "UPDATE sweeps SET status=?, note=?, finished_at=? WHERE id=?");
+  s.bind(1, w.status).bind(2, w.note);
+  bind_opt(s, 3, w.finished_at);
+  s.bind(4, w.id);
+  s.run();
+}
+
+void JobStore::save_trial(const TrialRow& t) {
+  begin();
+  Stmt& s = stmt(12,
+                 "INSERT OR REPLACE INTO sweep_trials(sweep_id, trial, point, params, job_id, status, value, best, step, rungs, "
+                 "replaced_by, created_at, ended_at) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)");
+  s.bind(1, t.sweep_id).bind(2, t.trial).bind(3, t.point).bind(4, t.params.dump()).bind(5, t.job_id).bind(6, t.status);
+  bind_opt(s, 7, t.value);
+  bind_opt(s, 8, t.best);
+  if (t.step) s.bind(9, *t.step);
+  else s.bind_null(9);
+  s.bind(10, nlohmann::json(t.rungs).dump());
+  if (t.replaced_by) s.bind(11, *t.replaced_by);
+  else s.bind_null(11);
+  s.bind(12, t.created_at);
+  bind_opt(s, 13, t.ended_at);
+  s.run();
+}
+
+std::vector<SweepRow> JobStore::sweeps(int64_t limit, const std::string& status) {
+  Stmt s(*db_, (std::string("SELECT ") + kSweepColumns + " FROM sweeps WHERE (?1 = '' OR status = ?1) ORDER BY id DESC LIMIT ?2").c_str());
+  s.bind(1, status).bind(2, limit);
+  std::vector<SweepRow> out;
+  while (s.step()) out.push_back(read_sweep(s, db_->path()));
+  return out;
+}
+
+std::optional<SweepRow> JobStore::sweep(int64_t id) {
+  Stmt s(*db_, (std::string("SELECT ") + kSweepColumns + " FROM sweeps WHERE id = ?").c_str());
+  s.bind(1, id);
+  if (!s.step()) return std::nullopt;
+  return read_sweep(s, db_->path());
+}
+
+std::vector<SweepRow> JobStore::sweeps_in_progress() {
+  Stmt s(*db_, (std::string("SELECT ") + kSweepColumns +
+                " FROM sweeps WHERE status = 'running' OR id IN (SELECT sweep_id FROM sweep_trials WHERE status = '') ORDER BY id").c_str());
+  std::vector<SweepRow> out;
+  while (s.step()) out.push_back(read_sweep(s, db_->path()));
+  return out;
+}
+
+std::vector<TrialRow> JobStore::trials_of(int64_t sweep_id) {
+  Stmt s(*db_,
+         "SELECT sweep_id, trial, point, params, job_id, status, value, best, step, rungs, replaced_by, created_at, ended_at "
+         "FROM sweep_trials WHERE sweep_id = ? ORDER BY trial");
+  s.bind(1, sweep_id);
+  std::vector<TrialRow> out;
+  while (s.step()) {
+    TrialRow t;
+    t.sweep_id = s.int64(0);
+    t.trial = s.int64(1);
+    t.point = s.int64(2);
+    t.params = util::try_parse_json(s.text(3)).value_or(nlohmann::json::object());
+    t.job_id = s.int64(4);
+    t.status = s.text(5);
+    t.value = opt_real(s, 6);
+    t.best = opt_real(s, 7);
+    if (!s.is_null(8)) t.step = s.int64(8);
+    const nlohmann::json rungs = util::try_parse_json(s.text(9)).value_or(nlohmann::json::array());
+    if (rungs.is_array())
+      for (const nlohmann::json& r : rungs) t.rungs.push_back(r.is_number() ? r.get<double>() : NAN);
+    if (!s.is_null(10)) t.replaced_by = s.int64(10);
+    t.created_at = s.real(11);
+    t.ended_at = opt_real(s, 12);
+    out.push_back(std::move(t));
+  }
   return out;
 }
 

@@ -33,6 +33,7 @@ struct JobRow {
   int restarts = 0;               // attempts that started and did not succeed
   double not_before = 0;          // unix seconds: retry backoff
   bool cancel_requested = false;
+  std::string stop_as;  // the final status a requested stop gives: "" (cancelled) or early-stopped
   std::string run_uid;
   std::optional<int> exit_code, signal;
   std::string error;
@@ -59,6 +60,30 @@ struct WorkerRow {
   nlohmann::json resources = nlohmann::json::object();
   std::string status = "alive";  // alive lost left
   double first_seen = 0, last_seen = 0;
+};
+
+// A sweep (coordinator/sweep/sweeps.h) and its trials.
+struct SweepRow {
+  int64_t id = 0;
+  nlohmann::json spec;             // sweep::to_json of the definition
+  std::string status = "running";  // running finished cancelled failed
+  std::string note;
+  double created_at = 0;
+  std::optional<double> finished_at;
+};
+
+struct TrialRow {
+  int64_t sweep_id = 0, trial = 0;
+  int64_t point = 0;  // grid: the point's index; else the draw's number
+  nlohmann::json params = nlohmann::json::object();
+  int64_t job_id = 0;
+  std::string status;  // "" while the job is unfinished, then its final status
+  std::optional<double> value, best;
+  std::optional<int64_t> step;
+  std::vector<double> rungs;  // ASHA: the value recorded at rung 0, 1, …
+  std::optional<int64_t> replaced_by;
+  double created_at = 0;
+  std::optional<double> ended_at;
 };
 
 struct LogLine {
@@ -96,6 +121,14 @@ class JobStore {
   bool artifact_used(const std::string& ref);
   // The run's status ("" for an unknown run).
   std::string run_status(const std::string& run_uid);
+  int64_t insert_sweep(const nlohmann::json& spec, double now);  // status running; returns the id
+  void save_sweep(const SweepRow& sweep);
+  void save_trial(const TrialRow& trial);  // inserts or replaces
+  std::vector<SweepRow> sweeps(int64_t limit, const std::string& status = "");  // newest first
+  std::optional<SweepRow> sweep(int64_t id);
+  // Sweeps still running, or with a trial still unfinished: what a restarted coordinator tracks.
+  std::vector<SweepRow> sweeps_in_progress();
+  std::vector<TrialRow> trials_of(int64_t sweep_id);  // in trial order
   // Commits the open group, if any.
   void commit();
   bool pending() const { return in_transaction_; }

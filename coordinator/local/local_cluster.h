@@ -35,6 +35,7 @@ class LocalCluster {
   const std::string& endpoint() const { return coordinator_->endpoint(); }
   // The coordinator (its assign latencies are readable after stop()).
   const Coordinator& coordinator() const { return *coordinator_; }
+  Coordinator& coordinator() { return *coordinator_; }
   // SIGTERM to the workers (they say BYE and stop their jobs), then stops the coordinator.
   void stop();
   // Rethrows what stopped the coordinator's thread (a database that refuses commits), if anything.

@@ -21,6 +21,7 @@
 #include "coordinator/jobs/job_store.h"
 #include "coordinator/protocol/protocol.h"
 #include "coordinator/scheduler/placement.h"
+#include "coordinator/sweep/sweeps.h"
 #include "coordinator/wire/wire.h"
 #include "tracker/events/events.h"
 
@@ -134,6 +135,7 @@ struct Coordinator::State {
   std::unique_ptr<zmq::socket_t> zap;  // the ZAP handler's socket, with CURVE keys
   std::string endpoint;
   jobs::JobStore store;
+  sweep::Sweeps sweeps;
 
   std::map<int64_t, JobState> jobs;                  // unfinished jobs
   std::set<std::pair<int, int64_t>> queue;           // (-priority, id) of queued jobs
@@ -168,7 +170,7 @@ struct Coordinator::State {
   double bad_window = 0;
   int bad_logged = 0, bad_suppressed = 0;
 
-  explicit State(Options o) : options(std::move(o)), store(link_artifact_store(options)) {
+  explicit State(Options o) : options(std::move(o)), store(link_artifact_store(options)), sweeps(store, sweep_hooks()) {
     if (!options.log) options.log = [](const std::string& line) { std::cerr << "coordinator: " << line << std::endl; };
     wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (wake_fd < 0) throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
@@ -192,6 +194,15 @@ struct Coordinator::State {
   }
 
   void log(const std::string& line) { options.log(line); }
+
+  sweep::Hooks sweep_hooks() {
+    sweep::Hooks h;
+    h.submit = [this](const json& job) { return submit_job(jobs::parse_job_spec(job, util::brief(job.value("name", json("a trial")), 60))); };
+    h.stop = [this](int64_t job, const std::string& status, const std::string& why) { stop_job(job, status, why); };
+    h.capacity = [this](const jobs::JobSpec& spec) { return capacity_for(spec); };
+    h.log = [this](const std::string& line) { log(line); };
+    return h;
+  }
 
   // --- start-up ----------------------------------------------------------------------------
 
@@ -236,6 +247,7 @@ struct Coordinator::State {
     for (const auto& [key, lease] : leases)
       if (!jobs.count(key.job) || !workers.count(lease.worker)) orphans.push_back(key);
     for (const LeaseKey& key : orphans) lose_lease(key, "its worker is unknown after a restart");
+    sweeps.recover();
     store.commit();
     size_t alive = 0;
     for (const auto& [id, w] : workers) alive += w.row.status == "alive";
@@ -327,6 +339,36 @@ struct Coordinator::State {
     const int64_t id = j.row.id;
     queue.erase({-j.row.spec.priority, id});
     jobs.erase(id);
+    sweeps.job_finished(id, status, now_unix);
+  }
+
+  // Ends job `id` on request: at once while queued, else once its ranks have stopped (SIGTERM,
+  // then SIGKILL after its grace). `status`: cancelled, or early-stopped (a sweep's ASHA).
+  void stop_job(int64_t id, const std::string& status, const std::string& why) {
+    auto it = jobs.find(id);
+    if (it == jobs.end()) return;
+    JobState& j = it->second;
+    j.row.cancel_requested = true;
+    j.row.stop_as = status == "cancelled" ? "" : status;
+    if (j.row.status == "queued") return finish_job(j, status, why);
+    j.row.error = why;
+    store.save_job(j.row);
+    cancel_open_ranks(id, j.row.attempt);
+    log("job " + std::to_string(id) + ": stopping attempt " + std::to_string(j.row.attempt) + " (" + why + ")");
+  }
+
+  // How many copies of `spec` the greeted workers could hold at once.
+  int capacity_for(const jobs::JobSpec& spec) {
+    int64_t ranks = 0;
+    for (const auto& [id, w] : workers) {
+      if (!w.greeted()) continue;
+      const scheduler::Capacity& c = w.node.capacity;
+      int64_t k = spec.resources.cpu_slots > 0 ? c.cpu_slots / spec.resources.cpu_slots : 64;
+      if (spec.resources.gpus > 0) k = std::min<int64_t>(k, static_cast<int64_t>(c.gpus.size()) / spec.resources.gpus);
+      if (spec.resources.memory_mb > 0 && c.memory_mb > 0) k = std::min<int64_t>(k, c.memory_mb / spec.resources.memory_mb);
+      ranks += k;
+    }
+    return static_cast<int>(std::min<int64_t>(ranks / spec.ranks, 1 << 20));
   }
 
   void requeue(JobState& j, double backoff_s) {
@@ -364,7 +406,8 @@ struct Coordinator::State {
       j.row.signal.reset();
     }
     const std::string attempt = "attempt " + std::to_string(j.row.attempt);
-    if (j.row.cancel_requested) return finish_job(j, "cancelled", "cancelled by request");
+    if (j.row.cancel_requested)
+      return finish_job(j, j.row.stop_as.empty() ? "cancelled" : j.row.stop_as, j.row.error);  // stop_job's reason
     if (j.timed_out)
       return finish_job(j, "failed", attempt + " timed out after " + util::cut(std::to_string(spec.timeout_s), 8) + " s");
     if (reason.empty()) return finish_job(j, "succeeded", "");
@@ -690,6 +733,8 @@ struct Coordinator::State {
           } else {
             const tracker::Applied applied = store.apply_event(event, gone);
             if (std::holds_alternative<tracker::RunCreated>(event.body) && !applied.duplicate) bind_run(job, event.run);
+            if (const auto* m = std::get_if<tracker::Metrics>(&event.body); m && !applied.duplicate)
+              sweeps.metrics(job, m->step, m->values);
           }
         } catch (const tracker::DbError&) {
           throw;  // the database, not the event: nothing more is promised to anyone
@@ -835,19 +880,21 @@ struct Coordinator::State {
     for (size_t i = 0; i < args["jobs"].size(); ++i)
       specs.push_back(jobs::parse_job_spec(args["jobs"][i], "job " + std::to_string(i)));
     json ids = json::array();
-    for (const jobs::JobSpec& spec : specs) {
-      const int64_t id = store.insert_job(spec, now_unix);
-      JobState j;
-      j.row.id = id;
-      j.row.spec = spec;
-      j.row.submitted_at = now_unix;
-      j.placeable_since = now;
-      jobs[id] = std::move(j);
-      queue.insert({-spec.priority, id});
-      ids.push_back(id);
-    }
-    placement_dirty = true;
+    for (const jobs::JobSpec& spec : specs) ids.push_back(submit_job(spec));
     return {{"ids", ids}};
+  }
+
+  int64_t submit_job(const jobs::JobSpec& spec) {
+    const int64_t id = store.insert_job(spec, now_unix);
+    JobState j;
+    j.row.id = id;
+    j.row.spec = spec;
+    j.row.submitted_at = now_unix;
+    j.placeable_since = now;
+    jobs[id] = std::move(j);
+    queue.insert({-spec.priority, id});
+    placement_dirty = true;
+    return id;
   }
 
   json op_jobs(const json& args) {
@@ -879,18 +926,11 @@ struct Coordinator::State {
       if (!row) throw std::invalid_argument("no job " + std::to_string(id));
       return {{"id", id}, {"status", row->status}, {"note", "already " + row->status}};
     }
-    JobState& j = it->second;
-    if (j.row.status == "queued") {
-      j.row.cancel_requested = true;
-      finish_job(j, "cancelled", "cancelled by request");
-      return {{"id", id}, {"status", "cancelled"}};
-    }
-    j.row.cancel_requested = true;
-    store.save_job(j.row);
-    cancel_open_ranks(id, j.row.attempt);
-    log("job " + std::to_string(id) + ": cancelling attempt " + std::to_string(j.row.attempt));
-    return {{"id", id}, {"status", j.row.status}, {"note", "stopping (SIGTERM, then SIGKILL after " +
-                                                           util::cut(std::to_string(j.row.spec.cancel_grace_s), 6) + " s)"}};
+    stop_job(id, "cancelled", "cancelled by request");
+    if (!jobs.count(id)) return {{"id", id}, {"status", "cancelled"}};
+    const jobs::JobRow& row = jobs.at(id).row;
+    return {{"id", id}, {"status", row.status}, {"note", "stopping (SIGTERM, then SIGKILL after " +
+                                                      util::cut(std::to_string(row.spec.cancel_grace_s), 6) + " s)"}};
   }
 
   json op_workers() {
@@ -941,8 +981,15 @@ struct Coordinator::State {
     if (op == "workers") return op_workers();
     if (op == "logs") return op_logs(args);
     if (op == "events") return op_events(args);
+    if (op == "sweep_create") return sweeps.create(args.value("definition", json()), now_unix);
+    if (op == "sweeps") return sweeps.list(std::clamp<int64_t>(int_field(args, "limit", 100), 1, 10000));
+    if (op == "sweep_show") return sweeps.show(int_field(args, "id", -1));
+    if (op == "sweep_rerun") return sweeps.rerun_failed(int_field(args, "id", -1), now_unix);
+    if (op == "sweep_cancel") return sweeps.cancel(int_field(args, "id", -1), now_unix);
     if (op == "ping") return json::object();
-    throw std::invalid_argument("unknown operation \"" + util::cut(op, 40) + "\" (submit, jobs, counts, cancel, workers, logs, events, ping)");
+    throw std::invalid_argument("unknown operation \"" + util::cut(op, 40) +
+                                "\" (submit, jobs, counts, cancel, workers, logs, events, sweep_create, sweeps, sweep_show, "
+                                "sweep_rerun, sweep_cancel, ping)");
   }
 
   void on_request(const std::string& peer, const json& body) {
@@ -1129,6 +1176,7 @@ struct Coordinator::State {
     }
     take_calls();
     tick();
+    sweeps.top_up(now_unix);
     schedule();
     store.commit();
     flush_outbox();

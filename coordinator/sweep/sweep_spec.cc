@@ -6,6 +6,7 @@
 
 #include "common/config_file/config_file.h"
 #include "common/util/json.h"
+#include "coordinator/synthetic/synthetic.h"
 #include "model/config/train_config.h"
 
 namespace sweep {
@@ -252,10 +253,23 @@ json sample_value(const Parameter& p) {
   return p.min;
 }
 
-// A train job's parameters must be settings of the training config (checked by the same
-// parser that will read each trial's config); a synthetic job takes any.
+// Parameters must be settings of the job's config, checked by the same parser that will read
+// each trial's config.
 void check_paths(const SweepSpec& spec, const std::string& origin) {
-  if (spec.job["kind"] != "train") return;
+  if (spec.job["kind"] == "synthetic") {
+    for (const Parameter& p : spec.parameters) {
+      if (!synthetic::default_config().contains(p.path))
+        fail(origin, "parameters." + p.path, "is not a key of the synthetic job's config (x, y, lr, n, choice, steps, ...)");
+      json config = spec.job["config"];
+      config[p.path] = sample_value(p);
+      try {
+        synthetic::parse_config(config, "job.config");
+      } catch (const std::invalid_argument& e) {
+        fail(origin, "parameters." + p.path, std::string("does not fit the synthetic job's config: ") + e.what());
+      }
+    }
+    return;
+  }
   const json& config = spec.job["config"];
   try {
     i3::TrainConfig::parse(config, "job.config");

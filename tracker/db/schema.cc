@@ -136,6 +136,29 @@ ALTER TABLE job_logs_by_rank RENAME TO job_logs;
 CREATE TABLE settings(name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE relay_log(id INTEGER PRIMARY KEY, event TEXT NOT NULL);  -- JSON form (events.h)
 )SQL",
+    // 7: sweeps (coordinator/sweep/sweeps.h): each sweep's definition and its trials, each trial
+    // a job; and the status a requested stop gives a job (ASHA's early stop is not a cancel).
+    R"SQL(
+ALTER TABLE jobs ADD COLUMN stop_as TEXT NOT NULL DEFAULT '';  -- '' (cancelled) or early-stopped
+CREATE TABLE sweeps(
+  id INTEGER PRIMARY KEY,
+  spec TEXT NOT NULL,                      -- JSON: the definition as checked (sweep_spec.h to_json)
+  status TEXT NOT NULL,                    -- running finished cancelled failed
+  note TEXT NOT NULL DEFAULT '',           -- why it ended, or what it waits for
+  created_at REAL NOT NULL, finished_at REAL);
+CREATE TABLE sweep_trials(
+  sweep_id INTEGER NOT NULL, trial INTEGER NOT NULL,  -- trial: 0, 1, … in the order they were made
+  point INTEGER NOT NULL,                  -- grid: the point's index; else the draw's number
+  params TEXT NOT NULL,                    -- JSON {path: value}
+  job_id INTEGER NOT NULL,
+  status TEXT NOT NULL DEFAULT '',         -- '' while its job is unfinished, then the job's final status
+  value REAL, best REAL, step INTEGER,     -- the metric's latest value, its best, the latest's step
+  rungs TEXT NOT NULL DEFAULT '[]',        -- JSON: the value recorded at each ASHA rung reached
+  replaced_by INTEGER,                     -- the trial that re-ran this one (sweep rerun)
+  created_at REAL NOT NULL, ended_at REAL,
+  PRIMARY KEY(sweep_id, trial)) WITHOUT ROWID;
+CREATE INDEX sweep_trials_by_job ON sweep_trials(job_id);
+)SQL",
 };
 
 // Switches a new file to WAL (the mode is stored in the file, so once is enough). The switch

@@ -201,7 +201,7 @@ struct Worker::State {
 
   // --- jobs --------------------------------------------------------------------------------
 
-  // Train and eval jobs track into the attempt's own database, marked for relay.
+  // Train, eval and synthetic jobs track into the attempt's own database, marked for relay.
   std::vector<std::string> job_argv(const jobs::JobSpec& spec, const std::string& dir, const std::string& db, int64_t resume_run,
                                     const std::string& resume_from) {
     if (spec.kind == "command") return spec.argv;
@@ -211,6 +211,11 @@ struct Worker::State {
       std::vector<std::string> argv = {options.i3lab_program, "train", config, "--db", db};
       if (resume_run > 0) argv.insert(argv.end(), {"--resume", std::to_string(resume_run), "--from", resume_from});
       return argv;
+    }
+    if (spec.kind == "synthetic") {
+      const std::string config = dir + "/config.json";
+      std::ofstream(config) << spec.config.dump(2) << "\n";
+      return {options.i3lab_program, "job", "synthetic", "--config", config, "--db", db};
     }
     std::vector<std::string> argv = {options.i3lab_program, "eval"};
     argv.insert(argv.end(), spec.args.begin(), spec.args.end());
