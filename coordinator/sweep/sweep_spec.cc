@@ -250,6 +250,8 @@ json sample_value(const Parameter& p) {
   if (p.distribution == Distribution::kIntUniform) return static_cast<int64_t>(p.min);
   if (p.distribution == Distribution::kNormal) return p.mu;
   if (p.distribution == Distribution::kLogNormal) return std::exp(p.mu);
+  const bool quantized = p.distribution == Distribution::kQUniform || p.distribution == Distribution::kQLogUniformValues;
+  if (quantized && std::floor(p.q) == p.q) return static_cast<int64_t>(std::llround(std::round(p.min / p.q) * p.q));  // as sampler.h
   return p.min;
 }
 

@@ -204,7 +204,7 @@ void Sweeps::metrics(int64_t job, int64_t step, const std::vector<std::pair<std:
   t.step = step;
   if (std::isfinite(v) && (!t.best || (s.metric.maximize ? v > *t.best : v < *t.best))) t.best = v;
   std::string stop_why;
-  if (s.early_terminate.enabled) {
+  if (s.early_terminate.enabled && !a->stopping.count(index)) {
     const EarlyTerminate& e = s.early_terminate;
     while (true) {
       const size_t k = t.rungs.size();
@@ -215,8 +215,10 @@ void Sweeps::metrics(int64_t job, int64_t step, const std::vector<std::pair<std:
         if (i != index && a->trials[i].rungs.size() > k) others.push_back(a->trials[i].rungs[k]);
       t.rungs.push_back(v);
       if (!asha_continues(others, v, e.eta, s.metric.maximize)) {
+        char shown[32];
+        snprintf(shown, sizeof shown, "%.6g", v);
         stop_why = "ASHA: at step " + std::to_string(step) + " (rung " + std::to_string(k) + ", step " + std::to_string(rung) + ") " +
-                   s.metric.name + " " + util::brief(v) + " is not in the top 1/" + std::to_string(e.eta) + " of the " +
+                   s.metric.name + " " + shown + " is not in the top 1/" + std::to_string(e.eta) + " of the " +
                    std::to_string(others.size() + 1) + " trials there";
         break;
       }
@@ -225,6 +227,7 @@ void Sweeps::metrics(int64_t job, int64_t step, const std::vector<std::pair<std:
   store_.save_trial(t);
   if (a->done.empty()) a->done = why_done(*a);
   if (!stop_why.empty()) {
+    a->stopping.insert(index);
     hooks_.log("sweep " + std::to_string(a->row.id) + " trial " + std::to_string(t.trial) + " stopped early: " + stop_why);
     hooks_.stop(job, "early-stopped", stop_why);  // may end the job at once: `t` is not used after this
   }

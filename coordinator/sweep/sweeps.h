@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -81,6 +82,7 @@ class Sweeps {
     std::vector<jobs::TrialRow> trials;
     int64_t next_point = 0;  // draws made so far
     int unfinished = 0;
+    std::set<size_t> stopping;  // trials ASHA asked to stop: not judged again
     std::string done;        // why it makes no more trials ("" : it does)
   };
   Active* find(int64_t id);
