@@ -185,6 +185,7 @@ json watch_sweep(client::Client& c, int64_t id, const std::string& db_path, cons
   const bool tty = isatty(STDERR_FILENO);
   const auto start = util::Clock::now();
   std::string last;
+  double last_print = 0;
   json s;
   while (true) {
     s = c.call("sweep_show", {{"id", id}});
@@ -192,16 +193,20 @@ json watch_sweep(client::Client& c, int64_t id, const std::string& db_path, cons
     int ended = 0, running = 0;
     for (const auto& [status, n] : counts.items()) (jobs::is_final_job_status(status) ? ended : running) += n.get<int>();
     const double elapsed = util::seconds_since(start);
-    std::ostringstream line;
-    line << "sweep " << id << ": " << ended << " trials ended, " << running << " running (" << counts_text(counts) << ")";
+    std::ostringstream state;
+    state << "sweep " << id << ": " << ended << " trials ended, " << running << " unfinished (" << counts_text(counts) << ")";
     if (s["best"].is_object())
-      line << " | best " << s["metric"].value("name", "") << " " << number(s["best"]["value"]) << " (trial " << s["best"]["trial"].get<int64_t>() << ")";
-    line << " | " << std::fixed << std::setprecision(0) << elapsed << " s";
-    const int64_t cap = s["spec"].value("run_cap", int64_t{0});
-    if (cap > 0 && ended > 0 && ended < cap) line << " | ETA " << std::setprecision(0) << elapsed / ended * (cap - ended) << " s";
-    if (line.str() != last) {
+      state << " | best " << s["metric"].value("name", "") << " " << number(s["best"]["value"]) << " (trial " << s["best"]["trial"].get<int64_t>() << ")";
+    std::ostringstream line;
+    line << state.str() << " | " << std::fixed << std::setprecision(0) << elapsed << " s";
+    const int64_t total = s["spec"].value("run_cap", int64_t{0}) > 0 ? s["spec"]["run_cap"].get<int64_t>() : s.value("grid_size", int64_t{0});
+    if (total > 0 && ended > 0 && ended < total) line << " | ETA " << std::setprecision(0) << elapsed / ended * (total - ended) << " s";
+    // A terminal's line is redrawn every second; a log gets a line when something changed, or
+    // every 30 s.
+    if (tty ? line.str() != last : state.str() != last || elapsed - last_print >= 30) {
       std::cerr << (tty ? "\r\033[K" : "") << line.str() << (tty ? "" : "\n") << std::flush;
-      last = line.str();
+      last = tty ? line.str() : state.str();
+      last_print = elapsed;
     }
     if (s["status"] != "running" || stop.load()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(500));

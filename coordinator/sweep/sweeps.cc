@@ -286,6 +286,7 @@ json Sweeps::show(int64_t id) {
   const std::vector<jobs::TrialRow> trials = a ? a->trials : store_.trials_of(id);
   json out = summary(row, trials);
   out["spec"] = row.spec;
+  if (a && a->spec.method == Method::kGrid) out["grid_size"] = grid_size(a->spec);
   json list = json::array();
   for (const jobs::TrialRow& t : trials) {
     const std::optional<jobs::JobRow> job = store_.job(t.job_id);
