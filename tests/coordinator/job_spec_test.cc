@@ -34,8 +34,8 @@ TEST(JobSpec, ReadsEveryKeyAndWritesItBack) {
 
 TEST(JobSpec, ErrorsNameTheFileAndField) {
   EXPECT_EQ(error_of(json::array()), "job.json: a job must be a JSON object, got []");
-  EXPECT_EQ(error_of({{"argv", {"true"}}}), "job.json: no \"kind\" (command, train or eval)");
-  EXPECT_EQ(error_of({{"kind", "shell"}}), "job.json: kind must be \"command\", \"train\" or \"eval\", got \"shell\"");
+  EXPECT_EQ(error_of({{"argv", {"true"}}}), "job.json: no \"kind\" (command, train, eval or synthetic)");
+  EXPECT_EQ(error_of({{"kind", "shell"}}), "job.json: kind must be \"command\", \"train\", \"eval\" or \"synthetic\", got \"shell\"");
   EXPECT_EQ(error_of({{"kind", "command"}}), "job.json: a command job needs \"argv\"");
   EXPECT_EQ(error_of({{"kind", "command"}, {"argv", json::array()}}), "job.json: argv must name a program");
   EXPECT_EQ(error_of({{"kind", "command"}, {"argv", {1}}}), "job.json: argv must be an array of strings, got an item 1");

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -186,6 +187,20 @@ TEST(ConfigFile, YamlScalarsTakeTheCoreSchemasTypesAndErrorsNameTheLine) {
   EXPECT_NE(error("---\na: 1\n---\nb: 2\n").find("holds 2 YAML documents"), std::string::npos);
   const std::string deep = std::string(200, '[') + std::string(200, ']');
   EXPECT_NE(error(deep).find("nested deeper than 128 levels"), std::string::npos) << error(deep);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(SweepSpec, ShippedSweepConfigsAreValid) {
+  int count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(I3LAB_SOURCE_DIR "/configs")) {
+    if (entry.path().filename().string().find("sweep") == std::string::npos) continue;
+    EXPECT_NO_THROW(sweep::read_sweep_file(entry.path().string())) << entry.path();
+    ++count;
+  }
+  EXPECT_GE(count, 1);
 }
 
 }  // namespace
