@@ -22,6 +22,7 @@
 #include "coordinator/client/client.h"
 #include "coordinator/jobs/job_spec.h"
 #include "coordinator/keys/keys.h"
+#include "coordinator/cli/args.h"
 #include "coordinator/cli/sweep_commands.h"
 #include "coordinator/local/local_cluster.h"
 #include "coordinator/server/coordinator.h"
@@ -35,18 +36,6 @@ namespace {
 using cli::Args;
 using cli::UsageError;
 using nlohmann::json;
-
-std::string endpoint_of(const Args& args) { return args.get("coordinator", client::kDefaultEndpoint); }
-
-int64_t job_id_arg(const Args& args) {
-  if (args.positional().size() != 1) throw UsageError("give one job ID");
-  const std::string& text = args.positional()[0];
-  char* end = nullptr;
-  errno = 0;
-  const long long id = std::strtoll(text.c_str(), &end, 10);
-  if (text.empty() || *end || errno || id < 1) throw UsageError("job ID must be a positive integer, got '" + util::cut(text, 40) + "'");
-  return id;
-}
 
 // "3m05s", "42s", "1h02m".
 std::string duration(double s) {
@@ -202,7 +191,7 @@ int jobs_cmd(const Args& args) {
 
 int cancel_cmd(const Args& args) {
   client::Client c(endpoint_of(args));
-  const json r = c.call("cancel", {{"id", job_id_arg(args)}});
+  const json r = c.call("cancel", {{"id", id_arg(args, "job")}});
   std::cout << "job " << r["id"].get<int64_t>() << ": " << r["status"].get<std::string>();
   if (r.contains("note")) std::cout << " (" << r["note"].get<std::string>() << ")";
   std::cout << std::endl;
@@ -210,7 +199,7 @@ int cancel_cmd(const Args& args) {
 }
 
 int logs_cmd(const Args& args) {
-  const int64_t id = job_id_arg(args);
+  const int64_t id = id_arg(args, "job");
   client::Client c(endpoint_of(args));
   int attempt = static_cast<int>(args.get_int("attempt", 0, 0, 1 << 20));
   const int64_t rank = args.get_int("rank", 0, 0, jobs::kMaxRanks - 1);

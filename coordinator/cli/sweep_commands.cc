@@ -12,6 +12,7 @@
 #include "common/config_file/config_file.h"
 #include "common/util/clock.h"
 #include "common/util/json.h"
+#include "coordinator/cli/args.h"
 #include "coordinator/jobs/job_spec.h"
 #include "coordinator/sweep/sweep_spec.h"
 #include "coordinator/synthetic/synthetic.h"
@@ -24,15 +25,6 @@ namespace {
 using cli::Args;
 using cli::UsageError;
 using nlohmann::json;
-
-std::string endpoint_of(const Args& args) { return args.get("coordinator", client::kDefaultEndpoint); }
-
-int64_t sweep_id_arg(const Args& args) {
-  if (args.positional().size() != 1) throw UsageError("give one sweep ID");
-  const std::optional<int64_t> id = util::as_int64(util::try_parse_json(args.positional()[0]).value_or(json()));
-  if (!id || *id < 1) throw UsageError("sweep ID must be a positive integer, got '" + util::cut(args.positional()[0], 40) + "'");
-  return *id;
-}
 
 std::string number(const json& v) {
   if (!v.is_number()) return "-";
@@ -106,7 +98,7 @@ void print_sweep(const json& s) {
 
 int sweep_show_cmd(const Args& args) {
   client::Client c(endpoint_of(args));
-  const json s = c.call("sweep_show", {{"id", sweep_id_arg(args)}});
+  const json s = c.call("sweep_show", {{"id", id_arg(args, "sweep")}});
   if (args.has("json")) std::cout << s.dump() << std::endl;
   else print_sweep(s);
   return 0;
@@ -115,7 +107,7 @@ int sweep_show_cmd(const Args& args) {
 int sweep_rerun_cmd(const Args& args) {
   if (!args.has("failed")) throw UsageError("give --failed: re-run the trials that failed, were cancelled or whose run was deleted");
   client::Client c(endpoint_of(args));
-  const json r = c.call("sweep_rerun", {{"id", sweep_id_arg(args)}});
+  const json r = c.call("sweep_rerun", {{"id", id_arg(args, "sweep")}});
   for (const json& t : r["rerun"])
     std::cout << "trial " << t["replaces"].get<int64_t>() << " (" << t["why"].get<std::string>() << ") runs again as trial "
               << t["trial"].get<int64_t>() << ", job " << t["job"].get<int64_t>() << "\n";
@@ -125,7 +117,7 @@ int sweep_rerun_cmd(const Args& args) {
 
 int sweep_cancel_cmd(const Args& args) {
   client::Client c(endpoint_of(args));
-  const json r = c.call("sweep_cancel", {{"id", sweep_id_arg(args)}});
+  const json r = c.call("sweep_cancel", {{"id", id_arg(args, "sweep")}});
   std::cout << "sweep " << r["id"].get<int64_t>() << ": " << r["status"].get<std::string>() << ", stopping "
             << r["stopping"].get<int64_t>() << " trials\n";
   return 0;

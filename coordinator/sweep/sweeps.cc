@@ -74,6 +74,9 @@ void Sweeps::load(jobs::SweepRow row) {
 }
 
 json Sweeps::create(const json& definition, double now_unix) {
+  // A file's path would be read on the coordinator's machine: the client sends the job inline.
+  if (!definition.is_object() || !definition.contains("job") || !definition["job"].is_object())
+    throw SweepSpecError("sweep: \"job\" must be a job object (i3lab sweep reads a job file and sends it inline)");
   const SweepSpec spec = parse_sweep_spec(definition, "sweep", ".");
   jobs::parse_job_spec(spec.job, "sweep: job");  // the base job must be one
   jobs::SweepRow row;

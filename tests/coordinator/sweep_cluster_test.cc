@@ -196,6 +196,29 @@ TEST_F(SweepCluster, RerunFailedRunsAGridsFailedPointsAgainOnce) {
   EXPECT_EQ(failed, 3);
 }
 
+TEST_F(SweepCluster, UpRunsAYamlSweepToItsEndAndNamesTheBestTrial) {
+  const std::string path = dir_ + "/sweep.yaml";
+  write_file(path,
+             "method: bayes\n"
+             "metric: {name: loss, goal: minimize}\n"
+             "parameters:\n"
+             "  x: {min: -1.0, max: 1.0}\n"
+             "  lr: {distribution: log_uniform_values, min: 1.0e-5, max: 1.0e-1}\n"
+             "early_terminate: {type: hyperband, min_iter: 10, eta: 3}\n"
+             "run_cap: 12\n"
+             "max_concurrent: 2\n"
+             "job:\n"
+             "  kind: synthetic\n"
+             "  config: {steps: 60, step_ms: 5}\n");
+  const I3labResult r = i3lab({"up", path, "--workers", "2", "--exit-when-done", "--http", "127.0.0.1:0", "--listen",
+                               "tcp://127.0.0.1:*", "--db", dir_ + "/i3lab.db", "--dir", dir_ + "/local"});
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("sweep 1 finished: run_cap 12 trials have run"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("best trial: "), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("dashboard http://127.0.0.1:"), std::string::npos) << r.err;
+  EXPECT_EQ(runs_of_sweep(1).size(), 12u);
+}
+
 TEST_F(SweepCluster, ABadSweepFileIsRefusedBeforeAnythingRuns) {
   Coordinator c = start_coordinator(dir_);
   const std::string path = dir_ + "/bad.yaml";
