@@ -33,6 +33,12 @@ TEST(Cluster, TwentyJobsThroughTwoWorkersRunExactlyOnce) {
   Coordinator c = start_coordinator(dir);
   auto w1 = start_worker(dir, c.endpoint, "w1");
   auto w2 = start_worker(dir, c.endpoint, "w2");
+  // Both registered before the jobs arrive: on a loaded machine one worker could otherwise
+  // take all twenty before the other says HELLO.
+  ASSERT_TRUE(eventually([&] {
+    const I3labResult r = i3lab({"workers", "--coordinator", c.endpoint, "--json"});
+    return r.status == 0 && json::parse(r.out, nullptr, false).size() == 2;
+  }));
   std::vector<int64_t> ids;
   for (int i = 0; i < 20; ++i) ids.push_back(submit(dir, c.endpoint, side_effect_job(side, 0.05)));
   json list;
