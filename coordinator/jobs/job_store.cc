@@ -158,6 +158,14 @@ std::string JobStore::run_status(const std::string& run_uid) {
   return status;
 }
 
+int64_t JobStore::run_id(const std::string& run_uid) {
+  Stmt& s = stmt(13, "SELECT id FROM runs WHERE uid = ?");
+  s.bind(1, run_uid);
+  const int64_t id = s.step() ? s.int64(0) : 0;
+  s.reset();
+  return id;
+}
+
 int64_t JobStore::insert_job(const JobSpec& spec, double now) {
   begin();
   Stmt& s = stmt(0, "INSERT INTO jobs(spec, status, priority, submitted_at) VALUES(?, 'queued', ?, ?)");

@@ -121,6 +121,8 @@ class JobStore {
   bool artifact_used(const std::string& ref);
   // The run's status ("" for an unknown run).
   std::string run_status(const std::string& run_uid);
+  // The run's id in this database (0 for an unknown run).
+  int64_t run_id(const std::string& run_uid);
   int64_t insert_sweep(const nlohmann::json& spec, double now);  // status running; returns the id
   void save_sweep(const SweepRow& sweep);
   void save_trial(const TrialRow& trial);  // inserts or replaces

@@ -5,6 +5,7 @@
 
 #include "common/util/json.h"
 #include "coordinator/sweep/asha.h"
+#include "coordinator/sweep/importance.h"
 #include "coordinator/sweep/sampler.h"
 
 namespace sweep {
@@ -304,11 +305,46 @@ json Sweeps::show(int64_t id) {
                     {"rungs", t.rungs},
                     {"replaced_by", t.replaced_by ? json(*t.replaced_by) : json()},
                     {"run", job ? job->run_uid : ""},
+                    {"run_id", job && !job->run_uid.empty() ? store_.run_id(job->run_uid) : 0},
                     {"error", job && job->status != "succeeded" ? job->error : ""},
                     {"created_at", t.created_at},
                     {"ended_at", opt(t.ended_at)}});
   }
   out["trials"] = std::move(list);
+
+  // The best value over time: each ended trial with a metric, in the order they ended.
+  const bool maximize = out["metric"].value("goal", "minimize") == "maximize";
+  std::vector<const jobs::TrialRow*> ended;
+  for (const jobs::TrialRow& t : trials)
+    if (t.ended_at && t.value && std::isfinite(*t.value) && t.status != "failed") ended.push_back(&t);
+  std::stable_sort(ended.begin(), ended.end(), [](const jobs::TrialRow* x, const jobs::TrialRow* y) { return *x->ended_at < *y->ended_at; });
+  json best_so_far = json::array();
+  std::optional<double> best;
+  for (const jobs::TrialRow* t : ended) {
+    if (!best || (maximize ? *t->value > *best : *t->value < *best)) best = *t->value;
+    best_so_far.push_back({{"trial", t->trial}, {"ended_at", *t->ended_at}, {"value", *t->value}, {"best", *best}});
+  }
+  out["best_so_far"] = std::move(best_so_far);
+
+  // Parameter importance over the trials that reported the metric.
+  std::optional<SweepSpec> spec;
+  if (a) spec = a->spec;
+  else try {
+      spec = parse_sweep_spec(row.spec, "sweep " + std::to_string(id), ".");
+    } catch (const std::exception&) {
+    }
+  json importance = json::array();
+  if (spec) {
+    std::vector<json> points;
+    std::vector<double> values;
+    for (const jobs::TrialRow& t : trials) {
+      points.push_back(t.params);
+      values.push_back(t.value && t.status != "failed" ? *t.value : NAN);
+    }
+    for (const ParameterImportance& p : parameter_importance(*spec, points, values))
+      importance.push_back({{"path", p.path}, {"correlation", opt(p.correlation)}, {"importance", opt(p.importance)}});
+  }
+  out["importance"] = std::move(importance);
   return out;
 }
 

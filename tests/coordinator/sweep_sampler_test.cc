@@ -8,6 +8,7 @@
 #include <set>
 
 #include "coordinator/sweep/asha.h"
+#include "coordinator/sweep/importance.h"
 #include "coordinator/sweep/sampler.h"
 #include "coordinator/synthetic/synthetic.h"
 
@@ -168,6 +169,33 @@ TEST(SweepSampler, TpeBeforeItsStartupTrialsDrawsAsRandomDoes) {
                                       {"parameters", {{"x", {{"min", -2.0}, {"max", 2.0}}}}}, {"job", synthetic_job()}});
   std::vector<Observation> seen(9, Observation{json{{"x", 1.0}}, Observation::State::kDone, 1.0});
   EXPECT_EQ(sweep::tpe_point(s, 9, seen), sweep::random_point(s, 9));
+}
+
+TEST(SweepImportance, RanksTheParametersTheObjectiveDependsOn) {
+  // loss grows with x over [0.3, 2] (by up to 2.9) and with y over [-0.2, 0.8] (by up to 1); seed is unused.
+  const sweep::SweepSpec s = spec_of({{"method", "random"}, {"seed", 2},
+                                      {"parameters", {{"x", {{"min", 0.3}, {"max", 2.0}}},
+                                                      {"y", {{"min", -0.2}, {"max", 0.8}}},
+                                                      {"seed", {{"min", 0}, {"max", 1000}}}}},
+                                      {"job", synthetic_job()}});
+  std::vector<json> points;
+  std::vector<double> values;
+  for (int i = 0; i < 60; ++i) {
+    points.push_back(sweep::random_point(s, i));
+    values.push_back(synthetic::objective(synthetic::parse_config(points.back(), "t"), 100));
+  }
+  const std::vector<sweep::ParameterImportance> imp = sweep::parameter_importance(s, points, values);
+  std::map<std::string, sweep::ParameterImportance> by;
+  double total = 0;
+  for (const auto& p : imp) by[p.path] = p, total += *p.importance;
+  EXPECT_NEAR(total, 1.0, 1e-9);
+  EXPECT_GT(*by["x"].importance, 0.6);
+  EXPECT_GT(*by["y"].importance, *by["seed"].importance);
+  EXPECT_GT(*by["x"].correlation, 0.9);
+  EXPECT_LT(std::abs(*by["seed"].correlation), 0.35);
+  // Too few trials with a metric: nothing to say.
+  const auto few = sweep::parameter_importance(s, {points[0], points[1]}, {1.0, 2.0});
+  EXPECT_FALSE(few[0].importance.has_value());
 }
 
 TEST(Asha, RungsAreMinStepsTimesPowersOfEtaBelowMaxSteps) {

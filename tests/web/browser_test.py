@@ -5,6 +5,7 @@ Run by ctest: python3 browser_test.py I3LAB_BINARY SCREENSHOT_DIR. Exits 77 (ski
 Chromium or Selenium is not installed. Screenshots of each page go to SCREENSHOT_DIR.
 """
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -148,6 +149,41 @@ class Dashboard(unittest.TestCase):
             self.shot("run-narrow")
         finally:
             d.set_window_size(1280, 1400)
+
+    def test_7_sweep_pages_show_trials_progress_importance_and_parallel_coordinates(self):
+        d = self.driver
+        folder = self.tmp.name
+        sweep_file = os.path.join(folder, "sweep.yaml")
+        with open(sweep_file, "w") as f:
+            f.write("method: bayes\nmetric: {name: loss, goal: minimize}\nname: <b>bold</b> sweep\n"
+                    "parameters:\n  x: {min: -1.0, max: 1.0}\n  choice: {values: [a, b, c]}\n"
+                    "run_cap: 12\nmax_concurrent: 2\njob: {kind: synthetic, config: {steps: 20, step_ms: 2}}\n")
+        endpoint = self.proc.i3lab_endpoint
+        worker = subprocess.Popen([I3LAB, "worker", "--coordinator", endpoint, "--name", "browser-w", "--workdir",
+                                   os.path.join(folder, "w")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            made = subprocess.run([I3LAB, "sweep", sweep_file, "--coordinator", endpoint], capture_output=True, text=True, timeout=60)
+            self.assertEqual(made.returncode, 0, made.stderr)
+            sweep = int(made.stdout)
+            d.get(self.url + "/sweeps")
+            self.wait_for(f"document.querySelector('#sweeps tr[data-sweep=\"{sweep}\"] a')")
+            self.assertEqual(d.execute_script(f"return document.querySelector('#sweeps tr[data-sweep=\"{sweep}\"] a').textContent"),
+                             "<b>bold</b> sweep")  # text, not HTML
+            d.get(f"{self.url}/sweeps/{sweep}")
+            # Live: the page follows the sweep to its end without a reload.
+            self.wait_for("document.querySelector('.status')?.textContent === 'finished'", 90)
+            self.wait_for("document.querySelectorAll('#trials tbody tr').length === 12")
+            self.assertEqual(d.execute_script("return document.querySelectorAll('#importance tbody tr').length"), 2)
+            self.assertEqual(self.wait_for("document.querySelector('canvas.parallel')?.dataset.lines"), "12")
+            self.assertEqual(self.wait_for("document.querySelector('.chart')?.dataset.points"), "12")
+            self.assertIn("best: trial ", d.execute_script("return document.querySelector('#sweep-best').textContent"))
+            self.shot("sweep")
+            # A trial's run opens its run page.
+            d.execute_script("document.querySelector('#trials tbody tr a').click()")
+            self.wait_for("location.pathname.startsWith('/runs/') && document.querySelector('.chart[data-key=\"loss\"]')")
+        finally:
+            worker.terminate()
+            worker.wait(30)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,15 @@ def free_port():
 
 def start(argv, err_path):
     """Starts `argv` (an i3lab coordinator --http or i3lab ui) with stderr in err_path; returns
-    (process, dashboard URL without the trailing slash), read from its "dashboard: URL" line."""
+    (process, dashboard URL without the trailing slash), read from its "dashboard: URL" line. A
+    coordinator's process carries its ZeroMQ endpoint as .i3lab_endpoint."""
     err = open(err_path, "a")
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True)
     err.close()  # the child has its own copy
     for _ in range(4):
         line = proc.stdout.readline()
+        if line.startswith("coordinator listening on "):  # a coordinator's ZeroMQ endpoint, for workers
+            proc.i3lab_endpoint = line.split()[3].rstrip(",")
         if line.startswith("dashboard:"):
             return proc, line.split()[1].rstrip("/")
     proc.kill()

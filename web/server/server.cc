@@ -311,7 +311,7 @@ struct Server::Impl {
 
   void get(const httplib::Request& req, httplib::Response& res) {
     const std::vector<std::string> s = segments(req.path);
-    if (s.empty() || s[0] == "runs" || s[0] == "compare" || s[0] == "cluster") return page(res, "/index.html");
+    if (s.empty() || s[0] == "runs" || s[0] == "compare" || s[0] == "cluster" || s[0] == "sweeps") return page(res, "/index.html");
     if (s[0] != "api") return page(res, req.path);
     if (s.size() < 3 || s[1] != "v1") throw HttpError(404, "no such API path; see docs/api.md (/api/v1/…)");
     const std::string& what = s[2];
@@ -334,6 +334,8 @@ struct Server::Impl {
     if (what == "artifact" && s.size() == 4 && s[3] == "file") return artifact_file(req, res);
     if (what == "jobs" && s.size() == 3) return cluster_read(res, "jobs", {{"limit", int_param(req, "limit", 500, 1, 100000)}});
     if (what == "workers" && s.size() == 3) return cluster_read(res, "workers", json::object());
+    if (what == "sweeps" && s.size() == 3) return cluster_read(res, "sweeps", {{"limit", int_param(req, "limit", 100, 1, 10000)}});
+    if (what == "sweeps" && s.size() == 4) return sweep(s[3], res);
     if (what == "stream" && s.size() == 3) return global_stream(res);
     throw HttpError(404, "no such API path: " + util::cut(req.path, 100) + "; see docs/api.md");
   }
@@ -545,6 +547,20 @@ struct Server::Impl {
                                }
                                return true;
                              });
+  }
+
+  // One sweep with its trials, best value over time and parameter importance.
+  void sweep(const std::string& text, httplib::Response& res) {
+    int64_t id = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
+    if (ec != std::errc() || end != text.data() + text.size() || id < 1) throw HttpError(404, "no sweep \"" + util::cut(text, 40) + "\"");
+    try {
+      cluster_read(res, "sweep_show", {{"id", id}});
+    } catch (const std::invalid_argument& e) {
+      // The coordinator's answer arrives as text; "no sweep N" is its not-found.
+      if (std::string(e.what()).rfind("no sweep ", 0) == 0) throw HttpError(404, e.what());
+      throw;
+    }
   }
 
   void cluster_read(httplib::Response& res, const std::string& op, const json& args) {

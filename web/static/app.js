@@ -1,4 +1,5 @@
-// The i3lab dashboard: runs, run, compare and cluster pages over the HTTP API (docs/api.md).
+// The i3lab dashboard: runs, run, compare, sweeps, sweep and cluster pages over the HTTP API
+// (docs/api.md).
 // Plain DOM code. User text (run names, tags, configs, samples, console lines) only ever goes
 // into the page as text (el() sets textContent), never as HTML.
 "use strict";
@@ -120,10 +121,13 @@ function route() {
   const main = document.getElementById("main");
   main.replaceChildren();
   const path = location.pathname;
-  const section = path.startsWith("/runs/") ? "runs" : path.startsWith("/compare") ? "compare" : path.startsWith("/cluster") ? "cluster" : "runs";
+  const section = path.startsWith("/runs/") ? "runs" : path.startsWith("/compare") ? "compare" : path.startsWith("/cluster") ? "cluster"
+    : path.startsWith("/sweeps") ? "sweeps" : "runs";
   for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active", a.dataset.nav === section);
-  const run = path.match(/^\/runs\/(\d+)$/);
+  const run = path.match(/^\/runs\/(\d+)$/), sweep = path.match(/^\/sweeps\/(\d+)$/);
   const page = run ? runPage(main, Number(run[1]))
+    : sweep ? sweepPage(main, Number(sweep[1]))
+    : path === "/sweeps" ? sweepsPage(main)
     : path === "/compare" ? comparePage(main, new URLSearchParams(location.search))
     : path === "/cluster" ? clusterPage(main)
     : runsPage(main);
@@ -643,6 +647,87 @@ async function comparePage(main, params) {
   };
   metricSel.addEventListener("change", drawParallel);
   drawParallel();
+}
+
+// --- sweeps and sweep pages --------------------------------------------------------------------
+
+// The coordinator's sweeps live in its loop: i3lab ui (a database alone) has none to show.
+async function needCoordinator(main, what) {
+  const info = await api("/api/v1/info");
+  if (!info.coordinator) main.append(el("p", { class: "muted", text: `This is i3lab ui, serving a database alone: no coordinator, so no ${what}. Start one with i3lab coordinator --http HOST:PORT, or i3lab up.` }));
+  return info.coordinator;
+}
+
+function countsText(counts) { return Object.entries(counts || {}).map(([s, n]) => `${n} ${s}`).join(", ") || "no trials yet"; }
+
+async function sweepsPage(main) {
+  document.title = "Sweeps · i3lab";
+  main.append(el("h1", { text: "Sweeps" }));
+  if (!(await needCoordinator(main, "sweeps"))) return;
+  const box = el("div", { class: "tablewrap" });
+  main.append(box);
+  async function load() {
+    const sweeps = await api("/api/v1/sweeps?limit=200");
+    if (!sweeps.length) { box.replaceChildren(el("p", { class: "muted", text: "No sweeps yet: i3lab sweep SWEEP.yaml, or i3lab up SWEEP.yaml (docs/sweeps.md)." })); return; }
+    box.replaceChildren(dataTable({ id: "sweeps" }, ["id", "name", "status", "method", "trials", "", "best", "created"],
+      sweeps.map((w) => el("tr", { "data-sweep": w.id },
+        el("td", { class: "num", text: w.id }), el("td", {}, el("a", { href: `/sweeps/${w.id}`, text: w.name })),
+        el("td", {}, statusBadge(w.status)), el("td", { text: w.method }), el("td", { class: "num", text: w.trials }),
+        el("td", { text: countsText(w.counts) }),
+        el("td", { class: "num", text: w.best ? `${w.metric.name} ${fmt(w.best.value)}` : "–" }), el("td", { text: fmtTime(w.created_at) })))));
+  }
+  await load();
+  live("/api/v1/stream", { jobs: throttle(() => load().catch(report), 1000), runs: throttle(() => load().catch(report), 2000) });
+}
+
+async function sweepPage(main, id) {
+  document.title = `Sweep ${id} · i3lab`;
+  if (!(await needCoordinator(main, "sweeps"))) return;
+  const head = el("div"), progress = el("div", { class: "chart" }, el("div", { class: "charttitle", text: "best value as trials end (x: trials ended)" })), pc = el("canvas", { class: "parallel", role: "img", "aria-label": "parallel coordinates" });
+  const importance = el("div", { class: "tablewrap" }), trials = el("div", { class: "tablewrap" });
+  main.append(head,
+    el("section", {}, el("h2", { text: "Best so far" }), el("div", { class: "charts" }, progress)),
+    el("section", {}, el("h2", { text: "Parameter importance" }), importance),
+    el("section", {}, el("h2", { text: "Parameters against the metric" }), el("div", { class: "heatwrap" }, pc)),
+    el("section", {}, el("h2", { text: "Trials" }), trials));
+  const chart = new I3Chart.LineChart(progress, {});
+  onPageLeave(() => chart.destroy());
+  async function load() {
+    const s = await api(`/api/v1/sweeps/${id}`);
+    const metric = s.metric.name || "metric";
+    document.title = `${s.name} · i3lab`;
+    head.replaceChildren(el("h1", { text: s.name }),
+      el("p", {}, statusBadge(s.status), ` ${s.method} · ${countsText(s.counts)}${s.note ? " · " + s.note : ""}`),
+      el("p", { id: "sweep-best", text: s.best ? `best: trial ${s.best.trial}, ${metric} ${fmt(s.best.value)}, ` +
+        Object.entries(s.best.params).map(([k, v]) => `${k}=${valueText(v)}`).join(" ") : "no trial has reported " + metric + " yet" }));
+    // The best value as trials end, and each ended trial's own.
+    const xs = s.best_so_far.map((_, i) => i + 1);
+    const line = (label, color, ys) => ({ label, color, x: xs, min: ys, max: ys, last: ys });
+    chart.setSeries([line(`best ${metric}`, COLORS[0], s.best_so_far.map((p) => p.best)), line(`trial's ${metric}`, COLORS[1], s.best_so_far.map((p) => p.value))]);
+    progress.dataset.points = String(xs.length);
+    importance.replaceChildren(dataTable({ id: "importance" }, ["parameter", "importance", "correlation with " + metric],
+      [...s.importance].sort((a, b) => (b.importance ?? -1) - (a.importance ?? -1)).map((p) => el("tr", {},
+        el("td", { text: p.path }),
+        el("td", {}, el("span", { class: "bar", style: `width:${Math.round((p.importance || 0) * 120)}px` }), ` ${p.importance === null ? "–" : (p.importance * 100).toFixed(0) + "%"}`),
+        el("td", { class: "num", text: p.correlation === null ? "–" : p.correlation.toFixed(2) })))));
+    // Parallel coordinates: each parameter (a category as its index), then the metric.
+    const paths = s.importance.map((p) => p.path);
+    const reported = s.trials.filter((t) => t.value !== null);
+    const axes = paths.map((k) => {
+      const seen = [...new Set(reported.map((t) => JSON.stringify(t.params[k])))];
+      return { label: k, values: reported.map((t) => typeof t.params[k] === "number" ? t.params[k] : seen.indexOf(JSON.stringify(t.params[k]))) };
+    });
+    axes.push({ label: metric, values: reported.map((t) => t.value) });
+    I3Chart.parallel(pc, axes, reported.map((t) => `trial ${t.trial}`));
+    trials.replaceChildren(dataTable({ id: "trials" }, ["trial", "status", "step", metric, ...paths, "run"],
+      s.trials.map((t) => el("tr", { "data-trial": t.trial },
+        el("td", { class: "num", text: t.trial }), el("td", {}, statusBadge(t.status)),
+        el("td", { class: "num", text: t.step ?? "–" }), el("td", { class: "num", text: fmt(t.value) }),
+        ...paths.map((k) => el("td", { text: valueText(t.params[k]) })),
+        el("td", {}, t.run_id ? el("a", { href: `/runs/${t.run_id}`, text: t.run.slice(0, 8) }) : "")))));
+  }
+  await load();
+  live("/api/v1/stream", { jobs: throttle(() => load().catch(report), 1000), runs: throttle(() => load().catch(report), 2000) });
 }
 
 // --- cluster page ------------------------------------------------------------------------------
