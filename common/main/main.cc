@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "bench/sweep/commands.h"
 #include "bench/tracker/commands.h"
 #include "bench/web/commands.h"
 #include "common/cli/cli.h"
@@ -24,6 +25,7 @@ int main(int argc, char** argv) {
   for (auto& c : web::web_commands()) commands.push_back(std::move(c));
   for (auto& c : tracker::bench_commands()) commands.push_back(std::move(c));
   for (auto& c : web::bench_web_commands()) commands.push_back(std::move(c));
+  for (auto& c : sweep::bench_sweep_commands()) commands.push_back(std::move(c));
   // Help lists the benchmarks last, together.
   std::stable_partition(commands.begin(), commands.end(), [](const cli::Command& c) { return c.path.rfind("bench ", 0) != 0; });
   return cli::dispatch(commands, argc, argv);
