@@ -51,14 +51,14 @@ Outcome run_once(const Variant& variant, uint64_t seed, const cli::Args& args, c
     if (util::Clock::now() > hello_deadline) throw std::runtime_error("the local workers did not register within 30 s; see " + dir);
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  const double target = std::stod(args.get("target", "0.3"));
+  const double target = std::stod(args.get("target", "0.22"));
   json definition = {{"method", variant.method},
                      {"metric", {{"name", "loss"}, {"goal", "minimize"}, {"target", target}}},
                      {"parameters",
                       {{"x", {{"distribution", "uniform"}, {"min", -1.0}, {"max", 1.0}}},
                        {"y", {{"distribution", "uniform"}, {"min", -1.0}, {"max", 1.0}}},
                        {"lr", {{"distribution", "log_uniform_values"}, {"min", 1e-5}, {"max", 1e-1}}}}},
-                     {"run_cap", args.get_int("budget", 60, 1, 100000)},
+                     {"run_cap", args.get_int("budget", 100, 1, 100000)},
                      {"max_concurrent", workers},
                      {"seed", seed},
                      {"job", {{"kind", "synthetic"}, {"config", {{"steps", steps}, {"step_ms", args.get_int("step-ms", 10, 0, 60000)}, {"noise", 0.01}, {"seed", seed}}}}}};
@@ -124,7 +124,7 @@ std::vector<cli::Command> bench_sweep_commands() {
            "For each of random, tpe, random+asha and tpe+asha and each seed 1..N (default 5): a coordinator with W\n"
            "local workers of one slot (default 2) runs a sweep of synthetic jobs (i3lab job synthetic: x, y in [-1, 1],\n"
            "lr log-uniform in [1e-5, 0.1]; S steps, default 50, of MS ms, default 10; noise 0.01), W at a time, at\n"
-           "most TRIALS trials (default 60), until a trial's loss reaches LOSS (default 0.3; the optimum is\n"
+           "most TRIALS trials (default 100), until a trial's loss reaches LOSS (default 0.22; the optimum is\n"
            "1/sqrt(S)). ASHA: rungs at S/9 steps, eta 3. Reports per variant how many seeds reached the target and\n"
            "the median seconds and trials to it (to the budget's end for a seed that missed).\n",
            {{"seeds", "workers", "budget", "target", "steps", "step-ms", "dir"}, {"json"}}, bench_sweep_cmd}};

@@ -22,6 +22,11 @@ is applied once). Only a full queue (100,000 events) makes `log` wait. `finish()
 taken by then is saved in DIR/unsent-run-ID/ (DIR: `init(dir=...)`, default ./i3lab), in the
 offline form, for `i3lab sync`.
 
+In a job of an i3lab sweep (W&B's `program` form, docs/sweeps.md) init() takes the trial's
+parameters from $I3LAB_SWEEP_PARAMS into config, as wandb.config holds a W&B sweep's, and
+its group and name from $I3LAB_RUN_GROUP and $I3LAB_RUN_NAME; the events name the job
+($I3LAB_JOB_ID), so the coordinator watches the run's metrics for the sweep.
+
 mode="offline" writes the events to DIR/offline-run-ID/events.jsonl (and artifact files
 beside them) instead; `i3lab sync --from THAT_FOLDER --to i3lab.db` stores them later.
 """
@@ -336,7 +341,10 @@ class _HttpSender:
                     for path, sha, size in item.get("_files", ()):
                         self._upload(path, sha, size)
                 events = [{k: v for k, v in item.items() if k != "_files"} for item in batch]
-                answer = self._request("POST", "/api/v1/events", json.dumps({"events": events}, allow_nan=False).encode(), "application/json")
+                body = {"events": events}
+                if os.environ.get("I3LAB_JOB_ID", "").isdigit():
+                    body["job"] = int(os.environ["I3LAB_JOB_ID"])  # this run is the job's (a sweep's trial)
+                answer = self._request("POST", "/api/v1/events", json.dumps(body, allow_nan=False).encode(), "application/json")
                 for e in answer.get("errors", []):
                     print(f"i3lab: the server refused an event: {e.get('error')}", file=sys.stderr)
                 return
@@ -457,10 +465,10 @@ class Run:
     def __init__(self, project, name, config_, tags, notes, group, run_id, resume, mode, url, token, dir_):
         self.id = run_id or uuid.uuid4().hex
         self.project = project or os.environ.get("I3LAB_PROJECT") or os.environ.get("WANDB_PROJECT") or "default"
-        self.name = name or f"run-{self.id[:8]}"
+        self.name = name or os.environ.get("I3LAB_RUN_NAME") or f"run-{self.id[:8]}"
         self.tags = list(tags or [])
         self.notes = notes or ""
-        self.group = group or ""
+        self.group = group or os.environ.get("I3LAB_RUN_GROUP") or ""
         self.mode = mode
         self.step = 0          # the next step log() uses without one
         self._seq = 0
@@ -470,6 +478,8 @@ class Run:
         self._lock = threading.Lock()
         self.config = Config(self._config_changed)
         self.config.update(config_ or {})
+        if os.environ.get("I3LAB_SWEEP_PARAMS"):  # a sweep's trial: its parameters win, as in W&B
+            self.config.update(json.loads(os.environ["I3LAB_SWEEP_PARAMS"]))
         self.summary = Summary(self)
         if mode == "offline":
             self._sink = _OfflineWriter(os.path.abspath(os.path.join(dir_ or "i3lab", f"offline-run-{self.id}")))

@@ -60,6 +60,7 @@ class Dashboard {
       return answer.get();
     };
     server_ = std::make_unique<web::Server>(http);
+    coordinator.advertise_http(server_->url());  // for jobs' Python clients
     if (const std::string w = web::exposure_warning(http); !w.empty()) std::cerr << "warning: " << w << std::endl;
     thread_ = std::thread([this] { server_->serve(); });
   }

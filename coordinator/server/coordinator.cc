@@ -160,6 +160,7 @@ struct Coordinator::State {
   };
   std::mutex calls_mu;
   std::deque<Call> calls;
+  std::string http_url;  // under calls_mu: advertise_http()
   bool serving_ended = false;  // under calls_mu: no call is answered any more
   int wake_fd = -1;
   std::vector<std::pair<std::promise<json>, std::variant<json, std::exception_ptr>>> answers;  // after the commit
@@ -484,6 +485,8 @@ struct Coordinator::State {
       json env = {{"I3LAB_JOB_ID", std::to_string(j.row.id)},
                   {"I3LAB_ATTEMPT", std::to_string(j.row.attempt)},
                   {"CUDA_VISIBLE_DEVICES", visible}};
+      if (!spec.env.count("I3LAB_URL"))
+        if (std::lock_guard<std::mutex> lock(calls_mu); !http_url.empty()) env["I3LAB_URL"] = http_url;
       if (spec.ranks > 1) {
         env["RANK"] = std::to_string(r);
         env["WORLD_SIZE"] = std::to_string(spec.ranks);
@@ -1064,6 +1067,10 @@ struct Coordinator::State {
         throw std::invalid_argument("events[" + std::to_string(i) + "]: " + e.what());
       }
     }
+    // A job's own client (I3LAB_JOB_ID) names it: the runs it creates are the job's, and their
+    // metrics reach the job's sweep as a worker's relayed events do.
+    const int64_t job = int_field(args, "job", 0);
+    auto own = jobs.find(job);
     json errors = json::array(), runs = json::object();
     int64_t applied = 0, duplicates = 0;
     for (size_t i = 0; i < events.size(); ++i) {
@@ -1071,6 +1078,12 @@ struct Coordinator::State {
         const tracker::Applied a = store.apply_event(events[i]);
         (a.duplicate ? duplicates : applied) += 1;
         if (a.run_id && !events[i].run.empty()) runs[events[i].run] = a.run_id;
+        if (own != jobs.end() && !a.duplicate) {
+          if (std::holds_alternative<tracker::RunCreated>(events[i].body) && own->second.row.run_uid.empty()) bind_run(job, events[i].run);
+          const auto* m = std::get_if<tracker::Metrics>(&events[i].body);
+          if (m && own->second.row.run_uid == events[i].run) sweeps.metrics(job, m->step, m->values);
+          own = jobs.find(job);  // a metric may have stopped the job at once
+        }
       } catch (const tracker::DbError&) {
         throw;
       } catch (const std::exception& e) {
@@ -1242,5 +1255,10 @@ std::future<nlohmann::json> Coordinator::call(const std::string& op, nlohmann::j
 }
 
 const std::vector<double>& Coordinator::assign_latencies_ms() const { return state_->latencies_ms; }
+
+void Coordinator::advertise_http(const std::string& url) {
+  std::lock_guard<std::mutex> lock(state_->calls_mu);
+  state_->http_url = url;
+}
 
 }  // namespace coordinator

@@ -76,6 +76,11 @@ class Coordinator {
   // Thread-safe.
   std::future<nlohmann::json> call(const std::string& op, nlohmann::json args);
 
+  // The dashboard's address (http://HOST:PORT) for jobs: every ASSIGN from now on gives it as
+  // I3LAB_URL, unless the job's env sets one, so a Python client in a job (a W&B-style sweep
+  // trial) logs here. Thread-safe.
+  void advertise_http(const std::string& url);
+
   // For `i3lab bench scheduler`: per ASSIGN, milliseconds from the moment the job could have
   // been placed (submitted, or its worker's capacity freed, whichever is later) until the
   // ASSIGN left, after its commit. Read after serve() returned; empty unless

@@ -237,11 +237,48 @@ json read_job(const json& v, const std::string& origin, const std::string& base_
   if (!job.contains("kind") || !job["kind"].is_string())
     fail(origin, "job.kind", "is missing: a sweep runs train jobs (or synthetic ones)");
   const std::string kind = job["kind"].get<std::string>();
-  if (kind != "train" && kind != "synthetic")
-    fail(origin, "job.kind", "is \"" + util::cut(kind, 40) + "\"; a sweep sets parameters in the config of train or synthetic jobs");
+  if (kind != "train" && kind != "synthetic" && kind != "command")
+    fail(origin, "job.kind", "is \"" + util::cut(kind, 40) + "\"; a sweep runs train, synthetic or command jobs");
+  if (kind == "command") {
+    if (!job.contains("argv") || !job["argv"].is_array() || job["argv"].empty())
+      fail(origin, "job.argv", "must name the program a trial runs");
+    // W&B's default command ends with the arguments.
+    bool has_args = false;
+    for (const json& a : job["argv"])
+      has_args = has_args || a == kArgsMacro || a == kArgsNoHyphensMacro || a == kArgsJsonMacro;
+    if (!has_args) job["argv"].push_back(kArgsMacro);
+    return job;
+  }
   if (!job.contains("config")) job["config"] = json::object();
   if (!job["config"].is_object()) fail(origin, "job.config", "must be an object, got " + shown(job["config"]));
   return job;
+}
+
+// W&B's program and command as a command job's argv, the arguments left as macros for each
+// trial. The program's path becomes absolute (from the sweep file's folder), since a worker
+// runs it from a folder of its own.
+json program_argv(const std::string& program, std::vector<std::string> command, const std::string& base_dir, const std::string& origin) {
+  if (program.empty()) fail(origin, "program", "is empty");
+  namespace fs = std::filesystem;
+  const std::string path = fs::path(program).is_absolute() ? program : (fs::absolute(base_dir) / program).lexically_normal().string();
+  const bool python = program.size() > 3 && program.compare(program.size() - 3, 3, ".py") == 0;
+  if (command.empty()) command = {"${env}", "${interpreter}", "${program}", kArgsMacro};  // W&B's default
+  json argv = json::array();
+  for (const std::string& word : command) {
+    if (word == "${env}") continue;  // W&B's `/usr/bin/env`: the worker gives the environment
+    if (word == "${interpreter}") {
+      if (python) argv.push_back("python3");
+    } else if (word == "${program}") {
+      argv.push_back(path);
+    } else if (word == kArgsMacro || word == kArgsNoHyphensMacro || word == kArgsJsonMacro || word.find("${") == std::string::npos) {
+      argv.push_back(word);
+    } else {
+      fail(origin, "command", "has " + util::cut(word, 40) + ", which i3lab does not know (${env}, ${interpreter}, ${program}, ${args}, "
+                              "${args_no_hyphens}, ${args_json})");
+    }
+  }
+  if (argv.empty()) fail(origin, "command", "names no program");
+  return argv;
 }
 
 // A value the parameter can take, to check its path and type against the job's config.
@@ -258,6 +295,7 @@ json sample_value(const Parameter& p) {
 // Parameters must be settings of the job's config, checked by the same parser that will read
 // each trial's config.
 void check_paths(const SweepSpec& spec, const std::string& origin) {
+  if (spec.job["kind"] == "command") return;  // a program takes what it takes
   if (spec.job["kind"] == "synthetic") {
     for (const Parameter& p : spec.parameters) {
       if (!synthetic::default_config().contains(p.path))
@@ -308,6 +346,8 @@ SweepSpec parse_sweep_spec(const json& j, const std::string& origin, const std::
   if (!j.is_object()) fail(origin, "the sweep", "must be an object of keys (method, metric, parameters, job, ...)");
   SweepSpec spec;
   bool have_method = false, have_parameters = false, have_job = false;
+  std::string program;
+  std::vector<std::string> command;
   for (const auto& [k, v] : j.items()) {
     if (k == "method") {
       const std::string m = text(v, origin, "method");
@@ -338,8 +378,13 @@ SweepSpec parse_sweep_spec(const json& j, const std::string& origin, const std::
       spec.description = text(v, origin, "description");
     } else if (k == "project") {
       spec.project = text(v, origin, "project");
-    } else if (k == "program" || k == "command" || k == "entity") {
-      spec.notes.push_back(origin + ": " + k + " is W&B's and is not used: i3lab runs the sweep's job");
+    } else if (k == "program") {
+      program = text(v, origin, "program");
+    } else if (k == "command") {
+      if (!v.is_array() || v.empty()) fail(origin, "command", "must be a non-empty list such as [${env}, ${interpreter}, ${program}, ${args}]");
+      for (size_t i = 0; i < v.size(); ++i) command.push_back(text(v[i], origin, "command[" + std::to_string(i) + "]"));
+    } else if (k == "entity") {
+      spec.notes.push_back(origin + ": entity is W&B's and is not used: the trials track into this coordinator's database");
     } else {
       fail(origin, k, "is not a sweep key (method, metric, parameters, early_terminate, run_cap, job, max_concurrent, seed, "
                       "name, description, project)");
@@ -347,7 +392,15 @@ SweepSpec parse_sweep_spec(const json& j, const std::string& origin, const std::
   }
   if (!have_method) fail(origin, "method", "is missing: grid, random or bayes");
   if (!have_parameters) fail(origin, "parameters", "is missing: the settings to search");
-  if (!have_job) fail(origin, "job", "is missing: the job each trial runs (a train job, or a training config's file)");
+  if (have_job && (!program.empty() || !command.empty()))
+    fail(origin, "program", "and job are both given: a trial runs one or the other");
+  if (!have_job && !program.empty()) {
+    spec.job = {{"kind", "command"}, {"argv", program_argv(program, command, base_dir, origin)}};
+    have_job = true;
+  } else if (!command.empty()) {
+    fail(origin, "command", "needs program (W&B's form), or give a job");
+  }
+  if (!have_job) fail(origin, "job", "is missing: the job each trial runs (a train job, a training config's file, or W&B's program)");
   if (spec.method == Method::kBayes && spec.metric.name.empty()) fail(origin, "metric", "is needed by method bayes");
   if (spec.early_terminate.enabled && spec.metric.name.empty()) fail(origin, "metric", "is needed by early_terminate");
   if (spec.method == Method::kGrid) grid_size(spec);  // every parameter a finite set, and not too many

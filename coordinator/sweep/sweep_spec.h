@@ -31,16 +31,33 @@
 //                   {type: hyperband, min_iter, eta (3)} or {type: hyperband, max_iter, s, eta}
 //                   (min_iter = max_iter / eta^s), read as ASHA with min_steps = min_iter
 //   run_cap         at most this many trials (grid: at most the grid's size); 0: no cap
-//   job             the base job (coordinator/jobs/job_spec.h): an object, or a file's path
-//                   (relative to the sweep file); required
+//   job             the base job (coordinator/jobs/job_spec.h): a train, synthetic or command
+//                   job, as an object or a file's path (relative to the sweep file); required
+//                   unless `program` is given
 //   max_concurrent  trials running at once (0: as many as workers take)
 //   seed            the sweep's random seed (default 0)
 //   name, description, project   for people; project names the trials' tracker project
-//   program, command, entity     W&B's, accepted with a note: i3lab runs `job`
+//   program         W&B's: without `job`, each trial runs this program (relative to the sweep
+//                   file; with python3 when it ends in .py) as a command job, its parameters
+//                   given as --path=value arguments, as W&B's agent does
+//   command         W&B's: the trial's command line, with the macros ${env} (dropped),
+//                   ${interpreter}, ${program}, ${args} (--path=value ...), ${args_no_hyphens}
+//                   (path=value ...) and ${args_json} (one JSON object)
+//   entity          W&B's, accepted with a note
+//
+// A command job's trial also finds its parameters as JSON in $I3LAB_SWEEP_PARAMS (the Python
+// client's init() puts them in config, as wandb.config holds a W&B sweep's), its tracker group
+// and name in $I3LAB_RUN_GROUP and $I3LAB_RUN_NAME. Its parameter paths are not checked: a
+// program takes what it takes.
 //
 // A parameter's path must exist in the job's config (a train job's `config`, or the config of
 // a synthetic job), so a typo is an error before anything runs rather than a silently unused
 // value.
+//
+// The argument macros a command job's argv may hold; each trial's argv has them expanded.
+constexpr const char* kArgsMacro = "${args}";
+constexpr const char* kArgsNoHyphensMacro = "${args_no_hyphens}";
+constexpr const char* kArgsJsonMacro = "${args_json}";
 #pragma once
 
 #include <cstdint>
@@ -113,7 +130,7 @@ struct SweepSpec {
   int max_concurrent = 0;
   uint64_t seed = 0;
   nlohmann::json job;              // the base job spec, its file read
-  std::vector<std::string> notes;  // one line per key accepted but not used (W&B's `program`)
+  std::vector<std::string> notes;  // one line per key accepted but not used (W&B's `entity`)
 };
 
 // Reads and checks a definition. `origin` (the file's name) prefixes every error; `base_dir`

@@ -30,6 +30,23 @@ void set_path(json& config, const std::string& path, const json& value) {
   }
 }
 
+// A command trial's argv: the argument macros (sweep_spec.h) expanded as W&B's agent does.
+json command_argv(const json& argv, const json& params) {
+  const auto shown = [](const json& v) { return v.is_string() ? v.get<std::string>() : util::dump_json(v); };
+  json out = json::array();
+  for (const json& word : argv) {
+    if (word == kArgsMacro || word == kArgsNoHyphensMacro) {
+      for (const auto& [path, value] : params.items())
+        out.push_back((word == kArgsMacro ? "--" : "") + path + "=" + shown(value));
+    } else if (word == kArgsJsonMacro) {
+      out.push_back(util::dump_json(params));
+    } else {
+      out.push_back(word);
+    }
+  }
+  return out;
+}
+
 bool ended_well(const std::string& status) { return status == "succeeded" || status == "early-stopped"; }
 
 std::string params_text(const json& params) {
@@ -109,11 +126,22 @@ std::string Sweeps::why_done(const Active& a) const {
 void Sweeps::make_trial(Active& a, int64_t point, const json& params, double now_unix) {
   const int64_t id = a.row.id, number = static_cast<int64_t>(a.trials.size());
   json job = a.spec.job;
-  json& config = job["config"];
-  for (const auto& [path, value] : params.items()) set_path(config, path, value);
-  config["group"] = "sweep-" + std::to_string(id);
-  config["name"] = "sweep-" + std::to_string(id) + "-" + std::to_string(number);
-  if (!a.spec.project.empty()) config["project"] = a.spec.project;
+  const std::string group = "sweep-" + std::to_string(id), name = group + "-" + std::to_string(number);
+  if (job["kind"] == "command") {
+    job["argv"] = command_argv(job["argv"], params);
+    json& env = job["env"];
+    if (!env.is_object()) env = json::object();
+    env["I3LAB_SWEEP_PARAMS"] = util::dump_json(params);
+    env["I3LAB_RUN_GROUP"] = group;
+    env["I3LAB_RUN_NAME"] = name;
+    if (!a.spec.project.empty()) env["I3LAB_PROJECT"] = a.spec.project;
+  } else {
+    json& config = job["config"];
+    for (const auto& [path, value] : params.items()) set_path(config, path, value);
+    config["group"] = group;
+    config["name"] = name;
+    if (!a.spec.project.empty()) config["project"] = a.spec.project;
+  }
   job["name"] = "sweep " + std::to_string(id) + " trial " + std::to_string(number);
   jobs::TrialRow t;
   t.sweep_id = id;

@@ -219,6 +219,81 @@ TEST_F(SweepCluster, UpRunsAYamlSweepToItsEndAndNamesTheBestTrial) {
   EXPECT_EQ(runs_of_sweep(1).size(), 12u);
 }
 
+// A sweep file as W&B's documentation writes one (program, no job) and a training script as
+// W&B's documentation writes one, its import changed: the trials run the script with
+// --key=value arguments and wandb.config, and their metrics reach the sweep through the
+// dashboard's API.
+TEST_F(SweepCluster, AWandbSweepFileAndScriptRunUnchanged) {
+  write_file(dir_ + "/sweep.yaml",
+             "program: train.py\n"
+             "method: bayes\n"
+             "name: sweep\n"
+             "metric:\n"
+             "  goal: minimize\n"
+             "  name: validation_loss\n"
+             "parameters:\n"
+             "  batch_size:\n"
+             "    values: [16, 32, 64]\n"
+             "  epochs:\n"
+             "    values: [5, 10, 15]\n"
+             "  lr:\n"
+             "    max: 0.1\n"
+             "    min: 0.0001\n");
+  write_file(dir_ + "/train.py",
+             "import math\n"
+             "import sys\n"
+             "import i3lab_client as wandb  # was: import wandb\n"
+             "\n"
+             "def main():\n"
+             "    wandb.init(project='my-first-sweep')\n"
+             "    lr = wandb.config.lr\n"
+             "    bs = wandb.config.batch_size\n"
+             "    epochs = wandb.config.epochs\n"
+             "    print('arguments:', ' '.join(sorted(sys.argv[1:])))\n"
+             "    for epoch in range(epochs):\n"
+             "        val_loss = (math.log10(lr) + 2.5) ** 2 + bs / 640 + 1 / (epoch + 1)\n"
+             "        wandb.log({'epoch': epoch, 'validation_loss': val_loss})\n"
+             "    wandb.finish()\n"
+             "\n"
+             "main()\n");
+  setenv("PYTHONPATH", I3LAB_SOURCE_DIR "/clients/python", 1);  // inherited by the worker and its jobs
+  Coordinator c = start_coordinator(dir_, "tcp://127.0.0.1:*", {"--http", "127.0.0.1:0"});
+  auto w1 = start_worker(dir_, c.endpoint, "w1", {"--slots", "2"});
+  const I3labResult made = i3lab({"sweep", dir_ + "/sweep.yaml", "--coordinator", c.endpoint});
+  ASSERT_EQ(made.status, 0) << made.err;
+  const int64_t id = std::stoll(made.out);
+  // W&B's file has no run_cap: it runs until stopped, as a W&B sweep does until its agents stop.
+  json s;
+  auto reported = [&] {
+    s = show(c.endpoint, id);
+    int n = 0;
+    if (s.is_object())
+      for (const json& t : s["trials"]) n += t["status"] == "succeeded" && t["value"].is_number();
+    return n >= 4;
+  };
+  ASSERT_TRUE(eventually(reported, std::chrono::seconds(90))) << s.dump(1) << w1->stderr_text();
+  const I3labResult cancel = i3lab({"sweep", "cancel", std::to_string(id), "--coordinator", c.endpoint});
+  ASSERT_EQ(cancel.status, 0) << cancel.err;
+  ASSERT_TRUE(eventually([&] { s = show(c.endpoint, id); return ended(s) && s["counts"].value("running", 0) == 0 && s["counts"].value("queued", 0) == 0; }));
+  EXPECT_EQ(s["status"], "cancelled");
+  const std::map<std::string, tracker::RunRecord> runs = runs_of_sweep(id);
+  int checked = 0;
+  for (const json& t : s["trials"]) {
+    if (t["status"] != "succeeded") continue;
+    const tracker::RunRecord& r = runs.at("sweep-" + std::to_string(id) + "-" + std::to_string(t["trial"].get<int64_t>()));
+    EXPECT_EQ(r.project, "my-first-sweep");
+    EXPECT_EQ(r.config["lr"], t["params"]["lr"]);  // wandb.config holds the trial's parameters
+    EXPECT_EQ(r.config["epochs"], t["params"]["epochs"]);
+    EXPECT_EQ(r.summary["validation_loss"]["count"], t["params"]["epochs"]);
+    EXPECT_EQ(r.summary["validation_loss"]["last"].get<double>(), t["value"].get<double>());
+    // The arguments W&B's agent would give.
+    const I3labResult logs = i3lab({"logs", std::to_string(t["job"].get<int64_t>()), "--coordinator", c.endpoint});
+    EXPECT_NE(logs.out.find("--epochs=" + t["params"]["epochs"].dump()), std::string::npos) << logs.out;
+    ++checked;
+  }
+  EXPECT_GE(checked, 4);
+}
+
 TEST_F(SweepCluster, ABadSweepFileIsRefusedBeforeAnythingRuns) {
   Coordinator c = start_coordinator(dir_);
   const std::string path = dir_ + "/bad.yaml";

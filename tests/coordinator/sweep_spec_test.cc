@@ -42,12 +42,13 @@ json base() {
           {"job", {{"kind", "train"}, {"config", {{"data", {{"vocab", "vocab.json"}, {"sources", {{{"path", "train.txt"}}}}}}, {"optim", {{"lr", 1e-3}}}}}}}};
 }
 
-// A sweep file as W&B's documentation writes one (program and all), with i3lab's job added.
+// A sweep file with W&B's keys (entity and all) over a training job: W&B's inference, the
+// nested form, hyperband. (W&B's own program form: sweep_cluster_test.)
 TEST(SweepSpec, AWandbSweepFileReadsWithItsInferredDistributions) {
   Files f;
   f.write("train.json", R"({"data": {"vocab": "vocab.json", "sources": [{"path": "train.txt"}]}, "optim": {"lr": 0.002}, "train": {"max_iters": 100}})");
   const std::string path = f.write("sweep.yaml", R"(
-program: train.py
+entity: my-team
 method: bayes
 name: lr-and-width
 metric:
@@ -104,7 +105,7 @@ seed: 7
   EXPECT_EQ(s.job["kind"], "train");
   EXPECT_EQ(s.job["config"]["train"]["max_iters"], 100);
   ASSERT_EQ(s.notes.size(), 1u);
-  EXPECT_NE(s.notes[0].find("program is W&B's and is not used"), std::string::npos);
+  EXPECT_NE(s.notes[0].find("entity is W&B's and is not used"), std::string::npos);
   // What the coordinator stores reads back the same.
   const json stored = sweep::to_json(s);
   EXPECT_EQ(sweep::to_json(sweep::parse_sweep_spec(stored, "stored", ".")), stored);
@@ -151,7 +152,9 @@ TEST(SweepSpec, ErrorsNameTheFileAndFieldBeforeAnythingRuns) {
       {"sweep.yaml: metric.goal must be minimize or maximize", [](json& j) { j["metric"]["goal"] = "lower"; }},
       {"sweep.yaml: early_terminate.min_steps is missing", [](json& j) { j["early_terminate"] = {{"type", "asha"}}; }},
       {"sweep.yaml: early_terminate.type must be asha or hyperband", [](json& j) { j["early_terminate"] = {{"type", "envelope"}}; }},
-      {"sweep.yaml: job.kind is \"command\"", [](json& j) { j["job"] = {{"kind", "command"}, {"argv", {"true"}}}; }},
+      {"sweep.yaml: job.kind is \"eval\"", [](json& j) { j["job"] = {{"kind", "eval"}, {"args", {"--model", "m"}}}; }},
+      {"sweep.yaml: program and job are both given", [](json& j) { j["program"] = "train.py"; }},
+      {"sweep.yaml: command has ${project}", [](json& j) { j.erase("job"), j["program"] = "t.py", j["command"] = {"${program}", "${project}"}; }},
       {"sweep.yaml: run_cap must be an integer", [](json& j) { j["run_cap"] = -1; }},
   };
   for (const auto& [expected, edit] : cases) EXPECT_EQ(with(edit).rfind(expected, 0), 0u) << with(edit);
@@ -201,6 +204,25 @@ TEST(SweepSpec, ShippedSweepConfigsAreValid) {
     ++count;
   }
   EXPECT_GE(count, 1);
+}
+
+}  // namespace
+
+namespace {
+
+// W&B's program form: a command job running the program (with python3 for a .py file) from the
+// sweep file's folder, the arguments left as a macro; a command of W&B's macros.
+TEST(SweepSpec, WandbsProgramAndCommandBecomeACommandJob) {
+  const sweep::SweepSpec plain = sweep::parse_sweep_spec(
+      {{"program", "train.py"}, {"method", "random"}, {"parameters", {{"lr", {{"min", 0.1}, {"max", 0.2}}}}}}, "s.yaml", "/sweeps/a");
+  EXPECT_EQ(plain.job, json({{"kind", "command"}, {"argv", {"python3", "/sweeps/a/train.py", "${args}"}}}));
+  const sweep::SweepSpec custom = sweep::parse_sweep_spec(
+      {{"program", "run.sh"}, {"command", {"${env}", "bash", "${program}", "--fast", "${args_no_hyphens}"}}, {"method", "random"},
+       {"parameters", {{"lr", {{"min", 0.1}, {"max", 0.2}}}}}},
+      "s.yaml", "/sweeps/a");
+  EXPECT_EQ(custom.job["argv"], json({"bash", "/sweeps/a/run.sh", "--fast", "${args_no_hyphens}"}));
+  // Stored and read back by the coordinator: the same job.
+  EXPECT_EQ(sweep::parse_sweep_spec(sweep::to_json(custom), "stored", ".").job, custom.job);
 }
 
 }  // namespace
