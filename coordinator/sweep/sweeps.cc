@@ -85,6 +85,7 @@ void Sweeps::load(jobs::SweepRow row) {
   }
   try {
     a.spec = parse_sweep_spec(a.row.spec, "sweep " + std::to_string(id), ".");
+    a.base = jobs::parse_job_spec(a.spec.job, "sweep " + std::to_string(id) + ": job");
   } catch (const std::exception& e) {
     // A definition this build no longer reads (a training key renamed): its trials still end.
     if (a.row.status == "running") end(a, "failed", std::string("its definition no longer parses: ") + e.what(), 0);
@@ -172,9 +173,8 @@ void Sweeps::top_up(double now_unix) {
     if (a.row.status == "running") {
       try {
         if (a.done.empty()) a.done = why_done(a);
-        const jobs::JobSpec base = jobs::parse_job_spec(a.spec.job, "sweep " + std::to_string(a.row.id) + ": job");
         while (a.done.empty()) {
-          const int limit = a.spec.max_concurrent > 0 ? a.spec.max_concurrent : hooks_.capacity(base);
+          const int limit = a.spec.max_concurrent > 0 ? a.spec.max_concurrent : hooks_.capacity(*a.base);
           if (a.unfinished >= limit) break;
           std::vector<Observation> seen;
           if (a.spec.method == Method::kBayes) {
@@ -383,7 +383,8 @@ json Sweeps::rerun_failed(int64_t id, double now_unix) {
     load(std::move(*row));
   }
   Active& a = *find(id);
-  if (a.row.status == "failed") throw std::invalid_argument("sweep " + std::to_string(id) + " failed (" + a.row.note + "); start a new one");
+  if (a.row.status == "failed" || !a.base)
+    throw std::invalid_argument("sweep " + std::to_string(id) + " failed (" + a.row.note + "); start a new one");
   json rerun = json::array();
   const size_t n = a.trials.size();
   for (size_t i = 0; i < n; ++i) {

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -79,6 +80,7 @@ class Sweeps {
   struct Active {
     jobs::SweepRow row;
     SweepSpec spec;
+    std::optional<jobs::JobSpec> base;  // spec.job, read (for its resources)
     std::vector<jobs::TrialRow> trials;
     int64_t next_point = 0;  // draws made so far
     int unfinished = 0;
