@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <tuple>
 
 namespace sweep {
 namespace {
@@ -251,12 +252,18 @@ json tpe_point(const SweepSpec& spec, uint64_t index, const std::vector<Observat
     else if (t.state == Observation::State::kFailed && spec.metric.impute == Impute::kBest) loss[i] = best_seen;
     // kLatest: the failed trial's own latest value (worst if it reported none).
   }
-  // The best gamma(n) trials (ties: the earlier trial) make l(x), the others g(x).
+  // The best gamma(n) trials (ties: the earlier trial) make l(x), the others g(x). Finished
+  // trials rank by loss; then those stopped early, by how far they got, then by loss; then the
+  // worst (running, and failed ones imputed worst).
   const size_t n = trials.size();
   const size_t n_below = std::min<size_t>(static_cast<size_t>(std::ceil(0.1 * n)), 25);
   std::vector<size_t> order(n);
   for (size_t i = 0; i < n; ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return loss[a] < loss[b]; });
+  const auto rank = [&](size_t i) {
+    const bool stopped = trials[i].state == Observation::State::kStopped && std::isfinite(loss[i]);
+    return std::make_tuple(std::isfinite(loss[i]) ? (stopped ? 1 : 0) : 2, stopped ? -trials[i].step : 0, loss[i]);
+  };
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return rank(a) < rank(b); });
   std::vector<bool> below(n, false);
   for (size_t k = 0; k < n_below; ++k) below[order[k]] = true;
 

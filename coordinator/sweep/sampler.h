@@ -23,8 +23,10 @@ constexpr int kTpeCandidates = 24;     // draws from l(x) scored by l(x) / g(x)
 // A trial as the samplers see it.
 struct Observation {
   nlohmann::json point;
-  enum class State { kRunning, kDone, kFailed } state = State::kRunning;
+  // kStopped: ended early (ASHA): its value is from an earlier step than a finished trial's.
+  enum class State { kRunning, kDone, kStopped, kFailed } state = State::kRunning;
   std::optional<double> value;  // the metric's latest value, if it reported one
+  int64_t step = 0;             // the step of `value`
 };
 
 // Grid point `index` in [0, grid_size(spec)): the first parameter varies slowest.
@@ -34,7 +36,9 @@ nlohmann::json grid_point(const SweepSpec& spec, uint64_t index);
 nlohmann::json random_point(const SweepSpec& spec, uint64_t index);
 
 // TPE (Bergstra et al. 2011, as Optuna's univariate sampler): the finished trials split into the
-// best gamma(n) = min(ceil(0.1 n), 25) and the rest, a Parzen estimator l(x) over the first and
+// best gamma(n) = min(ceil(0.1 n), 25) and the rest (trials stopped early rank after those that
+// finished, the later-stopped first, as Optuna ranks pruned trials: a loss from an earlier step
+// is not comparable), a Parzen estimator l(x) over the first and
 // g(x) over the second, per parameter; of kTpeCandidates draws from l the one with the highest
 // l(x) / g(x) wins. Trials still running count as the worst value seen (a constant liar), so
 // parallel workers are steered away from points already being tried. Failed trials count as

@@ -183,8 +183,11 @@ void Sweeps::top_up(double now_unix) {
               Observation o;
               o.point = t.params;
               o.value = t.value;
-              o.state = t.status.empty() ? Observation::State::kRunning
-                        : ended_well(t.status) ? Observation::State::kDone : Observation::State::kFailed;
+              o.step = t.step.value_or(0);
+              o.state = t.status.empty()               ? Observation::State::kRunning
+                        : t.status == "succeeded"      ? Observation::State::kDone
+                        : t.status == "early-stopped"  ? Observation::State::kStopped
+                                                       : Observation::State::kFailed;
               seen.push_back(std::move(o));
             }
           }

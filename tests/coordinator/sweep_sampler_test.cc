@@ -164,6 +164,22 @@ TEST(SweepSampler, RunningTrialsSteerTpeAwayFromTheirPoints) {
   EXPECT_GT(near_with, near_without);
 }
 
+TEST(SweepSampler, TrialsStoppedEarlyRankAfterFinishedOnesForTpe) {
+  const sweep::SweepSpec s = spec_of({{"method", "bayes"}, {"metric", {{"name", "loss"}}}, {"seed", 4},
+                                      {"parameters", {{"x", {{"min", -2.0}, {"max", 2.0}}}}}, {"job", synthetic_job()}});
+  // Finished trials around x = -1.5 (their best), and trials stopped at step 5 near x = 1.5 whose
+  // early losses look lower but are not comparable.
+  std::vector<Observation> seen;
+  for (int i = 0; i < 16; ++i) {
+    const double x = -2.0 + i * 0.1;
+    seen.push_back({json{{"x", x}}, Observation::State::kDone, 1.0 + std::abs(x + 1.5), 100});
+  }
+  for (int i = 0; i < 8; ++i) seen.push_back({json{{"x", 1.3 + i * 0.05}}, Observation::State::kStopped, 0.5, 5});
+  double mean = 0;
+  for (int i = 0; i < 20; ++i) mean += sweep::tpe_point(s, 100 + i, seen)["x"].get<double>() / 20;
+  EXPECT_LT(mean, 0.0);
+}
+
 TEST(SweepSampler, TpeBeforeItsStartupTrialsDrawsAsRandomDoes) {
   const sweep::SweepSpec s = spec_of({{"method", "bayes"}, {"metric", {{"name", "loss"}}}, {"seed", 5},
                                       {"parameters", {{"x", {{"min", -2.0}, {"max", 2.0}}}}}, {"job", synthetic_job()}});
