@@ -300,7 +300,17 @@ int up_cmd(const Args& args) {
   web::parse_http_address(args.get("http", "127.0.0.1:8080"), &http);
   http.db_path = options.db_path;
   LocalCluster cluster(options);
-  Dashboard dashboard(cluster.coordinator(), http);
+  std::optional<Dashboard> dashboard_holder;
+  try {
+    dashboard_holder.emplace(cluster.coordinator(), http);
+  } catch (const std::runtime_error& e) {
+    if (args.has("http")) throw;
+    // The default port is taken (another dashboard, perhaps): any free one will do.
+    std::cerr << "i3lab up: " << e.what() << "; using a free port instead (give --http HOST:PORT to choose)" << std::endl;
+    http.port = 0;
+    dashboard_holder.emplace(cluster.coordinator(), http);
+  }
+  Dashboard& dashboard = *dashboard_holder;
   std::cerr << "i3lab up: coordinator on " << cluster.endpoint() << " (database " << options.db_path << "), "
             << options.workers << " workers; logs in " << options.dir << "/; dashboard " << dashboard.url() << std::endl;
   client::Client c(cluster.endpoint());
@@ -441,8 +451,9 @@ std::vector<cli::Command> coordinator_commands() {
        "                       [--http HOST:PORT]\n"
        "Starts a coordinator (database FILE, default i3lab.db; ENDPOINT default tcp://127.0.0.1:5555), N\n"
        "local workers (default 2, each offering --slots CPU slots) and the dashboard at HOST:PORT (default\n"
-       "127.0.0.1:8080; :0 picks a free port). CONFIG is a job, submitted as `i3lab submit` does, or a sweep\n"
-       "definition (it has method and parameters), created as `i3lab sweep` does. Shows progress until\n"
+       "127.0.0.1:8080, or a free port when that is taken; :0 picks a free port). CONFIG is a job,\n"
+       "submitted as `i3lab submit` does, or a sweep definition (it has method and parameters), created\n"
+       "as `i3lab sweep` does (docs/sweeps.md). Shows progress until\n"
        "every job (or the sweep) ended, then the sweep's best trial; then keeps serving until Ctrl-C, or\n"
        "with --exit-when-done exits: 0 when nothing failed, 1 otherwise. Logs and work folders go to DIR\n"
        "(default i3lab-local).\n",
