@@ -9,6 +9,7 @@
 
 #include "common/util/clock.h"
 #include "common/util/files.h"
+#include "coordinator/cli/sweep_commands.h"
 #include "coordinator/client/client.h"
 #include "coordinator/local/local_cluster.h"
 
@@ -63,6 +64,19 @@ Outcome run_once(const Variant& variant, uint64_t seed, const cli::Args& args, c
                      {"seed", seed},
                      {"job", {{"kind", "synthetic"}, {"config", {{"steps", steps}, {"step_ms", args.get_int("step-ms", 10, 0, 60000)}, {"noise", std::stod(args.get("noise", "0.002"))}, {"seed", seed}}}}}};
   if (variant.asha) definition["early_terminate"] = {{"type", "asha"}, {"min_steps", steps / 9}, {"eta", 3}, {"max_steps", steps}};
+  if (args.has("sweep")) {
+    // Another sweep (the i3 demo's): its parameters, job, metric and ASHA rungs; this variant's
+    // method and seed, and the budget and target given here.
+    json given = coordinator::sweep_definition(args.get("sweep"));
+    given["method"] = variant.method;
+    given["seed"] = seed;
+    given["run_cap"] = definition["run_cap"];
+    given["max_concurrent"] = workers;
+    given["metric"]["target"] = target;
+    if (!variant.asha) given.erase("early_terminate");
+    else if (!given.contains("early_terminate")) throw cli::UsageError("--sweep " + args.get("sweep") + " has no early_terminate for the ASHA variants");
+    definition = std::move(given);
+  }
   const auto start = util::Clock::now();
   const int64_t id = c.call("sweep_create", {{"definition", definition}})["id"].get<int64_t>();
   Outcome o;
@@ -122,15 +136,17 @@ int bench_sweep_cmd(const cli::Args& args) {
 std::vector<cli::Command> bench_sweep_commands() {
   return {{"bench sweep", "random vs TPE, with and without ASHA: time and trials to a target on the synthetic objective",
            "usage: i3lab bench sweep [--seeds N] [--workers W] [--budget TRIALS] [--target LOSS] [--steps S] [--step-ms MS]\n"
-           "                         [--noise SD]\n"
+           "                         [--noise SD] [--sweep FILE]\n"
            "                         [--json] [--dir DIR]\n"
            "For each of random, tpe, random+asha and tpe+asha and each seed 1..N (default 7): a coordinator with W\n"
            "local workers of one slot (default 2) runs a sweep of synthetic jobs (i3lab job synthetic: x, y in [-1, 1],\n"
            "lr log-uniform in [1e-5, 0.1]; S steps, default 50, of MS ms, default 10; noise SD, default 0.002), W\n"
            "at a time, at most TRIALS trials (default 150), until a trial's loss reaches LOSS (default 0.19; the optimum is\n"
            "1/sqrt(S)). ASHA: rungs at S/9 steps, eta 3. Reports per variant how many seeds reached the target and\n"
-           "the median seconds and trials to it (to the budget's end for a seed that missed).\n",
-           {{"seeds", "workers", "budget", "target", "steps", "step-ms", "noise", "dir"}, {"json"}}, bench_sweep_cmd}};
+           "the median seconds and trials to it (to the budget's end for a seed that missed).\n"
+           "--sweep FILE: compare on that sweep instead (e.g. configs/bench-demo-sweep.json, i3 models): its\n"
+           "parameters, job, metric and early_terminate, each variant's method and seed, TRIALS and LOSS from here.\n",
+           {{"seeds", "workers", "budget", "target", "steps", "step-ms", "noise", "dir", "sweep"}, {"json"}}, bench_sweep_cmd}};
 }
 
 }  // namespace sweep
