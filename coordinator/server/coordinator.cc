@@ -448,6 +448,7 @@ struct Coordinator::State {
     queue.erase({-spec.priority, j.row.id});
     ++j.row.attempt;
     j.row.status = "assigned";
+    if (spec.kind == "command") j.row.run_uid.clear();  // a new attempt's client makes a new run (op_events binds it)
     j.started = false;
     j.ends.clear();
     j.lost_reason.clear();
