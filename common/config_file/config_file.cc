@@ -39,12 +39,18 @@ json plain_scalar(const std::string& s) {
   return s;
 }
 
-json to_json(const YAML::Node& node, const std::string& origin, int depth) {
+// Values a file may expand to. Aliases make a YAML document a graph: nine lines of ten aliases
+// each name a billion values ("billion laughs"), which must not be expanded.
+constexpr size_t kMaxValues = 1000000;
+
+json to_json(const YAML::Node& node, const std::string& origin, int depth, size_t& values) {
   const auto where = [&] {
     const YAML::Mark m = node.Mark();
     return origin + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
   };
   if (depth > util::kMaxJsonDepth) throw ConfigFileError(where() + ": nested deeper than " + std::to_string(util::kMaxJsonDepth) + " levels");
+  if (++values > kMaxValues)
+    throw ConfigFileError(origin + ": expands to more than " + std::to_string(kMaxValues) + " values (aliases of aliases?)");
   switch (node.Type()) {
     case YAML::NodeType::Undefined:
     case YAML::NodeType::Null:
@@ -63,7 +69,7 @@ json to_json(const YAML::Node& node, const std::string& origin, int depth) {
     }
     case YAML::NodeType::Sequence: {
       json out = json::array();
-      for (const YAML::Node& item : node) out.push_back(to_json(item, origin, depth + 1));
+      for (const YAML::Node& item : node) out.push_back(to_json(item, origin, depth + 1, values));
       return out;
     }
     case YAML::NodeType::Map: {
@@ -74,7 +80,7 @@ json to_json(const YAML::Node& node, const std::string& origin, int depth) {
         const std::string key = kv.first.Scalar();
         if (out.contains(key))
           throw ConfigFileError(origin + ":" + std::to_string(kv.first.Mark().line + 1) + ": the key \"" + util::cut(key, 60) + "\" appears twice");
-        out[key] = to_json(kv.second, origin, depth + 1);
+        out[key] = to_json(kv.second, origin, depth + 1, values);
       }
       return out;
     }
@@ -94,7 +100,8 @@ nlohmann::json parse_yaml(std::string_view text, const std::string& origin) {
   }
   if (docs.size() > 1) throw ConfigFileError(origin + ": holds " + std::to_string(docs.size()) + " YAML documents; give one");
   if (docs.empty()) return nullptr;
-  return to_json(docs[0], origin, 0);
+  size_t values = 0;
+  return to_json(docs[0], origin, 0, values);
 }
 
 nlohmann::json read(const std::string& path) {

@@ -34,6 +34,7 @@ constexpr size_t kMaxPathBytes = 2048;          // longer request paths are refu
 constexpr int kMaxBuckets = 10000;              // a series request's bucket count
 constexpr int kMaxHistogramSteps = 1000;        // a histogram request's step count
 constexpr size_t kMaxEventsPerRequest = 100000; // one POST /api/v1/events
+constexpr size_t kMaxRanges = 8;                // Range: byte ranges per artifact-file request
 constexpr int kUploadIdleS = 600;               // a file upload not continued this long is dropped
 constexpr size_t kMaxUploads = 64;              // file uploads in progress at once (each an open file)
 
@@ -524,6 +525,12 @@ struct Server::Impl {
     for (char& c : base)
       if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20) c = '_';
     const int64_t size = f->size;
+    // cpp-httplib streams every range it is given, overlapping or not: "bytes=0-,0-,…" in one
+    // header would send the file thousands of times. A download resumes with one range.
+    if (req.ranges.size() > kMaxRanges) {
+      res.set_header("Content-Range", "bytes */" + std::to_string(size));
+      throw HttpError(416, "at most " + std::to_string(kMaxRanges) + " ranges per request");
+    }
     for (const auto& [first, last] : req.ranges) {  // -1: absent ("bytes=-N" is the last N bytes)
       const bool fits = first == -1 ? last > 0 : first < size && (last == -1 || (first <= last && last < size));
       if (!fits) {
