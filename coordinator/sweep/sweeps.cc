@@ -86,6 +86,7 @@ void Sweeps::load(jobs::SweepRow row) {
   try {
     a.spec = parse_sweep_spec(a.row.spec, "sweep " + std::to_string(id), ".");
     a.base = jobs::parse_job_spec(a.spec.job, "sweep " + std::to_string(id) + ": job");
+    a.done = why_done(a);  // then kept up as trials are made, report and end
   } catch (const std::exception& e) {
     // A definition this build no longer reads (a training key renamed): its trials still end.
     if (a.row.status == "running") end(a, "failed", std::string("its definition no longer parses: ") + e.what(), 0);
@@ -172,7 +173,6 @@ void Sweeps::top_up(double now_unix) {
     Active& a = it->second;
     if (a.row.status == "running") {
       try {
-        if (a.done.empty()) a.done = why_done(a);
         while (a.done.empty()) {
           const int limit = a.spec.max_concurrent > 0 ? a.spec.max_concurrent : hooks_.capacity(*a.base);
           if (a.unfinished >= limit) break;
@@ -268,7 +268,13 @@ void Sweeps::metrics(int64_t job, int64_t step, const std::vector<std::pair<std:
   }
 }
 
-json Sweeps::summary(const jobs::SweepRow& row, const std::vector<jobs::TrialRow>& trials) {
+const std::optional<jobs::JobRow>& Sweeps::job_of(int64_t id, JobRows& seen) {
+  auto it = seen.find(id);
+  if (it == seen.end()) it = seen.emplace(id, store_.job(id)).first;
+  return it->second;
+}
+
+json Sweeps::summary(const jobs::SweepRow& row, const std::vector<jobs::TrialRow>& trials, JobRows& seen) {
   const json& spec = row.spec;
   const json metric = spec.value("metric", json::object());
   const bool maximize = metric.value("goal", "minimize") == "maximize";
@@ -277,7 +283,7 @@ json Sweeps::summary(const jobs::SweepRow& row, const std::vector<jobs::TrialRow
   for (const jobs::TrialRow& t : trials) {
     std::string status = t.status;
     if (status.empty()) {
-      const std::optional<jobs::JobRow> job = store_.job(t.job_id);
+      const std::optional<jobs::JobRow>& job = job_of(t.job_id, seen);
       status = job ? job->status : "queued";
     }
     counts[status] = counts.value(status, 0) + 1;
@@ -297,7 +303,7 @@ json Sweeps::summary(const jobs::SweepRow& row, const std::vector<jobs::TrialRow
               {"counts", counts},
               {"best", nullptr}};
   if (best) {
-    const std::optional<jobs::JobRow> job = store_.job(best->job_id);
+    const std::optional<jobs::JobRow>& job = job_of(best->job_id, seen);
     out["best"] = {{"trial", best->trial}, {"value", *best->value}, {"params", best->params}, {"job", best->job_id},
                    {"run", job ? job->run_uid : ""}};
   }
@@ -308,7 +314,8 @@ json Sweeps::list(int64_t limit) {
   json out = json::array();
   for (const jobs::SweepRow& row : store_.sweeps(limit)) {
     const Active* a = find(row.id);
-    out.push_back(summary(a ? a->row : row, a ? a->trials : store_.trials_of(row.id)));
+    JobRows seen;
+    out.push_back(summary(a ? a->row : row, a ? a->trials : store_.trials_of(row.id), seen));
   }
   return out;
 }
@@ -319,12 +326,13 @@ json Sweeps::show(int64_t id) {
   if (!a && !(stored = store_.sweep(id))) throw SweepNotFound("no sweep " + std::to_string(id));
   const jobs::SweepRow& row = a ? a->row : *stored;
   const std::vector<jobs::TrialRow> trials = a ? a->trials : store_.trials_of(id);
-  json out = summary(row, trials);
+  JobRows seen;
+  json out = summary(row, trials, seen);
   out["spec"] = row.spec;
   if (a && a->spec.method == Method::kGrid) out["grid_size"] = grid_size(a->spec);
   json list = json::array();
   for (const jobs::TrialRow& t : trials) {
-    const std::optional<jobs::JobRow> job = store_.job(t.job_id);
+    const std::optional<jobs::JobRow>& job = job_of(t.job_id, seen);
     list.push_back({{"trial", t.trial},
                     {"point", t.point},
                     {"params", t.params},

@@ -92,7 +92,10 @@ class Sweeps {
   void make_trial(Active& a, int64_t point, const nlohmann::json& params, double now_unix);
   void end(Active& a, const std::string& status, const std::string& note, double now_unix);
   std::string why_done(const Active& a) const;
-  nlohmann::json summary(const jobs::SweepRow& row, const std::vector<jobs::TrialRow>& trials);
+  // Job rows read once per answer: a summary and the trial list both need them.
+  using JobRows = std::map<int64_t, std::optional<jobs::JobRow>>;
+  const std::optional<jobs::JobRow>& job_of(int64_t id, JobRows& seen);
+  nlohmann::json summary(const jobs::SweepRow& row, const std::vector<jobs::TrialRow>& trials, JobRows& seen);
 
   jobs::JobStore& store_;
   Hooks hooks_;
