@@ -370,8 +370,7 @@ class _HttpSender:
                 return
             if self.fallback is None:
                 self.fallback = _OfflineWriter(self.fallback_folder)
-            for item in items:
-                self.fallback.put(item)
+            self.fallback.put_many(items)
             self.saved += len(items)
 
     def _loop(self):
@@ -441,14 +440,19 @@ class _OfflineWriter:
         self.lock = threading.Lock()
 
     def put(self, item):
+        self.put_many((item,))
+
+    def put_many(self, items):
+        """Writes events (and copies their files) under one lock, flushed once."""
         with self.lock:
-            for path, sha, _ in item.get("_files", ()):
-                target = os.path.join(self.folder, "files", sha)
-                if not os.path.exists(target):
-                    shutil.copyfile(path, target + ".tmp")
-                    os.replace(target + ".tmp", target)
-            event = {k: v for k, v in item.items() if k != "_files"}
-            self.out.write(json.dumps(event, allow_nan=False) + "\n")
+            for item in items:
+                for path, sha, _ in item.get("_files", ()):
+                    target = os.path.join(self.folder, "files", sha)
+                    if not os.path.exists(target):
+                        shutil.copyfile(path, target + ".tmp")
+                        os.replace(target + ".tmp", target)
+                event = {k: v for k, v in item.items() if k != "_files"}
+                self.out.write(json.dumps(event, allow_nan=False) + "\n")
             self.out.flush()
 
     def close(self, timeout, quiet=False):
