@@ -22,11 +22,12 @@
 
 #include "tests/i3lab_process.h"
 
-// A child process running i3lab with `args`: stdout on a pipe (read with read_line), stderr
-// into `stderr_path`.
+// A child process running i3lab with `args` (and `env` added to the test's environment):
+// stdout on a pipe (read with read_line), stderr into `stderr_path`.
 class Proc {
  public:
-  Proc(const std::vector<std::string>& args, const std::string& stderr_path) : stderr_path_(stderr_path) {
+  Proc(const std::vector<std::string>& args, const std::string& stderr_path, const std::map<std::string, std::string>& env = {})
+      : stderr_path_(stderr_path) {
     int out[2];
     if (pipe(out) != 0) throw std::runtime_error("pipe");
     pid_ = fork();
@@ -36,6 +37,7 @@ class Proc {
       const int err = open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       dup2(err, 2);
       close(out[0]);
+      for (const auto& [name, value] : env) setenv(name.c_str(), value.c_str(), 1);
       std::vector<char*> argv = {const_cast<char*>(I3LAB_BINARY)};
       for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
       argv.push_back(nullptr);

@@ -12,7 +12,7 @@
 #include "model/net/i3_model.h"
 #include "model/net/runtime.h"
 #include "model/text/tokenizer.h"
-#include "model/train/optimizer.h"
+#include "model/optim/optimizer.h"
 
 namespace i3 {
 namespace {

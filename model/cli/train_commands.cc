@@ -60,11 +60,16 @@ int train_cmd(const Args& args) {
   signal(SIGINT, request_stop);
   signal(SIGTERM, request_stop);
   options.stop = &stop_requested;
+  options.world = world_from_env();  // torchrun's or Slurm's variables: one rank of several
   options.on_start = [&](int64_t run_id, const std::string& checkpoint_name) {
     std::cout << run_id << std::endl;
     std::cerr << "run " << run_id << " in " << options.db_path << "; checkpoints: artifact " << checkpoint_name << "\n";
   };
   const TrainResult result = train(config, options);
+  if (result.run_id == 0) {  // a rank other than 0: rank 0 tracks the run
+    std::cerr << "rank " << options.world.rank << " " << result.status << " at step " << result.step << "\n";
+    return 0;
+  }
   std::cerr << "run " << result.run_id << " " << result.status << " at step " << result.step;
   if (std::isfinite(result.val_loss)) std::cerr << ", val loss " << result.val_loss;
   if (!result.checkpoint.empty()) std::cerr << "; last checkpoint " << result.checkpoint;

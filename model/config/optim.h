@@ -1,5 +1,5 @@
 // The optimiser's settings as plain data (no LibTorch): what a training config and a sweep
-// over it set. model/train/optimizer.h applies them.
+// over it set. model/optim/optimizer.h applies them.
 #pragma once
 
 #include <cstdint>

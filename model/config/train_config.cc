@@ -163,7 +163,7 @@ const std::vector<Key>& keys() {
        [](TrainConfig& c, const json& v, const Reject& no) { if ((c.log_interval = v) < 1) no("must be at least 1"); }},
       {"logging.eval_interval", 500, "steps between validations and samples (0: validation only at checkpoints, no samples)",
        [](TrainConfig& c, const json& v, const Reject& no) { if ((c.eval_interval = v) < 0) no("must be ≥ 0 (0: off)"); }},
-      {"logging.eval_batches", 20, "validation windows = eval_batches × batch_size",
+      {"logging.eval_batches", 20, "validation windows = eval_batches × batch_size × ranks",
        [](TrainConfig& c, const json& v, const Reject& no) { if ((c.eval_batches = v) < 1) no("must be at least 1"); }},
       {"logging.watch_interval", 0, "steps between parameter and gradient histograms (0: off)",
        [](TrainConfig& c, const json& v, const Reject& no) { if ((c.watch_interval = v) < 0) no("must be ≥ 0 (0: off)"); }},
@@ -184,6 +184,31 @@ const std::vector<Key>& keys() {
        [](TrainConfig& c, const json& v, const Reject& no) {
          if ((c.checkpoint_keep_last = v) < 0) no("must be ≥ 0 (0: keep every checkpoint)");
        }},
+      // Data-parallel training (docs/distributed.md).
+      {"distributed.ranks", 1,
+       "processes a coordinator runs this job as (`i3lab train` alone takes them from torchrun's or Slurm's variables)",
+       [](TrainConfig& c, const json& v, const Reject& no) {
+         if ((c.distributed.ranks = v) < 1 || c.distributed.ranks > 1024) no("must be in 1..1024");
+       }},
+      {"distributed.backend", "auto", "\"auto\" (NCCL on CUDA devices, Gloo on CPUs), \"gloo\" or \"nccl\"",
+       [](TrainConfig& c, const json& v, const Reject& no) {
+         if ((c.distributed.backend = v) != "auto" && c.distributed.backend != "gloo" && c.distributed.backend != "nccl")
+           no("must be \"auto\", \"gloo\" or \"nccl\"");
+       }},
+      {"distributed.timeout_s", 300.0, "seconds a rank waits for the others (rendezvous, each collective) before failing",
+       [](TrainConfig& c, const json& v, const Reject& no) {
+         if (!((c.distributed.timeout_s = v) >= 1 && c.distributed.timeout_s <= 86400)) no("must be in 1..86400");
+       }},
+      {"distributed.bucket_mb", 25.0, "MiB of gradients per allreduce bucket (DDP's default)",
+       [](TrainConfig& c, const json& v, const Reject& no) {
+         if (!((c.distributed.bucket_mb = v) > 0)) no("must be positive");
+       }},
+      {"distributed.first_bucket_mb", 1.0, "MiB of the first bucket, sent as soon as backward begins to produce gradients",
+       [](TrainConfig& c, const json& v, const Reject& no) {
+         if (!((c.distributed.first_bucket_mb = v) > 0)) no("must be positive");
+       }},
+      {"distributed.overlap", true, "send buckets during backward (false: all after it, to measure the overlap)",
+       [](TrainConfig& c, const json& v, const Reject&) { c.distributed.overlap = v; }},
   };
   return table;
 }

@@ -9,7 +9,8 @@
 // The keys — name, default, check and meaning — are one table in train_config.cc, the single
 // source that the parser, --print-defaults, `i3lab train --print-keys` and docs/training.md
 // (checked by a test) follow. Sections: the run's identity (project, name, group, tags, notes),
-// model (a preset plus any model_config.h key), data, optim, train, logging, checkpoint.
+// model (a preset plus any model_config.h key), data, optim, train, logging, checkpoint,
+// distributed.
 //
 // Unknown keys and values of the wrong type are errors naming the file and the dotted key.
 // Relative paths (data.vocab, sources, cache_dir) are taken as given, from the working
@@ -26,6 +27,15 @@
 #include "model/data/token_cache.h"
 
 namespace i3 {
+
+// The "distributed" section: data-parallel training over c10d (model/dist/data_parallel.h).
+struct DistributedConfig {
+  int64_t ranks = 1;               // processes a coordinator starts; `i3lab train` takes its launcher's
+  std::string backend = "auto";    // "auto" (NCCL on CUDA, else Gloo), "gloo" or "nccl"
+  double timeout_s = 300;          // rendezvous and each collective
+  double bucket_mb = 25, first_bucket_mb = 1;
+  bool overlap = true;             // send gradient buckets during backward
+};
 
 struct TrainConfig {
   // Run identity in the tracker.
@@ -55,6 +65,8 @@ struct TrainConfig {
   std::vector<std::string> prompts;
   int64_t sample_tokens = 0, top_k = 0;
   double temperature = 0;
+
+  DistributedConfig distributed;
 
   int64_t checkpoint_interval = 0;  // 0: only at the end (and when stopped)
   // Keep only the newest N checkpoints, plus those an alias ("best") names or another run used.

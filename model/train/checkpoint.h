@@ -18,7 +18,7 @@
 
 #include "model/net/i3_model.h"
 #include "model/text/tokenizer.h"
-#include "model/train/optimizer.h"
+#include "model/optim/optimizer.h"
 
 namespace i3 {
 

@@ -12,10 +12,11 @@
 #include "common/util/clock.h"
 #include "model/data/samplers.h"
 #include "model/data/token_cache.h"
+#include "model/dist/data_parallel.h"
 #include "model/net/evaluate.h"
 #include "model/net/runtime.h"
 #include "model/train/checkpoint.h"
-#include "model/train/optimizer.h"
+#include "model/optim/optimizer.h"
 #include "model/train/samples.h"
 #include "tracker/db/content.h"
 #include "tracker/query/query.h"
@@ -52,11 +53,13 @@ std::string duration_text(double seconds) {
   return format("%lds", s);
 }
 
-// Training batches from the configured sampler, whose position goes into checkpoints.
+// Training batches from the configured sampler, whose position goes into checkpoints. With
+// `ranks` ranks, each call draws a global batch of ranks × batch_size windows and keeps rank
+// `rank`'s share, so the position is the same on every rank.
 class Batches {
  public:
-  Batches(const TrainConfig& c, const TokenCache& cache)
-      : cache_(cache), window_(c.model.context + 1), batch_size_(c.batch_size) {
+  Batches(const TrainConfig& c, const TokenCache& cache, int rank, int ranks)
+      : cache_(cache), window_(c.model.context + 1), batch_size_(c.batch_size), rank_(rank), ranks_(ranks) {
     if (c.sampler == "random") random_.emplace(cache, c.sources, window_, c.seed);
     else epoch_.emplace(cache, window_, c.seed);
   }
@@ -65,7 +68,10 @@ class Batches {
   torch::Tensor next(torch::Device device) {
     torch::Tensor out = torch::empty({batch_size_, window_}, torch::kLong);
     int64_t* p = out.data_ptr<int64_t>();
-    for (int64_t b = 0; b < batch_size_; ++b) cache_.copy(random_ ? random_->next() : epoch_->next(), window_, p + b * window_);
+    for (int64_t b = 0; b < batch_size_ * ranks_; ++b) {
+      const int64_t start = random_ ? random_->next() : epoch_->next();
+      if (b / batch_size_ == rank_) cache_.copy(start, window_, p + (b % batch_size_) * window_);
+    }
     return device.is_cpu() ? out : out.pin_memory().to(device, /*non_blocking=*/true);
   }
 
@@ -84,7 +90,7 @@ class Batches {
 
  private:
   const TokenCache& cache_;
-  const int64_t window_, batch_size_;
+  const int64_t window_, batch_size_, rank_, ranks_;
   std::optional<RandomWindows> random_;
   std::optional<EpochWindows> epoch_;
 };
@@ -100,13 +106,18 @@ struct Progress {
 // One training run, phase by phase in the order train() calls them.
 class Trainer {
  public:
-  // Set-up: everything that can fail on bad input fails here, before a run is touched.
+  // Set-up: everything that can fail on bad input fails here, before a run is touched. With
+  // several ranks, joins their process group.
   Trainer(TrainConfig config, const TrainOptions& options);
+  // Rank 0 (or the only process): it restores, tracks the run and writes checkpoints.
+  bool leader() const { return !dp_ || dp_->rank() == 0; }
   // Weights, moments, sampler and progress from the checkpoint options.resume_from of run
   // options.resume_run.
   void restore();
-  // The run in the tracker: created, or re-opened with its history after the checkpoint
-  // deleted.
+  // With several ranks: rank 0's weights, moments, sampler and progress on every rank.
+  void start_together();
+  // The run in the tracker (rank 0): created, or re-opened with its history after the
+  // checkpoint deleted.
   void open_run();
   // The loop; marks the run finished, stopped or failed.
   TrainResult loop();
@@ -115,9 +126,11 @@ class Trainer {
   struct Update {
     torch::Tensor loss;       // mean over the micro-batches, 0-dim float64 on the device
     torch::Tensor grad_norm;  // before clipping, 0-dim float64 on the device
+    torch::Tensor stop;       // 0-dim float64: > 0 when some rank asked to stop (several ranks only)
   };
-  Update forward_backward();
+  Update forward_backward(bool stop_requested);
   void log_progress(int64_t step, double lr, const torch::Tensor& grad_norm);
+  void check_ranks_agree();
   void log_watch(int64_t step);
   void validate(int64_t step, bool samples);
   void checkpoint();
@@ -125,6 +138,7 @@ class Trainer {
   void say(const std::string& line);
 
   const TrainOptions& options_;
+  const World world_;
   const torch::Device device_;
   const bool bf16_;
   const ChunkTokenizer tokenizer_;
@@ -134,6 +148,8 @@ class Trainer {
   torch::Tensor val_windows_;  // [N, context + 1]
   I3Model model_{nullptr};
   std::optional<FlatAdamW> optimizer_;
+  std::unique_ptr<DataParallel> dp_;
+  std::optional<tracker::SystemSampler> rank_sampler_;  // several ranks: each rank's rank/R/* metrics
   Progress progress_;
   int64_t system_samples_ = 0;  // a resumed run's system/* metrics continue after these
   std::optional<tracker::Store> store_;
@@ -163,29 +179,83 @@ TrainConfig with_vocabulary(TrainConfig c, const ChunkTokenizer& tokenizer) {
   return c;
 }
 
-// The device to train on, once LibTorch's threads are set (they must be before any work).
-torch::Device training_device(const TrainConfig& c) {
+// The device to train on, once LibTorch's threads are set (they must be before any work). Ranks
+// of one machine given "cuda" or "auto" each take GPU LOCAL_RANK (modulo the GPUs it sees).
+torch::Device training_device(const TrainConfig& c, const World& world) {
   set_default_threads();
-  const torch::Device device = parse_device(c.device);
+  torch::Device device = parse_device(c.device);
+  if (device.is_cuda() && !device.has_index() && world.distributed())
+    device = torch::Device(torch::kCUDA, static_cast<torch::DeviceIndex>(world.local_rank % torch::cuda::device_count()));
   if (c.dtype == "bfloat16" && !device.is_cuda())
     throw std::invalid_argument("train.dtype \"bfloat16\" needs a CUDA device; train.device is \"" + c.device + "\"");
   return device;
 }
 
+// The launcher's world checked against the config's distributed.ranks.
+World checked_world(const World& world, const TrainConfig& c) {
+  const int64_t ranks = c.distributed.ranks;
+  if (ranks > 1 && !world.distributed())
+    throw std::invalid_argument("distributed.ranks is " + std::to_string(ranks) +
+                                ", but this process was started alone (no RANK/WORLD_SIZE, no SLURM_PROCID/SLURM_NTASKS): "
+                                "submit the config to a coordinator (i3lab submit), or start " + std::to_string(ranks) +
+                                " copies with srun -n " + std::to_string(ranks) + " or a torchrun-style launcher");
+  if (ranks > 1 && world.size != ranks)
+    throw std::invalid_argument("distributed.ranks is " + std::to_string(ranks) + ", but the launcher started " +
+                                std::to_string(world.size) + " ranks (" + world.launcher + "); make them agree");
+  return world;
+}
+
 Trainer::Trainer(TrainConfig config, const TrainOptions& options)
     : options_(options),
-      device_(training_device(config)),
+      world_(checked_world(options.world, config)),
+      device_(training_device(config, world_)),
       bf16_(config.dtype == "bfloat16"),
       tokenizer_(ChunkTokenizer::load(config.vocab)),
       c_(with_vocabulary(std::move(config), tokenizer_)) {
   cache_ = TokenCache::open(c_.cache_dir, c_.sources, tokenizer_, c_.data);
-  batches_.emplace(c_, *cache_);
-  val_windows_ = eval_windows(cache_->gather(cache_->val()), c_.model.context + 1, c_.eval_batches * c_.batch_size);
+  batches_.emplace(c_, *cache_, world_.rank, world_.size);
+  val_windows_ = eval_windows(cache_->gather(cache_->val()), c_.model.context + 1, c_.eval_batches * c_.batch_size * world_.size);
   torch::manual_seed(c_.seed);
   model_ = I3Model(c_.model);
   model_->to(device_);
   model_->train();
   optimizer_.emplace(model_->state_dict(), c_.adamw);
+  if (world_.distributed()) {
+    std::cerr << format("rank %d of %d (%s): meeting the others at %s:%d", world_.rank, world_.size, world_.launcher.c_str(),
+                        world_.master_addr.c_str(), world_.master_port)
+              << std::endl;
+    dp_ = std::make_unique<DataParallel>(world_, c_.distributed, device_);
+    dp_->attach(*optimizer_);
+    rank_sampler_.emplace();
+  }
+}
+
+void Trainer::start_together() {
+  if (!dp_) return;
+  json state;
+  if (leader())
+    state = {{"step", progress_.step},
+             {"tokens_seen", progress_.tokens_seen},
+             {"best_val_loss", std::isfinite(progress_.best_val_loss) ? json(progress_.best_val_loss) : json()},
+             {"sampler", batches_->state()},
+             {"interval_loss_sum", interval_loss_sum_},
+             {"interval_updates", updates_},
+             {"skipped_steps", skipped_total_},
+             {"optimizer_steps", optimizer_->steps_taken()}};
+  state = json::parse(dp_->share("trainer_state", state.dump()));
+  if (!leader()) {
+    progress_.step = state["step"];
+    progress_.tokens_seen = state["tokens_seen"];
+    if (state["best_val_loss"].is_number()) progress_.best_val_loss = state["best_val_loss"];
+    batches_->restore(state["sampler"], "rank 0's sampler");
+    interval_loss_sum_ = state["interval_loss_sum"];
+    updates_ = state["interval_updates"];
+    skipped_total_ = state["skipped_steps"];
+    optimizer_->set_steps_taken(state["optimizer_steps"]);
+  }
+  dp_->broadcast(optimizer_->state_buffers());
+  say(format("rank %d of %d: %s process group formed; starting at step %lld", dp_->rank(), dp_->size(), dp_->backend().c_str(),
+             static_cast<long long>(progress_.step)));
 }
 
 void Trainer::restore() {
@@ -229,6 +299,7 @@ void Trainer::restore() {
 }
 
 void Trainer::open_run() {
+  if (!leader()) return;
   store_.emplace(options_.db_path);
   if (options_.resume_run >= 0) {
     run_.emplace(tracker::Run::resume(*store_, options_.resume_run, progress_.step));
@@ -252,24 +323,25 @@ void Trainer::open_run() {
 
 void Trainer::say(const std::string& line) {
   std::cerr << line << std::endl;
-  run_->log_console("stderr", line);
+  if (run_) run_->log_console("stderr", line);
 }
 
 TrainResult Trainer::loop() {
-  tracker::Run& run = *run_;
   try {
-    tracker::SystemMonitor system_monitor(run, std::chrono::seconds(10), system_samples_);  // system/* and the heartbeat
-    const int64_t tokens_per_step = c_.batch_size * c_.grad_accum * c_.model.context;
-    say(format("training %s (%lld parameters) on %s%s: %lld tokens per step, steps %lld → %lld", c_.model_preset.c_str(),
+    std::optional<tracker::SystemMonitor> system_monitor;  // system/* and the heartbeat
+    if (run_) system_monitor.emplace(*run_, std::chrono::seconds(10), system_samples_);
+    const int64_t tokens_per_step = c_.batch_size * c_.grad_accum * c_.model.context * world_.size;
+    say(format("training %s (%lld parameters) on %s%s: %lld tokens per step%s, steps %lld → %lld", c_.model_preset.c_str(),
                static_cast<long long>(c_.model.parameter_count()), device_.str().c_str(), bf16_ ? " in bf16 autocast" : "",
-               static_cast<long long>(tokens_per_step), static_cast<long long>(progress_.step),
+               static_cast<long long>(tokens_per_step),
+               dp_ ? format(" over %d ranks", world_.size).c_str() : "", static_cast<long long>(progress_.step),
                static_cast<long long>(c_.max_iters)));
     say(format("data: %lld training and %lld validation documents, %lld tokens in %s",
                static_cast<long long>(cache_->documents(false)), static_cast<long long>(cache_->documents(true)),
                static_cast<long long>(cache_->size()), cache_->path().c_str()));
-    if (options_.resume_run >= 0)
+    if (options_.resume_run >= 0 && run_)
       say(format("resumed from checkpoint %s:%s at step %lld; history after it was replaced",
-                 checkpoint_artifact_name(run.uid()).c_str(), options_.resume_from.c_str(),
+                 checkpoint_artifact_name(run_->uid()).c_str(), options_.resume_from.c_str(),
                  static_cast<long long>(progress_.step)));
     if (val_windows_.size(0) == 0)
       say("warning: no validation tokens (data.val_fraction is 0 or the data is tiny): no val/loss and no \"best\" checkpoint");
@@ -281,13 +353,15 @@ TrainResult Trainer::loop() {
     int consecutive_skips = 0;
     int64_t last_checkpoint = options_.resume_run >= 0 ? progress_.step : -1;
     bool stopped = false;
+    const int64_t first_step = progress_.step + 1;
     while (progress_.step < c_.max_iters) {
-      if (options_.stop && options_.stop->load()) {
+      const bool stop_requested = options_.stop && options_.stop->load();
+      if (stop_requested && !dp_) {
         stopped = true;
         break;
       }
       const double lr = c_.schedule.at(progress_.step);
-      const Update update = forward_backward();
+      const Update update = forward_backward(stop_requested);
 
       const int64_t step = progress_.step + 1;
       const bool last = step == c_.max_iters;
@@ -320,35 +394,44 @@ TrainResult Trainer::loop() {
       progress_.tokens_seen += tokens_per_step;
       ++steps_;
 
+      if (dp_ && step == first_step) check_ranks_agree();
       if (log_now) log_progress(step, lr, update.grad_norm);
       const auto extras_start = Clock::now();
-      if (c_.watch_interval > 0 && step % c_.watch_interval == 0) log_watch(step);
+      if (c_.watch_interval > 0 && step % c_.watch_interval == 0 && run_) log_watch(step);
       if (eval_now || checkpoint_now) validate(step, eval_now);
       if (checkpoint_now) {
-        checkpoint();
+        if (run_) checkpoint();
         last_checkpoint = step;
       }
       excluded_seconds_ += seconds_since(extras_start);
+      // Ranks agree on stopping through the step's averaged values: read on a CPU every step, on
+      // an accelerator where the host waits anyway. Every rank reads it at the same steps.
+      if (dp_ && (device_.is_cpu() || log_now) && update.stop.item<double>() > 0) {
+        stopped = true;
+        break;
+      }
     }
 
     if (stopped) {
       say(format("stopping at step %lld", static_cast<long long>(progress_.step)));
-      if (progress_.step != last_checkpoint) checkpoint();
+      if (progress_.step != last_checkpoint && run_) checkpoint();
     }
     result_.status = stopped ? "stopped" : "finished";
     result_.step = progress_.step;
     result_.val_loss = progress_.val_loss;
   } catch (const std::exception& e) {
     say(std::string("error: ") + e.what());
-    run.finish("failed");
+    if (run_) run_->finish("failed");
     throw;
   }
-  run.finish(result_.status);
+  if (run_) run_->finish(result_.status);
   return result_;
 }
 
 // grad_accum micro-batches forward and backward; the gradients clipped, not yet applied.
-Trainer::Update Trainer::forward_backward() {
+// With several ranks the gradients and the loss are averaged over them before clipping (the
+// last micro-batch's backward sends them), so every rank clips and updates alike.
+Trainer::Update Trainer::forward_backward(bool stop_requested) {
   const int64_t T = c_.model.context;
   optimizer_->zero_grad();
   torch::Tensor step_loss = torch::zeros({}, loss_sum_.options());
@@ -359,11 +442,27 @@ Trainer::Update Trainer::forward_backward() {
       CudaBf16Autocast autocast(bf16_);
       loss = I3ModelImpl::loss(model_->forward(batch.narrow(1, 0, T)), batch.narrow(1, 1, T));
     }
+    if (dp_) dp_->begin_backward(micro == c_.grad_accum - 1);
     (loss / static_cast<double>(c_.grad_accum)).backward();
     step_loss += loss.detach().to(torch::kFloat64);
   }
   step_loss /= static_cast<double>(c_.grad_accum);
-  return {step_loss, optimizer_->clip_grad_norm(c_.grad_clip)};
+  torch::Tensor stop;
+  if (dp_) {
+    // [loss, stop vote] averaged together: one small collective per step.
+    torch::Tensor values = torch::stack({step_loss, torch::full({}, stop_requested ? 1.0 : 0.0, step_loss.options())});
+    dp_->end_backward(values);
+    step_loss = values[0];
+    stop = values[1];
+  }
+  return {step_loss, optimizer_->clip_grad_norm(c_.grad_clip), stop};
+}
+
+// After the first step: every rank must hold the very same parameters.
+void Trainer::check_ranks_agree() {
+  std::vector<torch::Tensor> params;
+  for (const auto& item : model_->named_parameters()) params.push_back(item.value());
+  dp_->check_same(DataParallel::checksum(params), "the parameters after the first step");
 }
 
 // train/* metrics and the progress line; starts the next interval.
@@ -372,8 +471,40 @@ void Trainer::log_progress(int64_t step, double lr, const torch::Tensor& grad_no
   const double norm = grad_norm.item<double>();
   // Read after item() waited for the device, so on a GPU this counts the queued work too.
   const double busy_seconds = seconds_since(interval_start_) - excluded_seconds_;
-  const int64_t tokens_per_step = c_.batch_size * c_.grad_accum * c_.model.context;
+  const int64_t tokens_per_step = c_.batch_size * c_.grad_accum * c_.model.context * world_.size;
   const double tokens_per_sec = steps_ * tokens_per_step / std::max(busy_seconds, 1e-9);
+  std::string comm_text;
+  std::vector<std::pair<std::string, double>> rank_metrics;
+  if (dp_) {
+    // Every rank's CPU, memory, speed and communication, gathered by rank 0 (a collective:
+    // every rank logs at the same steps).
+    const CommStats comm = dp_->take_stats();
+    double cpu = 0, rss = 0;
+    for (const auto& [key, value] : rank_sampler_->sample()) {
+      if (key == "system/cpu_percent") cpu = value;
+      if (key == "system/rss_bytes") rss = value;
+    }
+    const double per_step = 1000.0 / std::max<int64_t>(comm.steps, 1);
+    const auto all = dp_->all_gather({cpu, rss, tokens_per_sec / world_.size, comm.seconds * per_step, comm.exposed_seconds * per_step});
+    for (size_t r = 0; r < all.size(); ++r) {
+      const std::string prefix = "rank/" + std::to_string(r) + "/";
+      rank_metrics.insert(rank_metrics.end(), {{prefix + "cpu_percent", all[r][0]},
+                                               {prefix + "rss_bytes", all[r][1]},
+                                               {prefix + "tokens_per_sec", all[r][2]},
+                                               {prefix + "comm_ms", all[r][3]},
+                                               {prefix + "comm_exposed_ms", all[r][4]}});
+    }
+    rank_metrics.insert(rank_metrics.end(), {{"train/comm_ms", all[0][3]}, {"train/comm_exposed_ms", all[0][4]}});
+    const double hidden = all[0][3] > 0 ? 100.0 * std::max(0.0, 1.0 - all[0][4] / all[0][3]) : 0;
+    comm_text = format(" | comm %.1f ms/step, %.0f%% hidden", all[0][3], hidden);
+  }
+  if (!run_) {  // ranks other than 0 log nothing themselves
+    loss_sum_.zero_();
+    updates_ = steps_ = 0;
+    interval_start_ = Clock::now();
+    excluded_seconds_ = 0;
+    return;
+  }
   std::vector<std::pair<std::string, double>> metrics = {{"train/loss", loss},
                                                          {"train/perplexity", std::exp(loss)},
                                                          {"train/grad_norm", norm},
@@ -381,10 +512,11 @@ void Trainer::log_progress(int64_t step, double lr, const torch::Tensor& grad_no
                                                          {"train/tokens_per_sec", tokens_per_sec},
                                                          {"train/tokens_seen", static_cast<double>(progress_.tokens_seen)}};
   if (skipped_total_ > 0) metrics.emplace_back("train/skipped_steps", static_cast<double>(skipped_total_));
+  metrics.insert(metrics.end(), rank_metrics.begin(), rank_metrics.end());
   run_->log(step, metrics);
   const double eta = (c_.max_iters - step) * busy_seconds / steps_;
-  say(format("step %lld/%lld | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | ETA %s", static_cast<long long>(step),
-             static_cast<long long>(c_.max_iters), loss, lr, norm, tokens_per_sec, duration_text(eta).c_str()));
+  say(format("step %lld/%lld | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s%s | ETA %s", static_cast<long long>(step),
+             static_cast<long long>(c_.max_iters), loss, lr, norm, tokens_per_sec, comm_text.c_str(), duration_text(eta).c_str()));
   loss_sum_.zero_();
   updates_ = steps_ = 0;
   interval_start_ = Clock::now();
@@ -408,18 +540,33 @@ void Trainer::log_watch(int64_t step) {
   }
 }
 
-// Held-out loss at `step` (and, with `samples`, the samples table).
+// Held-out loss at `step` (and, with `samples`, the samples table). Several ranks each evaluate
+// an equal share of the windows and add up their token losses.
 void Trainer::validate(int64_t step, bool samples) {
   if (val_windows_.size(0) > 0) {
-    const EvalResult e = evaluate(model_, val_windows_, c_.batch_size, bf16_);
+    EvalResult e;
+    if (!dp_) {
+      e = evaluate(model_, val_windows_, c_.batch_size, bf16_);
+    } else {
+      const int64_t n = val_windows_.size(0), lo = n * dp_->rank() / dp_->size(), hi = n * (dp_->rank() + 1) / dp_->size();
+      if (hi > lo) e = evaluate(model_, val_windows_.narrow(0, lo, hi - lo), c_.batch_size, bf16_);
+      torch::Tensor sums = torch::tensor({e.loss * static_cast<double>(e.tokens), static_cast<double>(e.tokens)},
+                                         torch::TensorOptions().dtype(torch::kFloat64)).to(device_);
+      dp_->all_reduce_sum(sums);
+      const torch::Tensor total = sums.cpu();
+      e.tokens = static_cast<int64_t>(total[1].item<double>());
+      e.loss = total[0].item<double>() / std::max<double>(total[1].item<double>(), 1);
+    }
     model_->train();
     progress_.val_loss = e.loss;
     progress_.val_step = step;
-    run_->log(step, {{"val/loss", e.loss}, {"val/perplexity", std::exp(e.loss)}});
-    say(format("step %lld: val loss %.4f, perplexity %.2f (%lld tokens)", static_cast<long long>(step), e.loss,
-               std::exp(e.loss), static_cast<long long>(e.tokens)));
+    if (run_) {
+      run_->log(step, {{"val/loss", e.loss}, {"val/perplexity", std::exp(e.loss)}});
+      say(format("step %lld: val loss %.4f, perplexity %.2f (%lld tokens)", static_cast<long long>(step), e.loss,
+                 std::exp(e.loss), static_cast<long long>(e.tokens)));
+    }
   }
-  if (samples && !c_.prompts.empty() && c_.sample_tokens > 0) {
+  if (samples && run_ && !c_.prompts.empty() && c_.sample_tokens > 0) {
     SamplingOptions options;
     options.max_new_tokens = c_.sample_tokens;
     options.temperature = c_.temperature;
@@ -488,7 +635,8 @@ std::vector<std::string> Trainer::prune_checkpoints() {
 
 TrainResult train(TrainConfig config, const TrainOptions& options) {
   Trainer trainer(std::move(config), options);
-  if (options.resume_run >= 0) trainer.restore();
+  if (options.resume_run >= 0 && trainer.leader()) trainer.restore();
+  trainer.start_together();
   trainer.open_run();
   return trainer.loop();
 }

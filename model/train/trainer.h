@@ -13,6 +13,15 @@
 // stopped, as versions of the run's checkpoint artifact; "best" is the one with the lowest
 // validation loss (every checkpoint is evaluated). Resuming from one is exact: on one thread,
 // 10 steps + resume + 10 steps give the losses of 20 steps straight.
+//
+// Data parallel (options.world of R > 1 ranks, model/dist/data_parallel.h): each micro-batch
+// is one global batch of R × batch_size windows drawn from the one seeded stream, of which
+// rank r trains on windows r·batch_size … (r+1)·batch_size − 1, so R ranks see exactly the
+// data one process with batch R × batch_size sees, and the sampler position is the same on
+// every rank. Gradients and the loss are averaged over the ranks; validation is split between
+// them. Rank 0 alone restores checkpoints (and hands every rank its state), writes the run,
+// its metrics, samples and checkpoints; it logs every rank's rank/R/* metrics (CPU, memory,
+// tokens/s) at each log step. A stop request on any rank stops all of them after the step.
 #pragma once
 
 #include <atomic>
@@ -22,6 +31,7 @@
 #include <vector>
 
 #include "model/config/train_config.h"
+#include "model/dist/world.h"
 
 namespace i3 {
 
@@ -33,12 +43,14 @@ struct TrainOptions {
   std::string resume_from = "latest";
   // Polled between steps; when it becomes true (SIGINT/SIGTERM): checkpoint, status "stopped".
   const std::atomic<bool>* stop = nullptr;
-  // Called with the run id once the run exists (the CLI prints it).
+  // Called with the run id once the run exists (the CLI prints it). Rank 0 only.
   std::function<void(int64_t run_id, const std::string& checkpoint_artifact)> on_start;
+  // This process's place in a data-parallel job (world_from_env()); one process by default.
+  World world;
 };
 
 struct TrainResult {
-  int64_t run_id = 0;
+  int64_t run_id = 0;      // 0 on ranks other than 0
   std::string status;      // "finished" or "stopped"
   int64_t step = 0;        // updates done
   double val_loss = 0;     // at the last evaluation (NaN without validation data)

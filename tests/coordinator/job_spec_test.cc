@@ -56,6 +56,19 @@ TEST(JobSpec, ErrorsNameTheFileAndField) {
             "job.json: distributed.ranks must be in [1, 1024], got 0");
 }
 
+// The contract of data-parallel training: a training config's "distributed": {"ranks": R} makes
+// an R-rank job; a job-level count must agree with it.
+TEST(JobSpec, ATrainingConfigsRanksMakeTheJobsRanks) {
+  const json config = {{"data", {{"vocab", "v.json"}}}, {"distributed", {{"ranks", 3}, {"backend", "gloo"}}}};
+  EXPECT_EQ(parse_job_spec({{"kind", "train"}, {"config", config}}, "j").ranks, 3);
+  EXPECT_EQ(parse_job_spec({{"kind", "train"}, {"config", config}, {"distributed", {{"ranks", 3}}}}, "j").ranks, 3);
+  EXPECT_EQ(parse_job_spec({{"kind", "train"}, {"config", {{"data", {{"vocab", "v.json"}}}}}, {"distributed", {{"ranks", 2}}}}, "j").ranks, 2);
+  EXPECT_EQ(error_of({{"kind", "train"}, {"config", config}, {"distributed", {{"ranks", 2}}}}),
+            "job.json: distributed.ranks is 2 but config.distributed.ranks is 3: give one, or the same in both");
+  EXPECT_EQ(error_of({{"kind", "train"}, {"config", {{"distributed", {{"ranks", 0}}}}}}),
+            "job.json: config.distributed.ranks must be in [1, 1024], got 0");
+}
+
 scheduler::Node node(const std::string& id, int slots, std::vector<int> gpus = {}, std::map<std::string, std::string> labels = {}) {
   scheduler::Node n;
   n.id = id;

@@ -1,4 +1,4 @@
-#include "model/train/optimizer.h"
+#include "model/optim/optimizer.h"
 
 #include <ATen/Parallel.h>
 
@@ -22,13 +22,16 @@ FlatAdamW::FlatAdamW(std::vector<std::pair<std::string, torch::Tensor>> named_pa
     : options_(options) {
   if (named_params.empty()) throw std::invalid_argument("FlatAdamW: no parameters");
   const auto tensor_options = named_params[0].second.options();
+  std::vector<std::pair<size_t, int64_t>> where(named_params.size());  // group, offset
   for (bool decay : {true, false}) {
     std::vector<torch::Tensor> members;
     int64_t total = 0;
-    for (auto& [name, p] : named_params) {
+    for (size_t i = 0; i < named_params.size(); ++i) {
+      const auto& [name, p] = named_params[i];
       if (decays(name, p, options) != decay) continue;
       if (p.device() != tensor_options.device() || p.dtype() != tensor_options.dtype())
         throw std::invalid_argument("FlatAdamW: parameter " + name + " differs in device or dtype");
+      where[i] = {groups_.size(), total};
       members.push_back(p);
       total += p.numel();
     }
@@ -52,6 +55,14 @@ FlatAdamW::FlatAdamW(std::vector<std::pair<std::string, torch::Tensor>> named_pa
     }
     groups_.push_back(std::move(g));
   }
+  for (size_t i = 0; i < named_params.size(); ++i)
+    slots_.push_back({named_params[i].second, where[i].first, where[i].second, named_params[i].second.numel()});
+}
+
+std::vector<torch::Tensor> FlatAdamW::state_buffers() const {
+  std::vector<torch::Tensor> out;
+  for (const Group& g : groups_) out.insert(out.end(), {g.params, g.exp_avg, g.exp_avg_sq});
+  return out;
 }
 
 void FlatAdamW::zero_grad() {

@@ -1,5 +1,5 @@
 // The learning-rate schedule against the spec's values, and FlatAdamW against LibTorch's AdamW.
-#include "model/train/optimizer.h"
+#include "model/optim/optimizer.h"
 
 #include <gtest/gtest.h>
 

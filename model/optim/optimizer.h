@@ -30,6 +30,23 @@ class FlatAdamW {
   void step(double lr);
 
   int64_t steps_taken() const { return step_; }
+
+  // Where each parameter lives, in the order given to the constructor: its group and offset in
+  // that group's flat buffers. Data-parallel training (model/dist) averages gradients in
+  // buckets that are contiguous slices of grad_buffer(group).
+  struct Slot {
+    torch::Tensor param;
+    size_t group;
+    int64_t offset, numel;
+  };
+  const std::vector<Slot>& slots() const { return slots_; }
+  size_t groups() const { return groups_.size(); }
+  const torch::Tensor& grad_buffer(size_t group) const { return groups_[group].grads; }
+  // Every flat buffer of state (parameters and both moments of each group): what rank 0
+  // broadcasts so that every rank starts from the same point.
+  std::vector<torch::Tensor> state_buffers() const;
+  // Sets the update count (a rank that received the others' state from rank 0).
+  void set_steps_taken(int64_t step) { step_ = step; }
   // Optimizer state for checkpoints: {"step", "exp_avg.G", "exp_avg_sq.G"} for each group G.
   std::vector<std::pair<std::string, torch::Tensor>> state() const;
   // Restores state(). Throws std::invalid_argument naming a missing or mis-shaped entry.
@@ -41,6 +58,7 @@ class FlatAdamW {
     double weight_decay;
   };
   std::vector<Group> groups_;
+  std::vector<Slot> slots_;
   AdamWOptions options_;
   int64_t step_ = 0;
 };

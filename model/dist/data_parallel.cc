@@ -1,0 +1,399 @@
+#include "model/dist/data_parallel.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <torch/csrc/autograd/utils/lambda_post_hook.h>
+#include <torch/csrc/autograd/variable.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/version.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+#include "common/util/clock.h"
+
+#ifdef I3LAB_WITH_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+namespace i3 {
+namespace {
+
+using util::Clock;
+
+// The collectives' owner: a ProcessGroup in LibTorch 1.x, a Backend from 2.0 on.
+#if TORCH_VERSION_MAJOR >= 2
+using Group = c10d::Backend;
+#else
+using Group = c10d::ProcessGroup;
+#endif
+
+std::chrono::milliseconds millis(double seconds) { return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)); }
+
+// This machine's address on the route to `host`: the one the other ranks can reach it at (a
+// connected UDP socket sends nothing; the kernel only picks the source address).
+std::string local_address_towards(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0 || !found)
+    throw std::invalid_argument("MASTER_ADDR \"" + host + "\" does not resolve to an address");
+  std::string out;
+  for (addrinfo* a = found; a && out.empty(); a = a->ai_next) {
+    const int fd = socket(a->ai_family, SOCK_DGRAM, 0);
+    if (fd < 0) continue;
+    sockaddr_storage local{};
+    socklen_t len = sizeof local;
+    char text[INET6_ADDRSTRLEN] = {};
+    if (connect(fd, a->ai_addr, a->ai_addrlen) == 0 && getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0) {
+      const void* addr = local.ss_family == AF_INET6 ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&local)->sin6_addr)
+                                                     : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&local)->sin_addr);
+      if (inet_ntop(local.ss_family, addr, text, sizeof text)) out = text;
+    }
+    close(fd);
+  }
+  freeaddrinfo(found);
+  if (out.empty()) throw std::invalid_argument("no route from this machine to MASTER_ADDR \"" + host + "\"");
+  return out;
+}
+
+}  // namespace
+
+struct DataParallel::Impl {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<Group> group;
+  torch::Device device = torch::kCPU;
+  std::chrono::milliseconds timeout{0};
+  std::string where;  // "rank R of N (master HOST:PORT)", for errors
+  int64_t shared = 0;  // share() calls so far: each uses a key of its own
+
+  // Buckets over the optimizer's flat gradient buffers, in the order they are sent.
+  struct Bucket {
+    torch::Tensor grads;  // a contiguous slice of one group's gradient buffer
+    int params = 0, pending = 0;
+    c10::intrusive_ptr<c10d::Work> work;
+    Clock::time_point launched;
+    std::shared_ptr<std::atomic<int64_t>> done_ns;  // set by the work's completion callback
+  };
+  std::vector<Bucket> buckets;
+  std::vector<size_t> bucket_of;  // per optimizer slot
+  std::vector<torch::Tensor> grad_buffers;
+  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;  // keep their hooks alive
+  size_t next_to_send = 0;
+  bool sending = false, overlap = true;
+  double bucket_mb = 25, first_bucket_mb = 1;
+  std::mutex mu;  // hooks run on autograd's threads
+  CommStats stats;
+
+  [[noreturn]] void lost(const std::string& doing, const std::exception& e) {
+    std::string what = e.what();
+    if (const size_t trace = what.find("\nException raised from"); trace != std::string::npos) what.resize(trace);
+    throw PeerLost(where + ": " + doing + " failed: " + what +
+                   " (another rank stopped, was killed or cannot be reached; the job restarts from its last checkpoint)");
+  }
+
+  void wait(c10::intrusive_ptr<c10d::Work>& work, const std::string& doing) {
+    try {
+      work->wait(timeout);
+    } catch (const std::exception& e) {
+      lost(doing, e);
+    }
+  }
+
+  void send(size_t b) {
+    Bucket& bucket = buckets[b];
+    std::vector<at::Tensor> tensors = {bucket.grads};
+    bucket.launched = Clock::now();
+    bucket.done_ns = std::make_shared<std::atomic<int64_t>>(0);
+    try {
+      bucket.work = group->allreduce(tensors);
+    } catch (const std::exception& e) {
+      lost("sending gradient bucket " + std::to_string(b), e);
+    }
+    try {
+      auto done = bucket.done_ns;
+      bucket.work->getFuture()->addCallback([done](c10::ivalue::Future&) {
+        done->store(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count());
+      });
+    } catch (const std::exception&) {
+      // No future for this work: its completion counts from when wait() returns.
+    }
+  }
+
+  void send_ready() {
+    while (next_to_send < buckets.size() && buckets[next_to_send].pending == 0) send(next_to_send++);
+  }
+
+  void on_gradient(size_t slot) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!sending) return;
+    Bucket& b = buckets[bucket_of[slot]];
+    if (b.pending > 0) --b.pending;
+    if (overlap) send_ready();
+  }
+};
+
+DataParallel::DataParallel(const World& world, const DistributedConfig& options, torch::Device device)
+    : world_(world), impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  m.device = device;
+  m.timeout = millis(options.timeout_s);
+  m.overlap = options.overlap;
+  m.bucket_mb = options.bucket_mb;
+  m.first_bucket_mb = options.first_bucket_mb;
+  m.where = "rank " + std::to_string(world.rank) + " of " + std::to_string(world.size) + " (master " + world.master_addr + ":" +
+            std::to_string(world.master_port) + ")";
+  backend_ = options.backend == "auto" ? (device.is_cuda() ? "nccl" : "gloo") : options.backend;
+  if (backend_ == "nccl" && !device.is_cuda())
+    throw std::invalid_argument("distributed.backend \"nccl\" needs a CUDA device; train.device is " + device.str() + " (use \"gloo\")");
+  if (backend_ == "gloo" && device.is_cuda())
+    throw std::invalid_argument("distributed.backend \"gloo\" here averages CPU tensors only; train.device is " + device.str() +
+                                " (use \"nccl\" or \"auto\")");
+#ifndef I3LAB_WITH_NCCL
+  if (backend_ == "nccl")
+    throw std::invalid_argument("distributed.backend \"nccl\": this build of i3lab has no NCCL (it needs a CUDA LibTorch)");
+#endif
+  if (backend_ != "gloo" && backend_ != "nccl")
+    throw std::invalid_argument("distributed.backend must be \"auto\", \"gloo\" or \"nccl\", got \"" + backend_ + "\"");
+
+  try {
+    c10d::TCPStoreOptions so;
+    so.port = static_cast<uint16_t>(world.master_port);
+    so.isServer = world.rank == 0;
+    so.numWorkers = world.size;
+    so.waitWorkers = true;
+    so.timeout = m.timeout;
+    m.store = c10::make_intrusive<c10d::TCPStore>(world.master_addr, so);
+  } catch (const std::exception& e) {
+    m.lost(world.rank == 0 ? "serving the rendezvous store" : "joining the rendezvous store", e);
+  }
+  auto prefixed = c10::make_intrusive<c10d::PrefixStore>("i3lab/" + backend_, m.store);
+  try {
+    if (backend_ == "gloo") {
+      auto go = c10d::ProcessGroupGloo::Options::create(m.timeout);
+      // GLOO_SOCKET_IFNAME names the interface, as in PyTorch; else the address this machine
+      // uses to reach the master.
+      const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+      go->devices.push_back(ifname && *ifname ? c10d::ProcessGroupGloo::createDeviceForInterface(ifname)
+                                              : c10d::ProcessGroupGloo::createDeviceForHostname(
+                                                    local_address_towards(world.master_addr, world.master_port)));
+      m.group = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, world.rank, world.size, go);
+    } else {
+#ifdef I3LAB_WITH_NCCL
+      auto no = c10d::ProcessGroupNCCL::Options::create();
+      no->timeout = m.timeout;
+      m.group = c10::make_intrusive<c10d::ProcessGroupNCCL>(prefixed, world.rank, world.size, no);
+#endif
+    }
+  } catch (const std::invalid_argument&) {
+    throw;
+  } catch (const std::exception& e) {
+    m.lost("forming the " + backend_ + " process group", e);
+  }
+}
+
+DataParallel::~DataParallel() = default;
+
+std::string DataParallel::share(const std::string& key, const std::string& value) {
+  Impl& m = *impl_;
+  const std::string k = "share/" + std::to_string(m.shared++) + "/" + key;
+  try {
+    if (rank() == 0) {
+      m.store->set(k, std::vector<uint8_t>(value.begin(), value.end()));
+      return value;
+    }
+    const std::vector<uint8_t> got = m.store->get(k);
+    return std::string(got.begin(), got.end());
+  } catch (const std::exception& e) {
+    m.lost("sharing " + key, e);
+  }
+}
+
+void DataParallel::broadcast(std::vector<torch::Tensor> tensors) {
+  Impl& m = *impl_;
+  torch::NoGradGuard no_grad;
+  for (torch::Tensor& t : tensors) {
+    std::vector<at::Tensor> one = {t};
+    c10d::BroadcastOptions o;
+    o.rootRank = 0;
+    o.timeout = m.timeout;
+    c10::intrusive_ptr<c10d::Work> work;
+    try {
+      work = m.group->broadcast(one, o);
+    } catch (const std::exception& e) {
+      m.lost("broadcasting rank 0's state", e);
+    }
+    m.wait(work, "broadcasting rank 0's state");
+  }
+}
+
+void DataParallel::all_reduce_sum(torch::Tensor& t) {
+  Impl& m = *impl_;
+  std::vector<at::Tensor> one = {t};
+  c10::intrusive_ptr<c10d::Work> work;
+  try {
+    work = m.group->allreduce(one);
+  } catch (const std::exception& e) {
+    m.lost("summing over the ranks", e);
+  }
+  m.wait(work, "summing over the ranks");
+}
+
+std::vector<std::vector<double>> DataParallel::all_gather(const std::vector<double>& values) {
+  Impl& m = *impl_;
+  const auto options = torch::TensorOptions().dtype(torch::kFloat64).device(m.device);
+  std::vector<at::Tensor> input = {torch::tensor(values, torch::kFloat64).to(m.device)};
+  std::vector<std::vector<at::Tensor>> output(1);
+  for (int r = 0; r < size(); ++r) output[0].push_back(torch::empty({static_cast<int64_t>(values.size())}, options));
+  c10::intrusive_ptr<c10d::Work> work;
+  try {
+    work = m.group->allgather(output, input);
+  } catch (const std::exception& e) {
+    m.lost("gathering from the ranks", e);
+  }
+  m.wait(work, "gathering from the ranks");
+  std::vector<std::vector<double>> out;
+  for (const at::Tensor& t : output[0]) {
+    const at::Tensor c = t.cpu();
+    out.emplace_back(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+  }
+  return out;
+}
+
+void DataParallel::check_same(uint64_t checksum, const std::string& what) {
+  // Two halves, each exact in a double.
+  const std::vector<std::vector<double>> all =
+      all_gather({static_cast<double>(checksum >> 32), static_cast<double>(checksum & 0xffffffffu)});
+  std::string differ;
+  for (size_t r = 1; r < all.size(); ++r)
+    if (all[r] != all[0]) differ += (differ.empty() ? "" : ", ") + std::to_string(r);
+  if (!differ.empty())
+    throw std::runtime_error(impl_->where + ": " + what + " of rank(s) " + differ +
+                             " differ from rank 0's: the ranks no longer train one model (a bug, or a rank built with "
+                             "another LibTorch); stopping rather than averaging unrelated gradients");
+}
+
+void DataParallel::attach(FlatAdamW& optimizer) {
+  Impl& m = *impl_;
+  const auto& slots = optimizer.slots();
+  const int64_t element = optimizer.grad_buffer(0).element_size();
+  const double mib = 1024.0 * 1024.0;
+  // Walk the parameters from last to first, keeping one open bucket per group; a bucket is
+  // closed (and takes the next number) when it reaches its size.
+  struct Open {
+    int64_t lo = -1, hi = -1;  // offsets [lo, hi) in the group
+    int params = 0;
+    std::vector<size_t> slots;
+  };
+  std::vector<Open> open(optimizer.groups());
+  m.bucket_of.assign(slots.size(), 0);
+  m.grad_buffers.clear();
+  for (size_t g = 0; g < optimizer.groups(); ++g) m.grad_buffers.push_back(optimizer.grad_buffer(g));
+  auto close = [&](size_t g) {
+    Open& o = open[g];
+    if (o.params == 0) return;
+    Impl::Bucket b;
+    b.grads = m.grad_buffers[g].narrow(0, o.lo, o.hi - o.lo);
+    b.params = o.params;
+    for (size_t s : o.slots) m.bucket_of[s] = m.buckets.size();
+    m.buckets.push_back(std::move(b));
+    o = Open();
+  };
+  for (size_t i = slots.size(); i-- > 0;) {
+    const FlatAdamW::Slot& s = slots[i];
+    Open& o = open[s.group];
+    if (o.params == 0) o.hi = s.offset + s.numel;
+    o.lo = s.offset;
+    ++o.params;
+    o.slots.push_back(i);
+    const double limit_mb = m.buckets.empty() ? m.first_bucket_mb : m.bucket_mb;
+    if ((o.hi - o.lo) * element >= limit_mb * mib) close(s.group);
+  }
+  for (size_t g = 0; g < open.size(); ++g) close(g);
+  for (size_t i = 0; i < slots.size(); ++i) {
+    auto accumulator = torch::autograd::impl::grad_accumulator(slots[i].param);
+    accumulator->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
+        [this, i](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
+          impl_->on_gradient(i);
+          return outputs;
+        }));
+    m.accumulators.push_back(std::move(accumulator));
+  }
+}
+
+void DataParallel::begin_backward(bool last) {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> lock(m.mu);
+  m.sending = last;
+  if (!last) return;
+  for (Impl::Bucket& b : m.buckets) {
+    b.pending = b.params;
+    b.work.reset();
+  }
+  m.next_to_send = 0;
+}
+
+void DataParallel::end_backward(torch::Tensor& values) {
+  Impl& m = *impl_;
+  const auto start = Clock::now();
+  {
+    std::lock_guard<std::mutex> lock(m.mu);
+    m.sending = false;
+    // Parameters that took no part in this backward never said they were ready: their (zero)
+    // gradients go too, in the same order on every rank.
+    for (Impl::Bucket& b : m.buckets) b.pending = 0;
+    m.send_ready();
+  }
+  for (size_t b = 0; b < m.buckets.size(); ++b) m.wait(m.buckets[b].work, "averaging gradient bucket " + std::to_string(b));
+  const auto waited = Clock::now();
+  all_reduce_sum(values);
+  torch::NoGradGuard no_grad;
+  const double inverse = 1.0 / size();
+  for (torch::Tensor& g : m.grad_buffers) g.mul_(inverse);
+  values.mul_(inverse);
+  // Communication time: the union of the buckets' [launch, completion] intervals.
+  auto at = [&](const Impl::Bucket& b) {
+    const int64_t ns = b.done_ns ? b.done_ns->load() : 0;
+    return ns ? Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(ns))) : waited;
+  };
+  Clock::time_point covered = Clock::time_point::min();
+  for (const Impl::Bucket& b : m.buckets) {
+    const Clock::time_point from = std::max(b.launched, covered), to = at(b);
+    if (to > from) m.stats.seconds += std::chrono::duration<double>(to - from).count();
+    covered = std::max(covered, to);
+  }
+  m.stats.exposed_seconds += std::chrono::duration<double>(waited - start).count();
+  ++m.stats.steps;
+}
+
+CommStats DataParallel::take_stats() {
+  CommStats s = impl_->stats;
+  impl_->stats = CommStats();
+  return s;
+}
+
+uint64_t DataParallel::checksum(const std::vector<torch::Tensor>& tensors) {
+  uint64_t h = 0x9e3779b97f4a7c15ull;
+  for (const torch::Tensor& t : tensors) {
+    const torch::Tensor c = t.detach().contiguous().cpu();
+    const auto* bytes = static_cast<const unsigned char*>(c.data_ptr());
+    const size_t n = c.numel() * c.element_size();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      uint64_t w;
+      std::memcpy(&w, bytes + i, 8);
+      h = (h ^ w) * 0x100000001b3ull;
+      h ^= h >> 29;
+    }
+    for (; i < n; ++i) h = (h ^ bytes[i]) * 0x100000001b3ull;
+  }
+  return h;
+}
+
+}  // namespace i3

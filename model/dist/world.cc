@@ -1,0 +1,91 @@
+#include "model/dist/world.h"
+
+#include <cstdlib>
+#include <stdexcept>
+
+namespace i3 {
+namespace {
+
+// The integer value of variable `name`, in [lo, hi].
+long long integer(const char* name, const char* text, long long lo, long long hi) {
+  const std::string s = text;
+  size_t used = 0;
+  long long v = 0;
+  try {
+    v = std::stoll(s, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (s.empty() || used != s.size() || v < lo || v > hi)
+    throw std::invalid_argument(std::string("environment variable ") + name + "=\"" + s + "\" must be an integer in " +
+                                std::to_string(lo) + ".." + std::to_string(hi));
+  return v;
+}
+
+}  // namespace
+
+std::string first_slurm_host(const std::string& nodelist) {
+  // The first entry ends at a comma outside brackets; a bracket holds ranges "07-09" or
+  // single numbers, of which the first gives the host.
+  const size_t bracket = nodelist.find('[');
+  const size_t comma = nodelist.find(',');
+  if (nodelist.empty() || nodelist[0] == ',' || nodelist[0] == '[')
+    throw std::invalid_argument("Slurm node list \"" + nodelist + "\" does not start with a host name");
+  if (bracket == std::string::npos || (comma != std::string::npos && comma < bracket)) return nodelist.substr(0, comma);
+  const size_t close = nodelist.find(']', bracket);
+  if (close == std::string::npos) throw std::invalid_argument("Slurm node list \"" + nodelist + "\" has an unclosed '['");
+  const std::string inside = nodelist.substr(bracket + 1, close - bracket - 1);
+  const std::string first = inside.substr(0, inside.find_first_of(",-"));
+  if (first.empty() || first.find_first_not_of("0123456789") != std::string::npos)
+    throw std::invalid_argument("Slurm node list \"" + nodelist + "\" has a range that does not start with a number");
+  return nodelist.substr(0, bracket) + first + nodelist.substr(close + 1, nodelist.find(',', close) - close - 1);
+}
+
+World world_from_env(const std::function<const char*(const char*)>& given) {
+  const auto get = given ? given : [](const char* name) -> const char* { return std::getenv(name); };
+  World w;
+  const char* size_var = nullptr;
+  const char *rank = nullptr, *local = nullptr;
+  if (get("WORLD_SIZE") || get("RANK")) {
+    w.launcher = "torchrun";
+    size_var = "WORLD_SIZE";
+    rank = "RANK";
+    local = "LOCAL_RANK";
+  } else if (get("SLURM_NTASKS") && get("SLURM_PROCID")) {
+    w.launcher = "slurm";
+    size_var = "SLURM_NTASKS";
+    rank = "SLURM_PROCID";
+    local = "SLURM_LOCALID";
+  } else {
+    return w;
+  }
+  if (!get(size_var) || !get(rank))
+    throw std::invalid_argument(std::string("environment variable ") + (get(size_var) ? rank : size_var) + " is not set, but " +
+                                (get(size_var) ? size_var : rank) + " is: a data-parallel launcher sets both");
+  w.size = static_cast<int>(integer(size_var, get(size_var), 1, 1 << 20));
+  w.rank = static_cast<int>(integer(rank, get(rank), 0, w.size - 1));
+  w.local_rank = get(local) ? static_cast<int>(integer(local, get(local), 0, 1 << 20)) : 0;
+  if (!w.distributed()) return w;
+
+  if (const char* addr = get("MASTER_ADDR"); addr && *addr) {
+    w.master_addr = addr;
+  } else if (w.launcher == "slurm") {
+    const char* list = get("SLURM_STEP_NODELIST") ? get("SLURM_STEP_NODELIST") : get("SLURM_JOB_NODELIST");
+    if (!list) throw std::invalid_argument("neither MASTER_ADDR nor SLURM_STEP_NODELIST/SLURM_JOB_NODELIST is set: no master to meet at");
+    w.master_addr = first_slurm_host(list);
+  } else {
+    throw std::invalid_argument("WORLD_SIZE is " + std::to_string(w.size) + " but MASTER_ADDR is not set: no master to meet at");
+  }
+  if (const char* port = get("MASTER_PORT"); port && *port) {
+    w.master_port = static_cast<int>(integer("MASTER_PORT", port, 1, 65535));
+  } else if (w.launcher == "slurm" && get("SLURM_JOB_ID")) {
+    const long long job = integer("SLURM_JOB_ID", get("SLURM_JOB_ID"), 0, 1LL << 62);
+    const long long step = get("SLURM_STEP_ID") ? integer("SLURM_STEP_ID", get("SLURM_STEP_ID"), 0, 1LL << 32) : 0;
+    w.master_port = static_cast<int>(20000 + (job * 16 + step) % 20000);
+  } else {
+    throw std::invalid_argument("WORLD_SIZE is " + std::to_string(w.size) + " but MASTER_PORT is not set");
+  }
+  return w;
+}
+
+}  // namespace i3

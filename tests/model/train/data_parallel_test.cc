@@ -1,0 +1,264 @@
+// Data-parallel training as users launch it: several real `i3lab train` processes given
+// torchrun's variables, meeting on 127.0.0.1 and averaging gradients over Gloo.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "model/dist/world.h"
+#include "model/io/model_folder.h"
+#include "tests/cluster.h"
+#include "tracker/query/query.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// A port nothing listens on now (the kernel's pick for 127.0.0.1:0).
+int free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+class DataParallelTraining : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = cluster_dir();
+    const std::string text = file_contents(I3LAB_SOURCE_DIR "/tests/data/sample.txt");
+    std::string corpus;
+    for (int i = 0; i < 8; ++i) corpus += text;
+    write_file(dir_ + "/corpus.txt", corpus);
+    const I3labResult vocab = i3lab({"tokenizer", "build", "--out", dir_ + "/vocab.json", dir_ + "/corpus.txt"});
+    ASSERT_EQ(vocab.status, 0) << vocab.err;
+    config_ = dir_ + "/tiny.json";
+    write_file(config_, json({{"project", "dp"},
+                              {"model", {{"preset", "i3-tiny"}}},
+                              {"data",
+                               {{"vocab", dir_ + "/vocab.json"},
+                                {"sources", {{{"path", dir_ + "/corpus.txt"}, {"separator", "\n"}}}},
+                                {"val_fraction", 0.2},
+                                {"batch_size", 2},
+                                {"cache_dir", dir_ + "/cache"}}},
+                              {"optim", {{"lr", 1e-2}, {"warmup_iters", 2}, {"lr_decay_iters", 20}}},
+                              {"train", {{"max_iters", 12}, {"device", "cpu"}}},
+                              {"logging", {{"log_interval", 1}, {"eval_interval", 6}, {"eval_batches", 2}, {"sample_tokens", 5}}},
+                              {"checkpoint", {{"interval", 6}}},
+                              {"distributed", {{"timeout_s", 30}}}})
+                             .dump(2));
+  }
+
+  // Starts `ranks` processes of `i3lab train ARGS --db DB`, as torchrun would on one machine
+  // (rank 0 alone writes DB), with one thread each so that runs repeat bit for bit.
+  std::vector<std::unique_ptr<Proc>> launch(int ranks, const std::string& db, const std::vector<std::string>& args) {
+    const int port = free_port();
+    std::vector<std::unique_ptr<Proc>> out;
+    for (int r = 0; r < ranks; ++r) {
+      std::vector<std::string> argv = {"train"};
+      argv.insert(argv.end(), args.begin(), args.end());
+      argv.insert(argv.end(), {"--db", db});
+      out.push_back(std::make_unique<Proc>(argv, db + ".rank" + std::to_string(r) + ".err",
+                                           std::map<std::string, std::string>{{"RANK", std::to_string(r)},
+                                                                              {"WORLD_SIZE", std::to_string(ranks)},
+                                                                              {"LOCAL_RANK", std::to_string(r)},
+                                                                              {"MASTER_ADDR", "127.0.0.1"},
+                                                                              {"MASTER_PORT", std::to_string(port)},
+                                                                              {"I3LAB_THREADS", "1,1"}}));
+    }
+    return out;
+  }
+
+  // Runs `ranks` ranks to the end (of the test config, unless ARGS resume a run or name the
+  // config themselves); rank 0's run id.
+  int64_t train(int ranks, const std::string& db, std::vector<std::string> args) {
+    if (std::find(args.begin(), args.end(), "--resume") == args.end() && std::find(args.begin(), args.end(), config_) == args.end())
+      args.insert(args.begin(), config_);
+    auto procs = launch(ranks, db, args);
+    const std::string id = procs[0]->read_line(std::chrono::seconds(120));
+    for (int r = 0; r < ranks; ++r) EXPECT_EQ(procs[r]->wait(), 0) << "rank " << r << ":\n" << procs[r]->stderr_text();
+    return id.empty() ? 0 : std::stoll(id);
+  }
+
+  static std::vector<std::pair<int64_t, double>> series(const std::string& db, int64_t run, const std::string& key) {
+    std::vector<std::pair<int64_t, double>> out;
+    for (const auto& b : tracker::Query(db).points(run, key, 0, 1 << 30)) out.emplace_back(b.last_step, b.last);
+    return out;
+  }
+
+  // Each step's value of `key` in both runs, equal to `rel` relative.
+  static void expect_close(const std::vector<std::pair<int64_t, double>>& a, const std::vector<std::pair<int64_t, double>>& b,
+                           double rel, const std::string& what) {
+    ASSERT_EQ(a.size(), b.size()) << what;
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ(a[i].first, b[i].first) << what;
+      EXPECT_LE(std::abs(a[i].second - b[i].second), rel * std::abs(b[i].second)) << what << " at step " << a[i].first;
+    }
+  }
+
+  // The weights of run `run`'s checkpoint `version` ("latest", "v0", …).
+  std::vector<std::pair<std::string, torch::Tensor>> weights(const std::string& db, int64_t run, const std::string& version) {
+    tracker::Query q(db);
+    const std::string dir = dir_ + "/weights-" + std::to_string(run) + "-" + version + "-" + fs::path(db).filename().string();
+    q.fetch_artifact(q.artifact("ckpt-" + q.run(run).uid.substr(0, 8) + ":" + version), dir);
+    return i3::read_weights(dir);
+  }
+
+  std::string dir_, config_;
+};
+
+TEST(World, ReadsTorchrunsAndSlurmsVariables) {
+  auto env = [](std::map<std::string, std::string> vars) {
+    return [vars = std::move(vars)](const char* name) -> const char* {
+      auto it = vars.find(name);
+      return it == vars.end() ? nullptr : it->second.c_str();
+    };
+  };
+  EXPECT_FALSE(i3::world_from_env(env({})).distributed());
+  const i3::World t =
+      i3::world_from_env(env({{"RANK", "1"}, {"WORLD_SIZE", "4"}, {"LOCAL_RANK", "1"}, {"MASTER_ADDR", "10.0.0.2"}, {"MASTER_PORT", "29400"}}));
+  EXPECT_EQ(t.launcher, "torchrun");
+  EXPECT_EQ(t.rank, 1);
+  EXPECT_EQ(t.size, 4);
+  EXPECT_EQ(t.master_addr, "10.0.0.2");
+  EXPECT_EQ(t.master_port, 29400);
+  const i3::World s = i3::world_from_env(env({{"SLURM_PROCID", "2"}, {"SLURM_NTASKS", "3"}, {"SLURM_LOCALID", "0"},
+                                              {"SLURM_STEP_NODELIST", "gpu[07-09,12],cpu1"}, {"SLURM_JOB_ID", "1234"}, {"SLURM_STEP_ID", "1"}}));
+  EXPECT_EQ(s.launcher, "slurm");
+  EXPECT_EQ(s.rank, 2);
+  EXPECT_EQ(s.master_addr, "gpu07");
+  EXPECT_EQ(s.master_port, 20000 + (1234 * 16 + 1) % 20000);
+  EXPECT_EQ(i3::first_slurm_host("n1,n2"), "n1");
+  EXPECT_EQ(i3::first_slurm_host("node[3-4]-ib"), "node3-ib");
+  auto error = [&](std::map<std::string, std::string> vars) {
+    try {
+      i3::world_from_env(env(std::move(vars)));
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(error({{"RANK", "2"}, {"WORLD_SIZE", "2"}}), "environment variable RANK=\"2\" must be an integer in 0..1");
+  EXPECT_EQ(error({{"RANK", "x"}, {"WORLD_SIZE", "2"}}), "environment variable RANK=\"x\" must be an integer in 0..1");
+  EXPECT_EQ(error({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "1"}}),
+            "WORLD_SIZE is 2 but MASTER_ADDR is not set: no master to meet at");
+  EXPECT_EQ(error({{"WORLD_SIZE", "2"}}), "environment variable RANK is not set, but WORLD_SIZE is: a data-parallel launcher sets both");
+  EXPECT_EQ(error({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_STEP_NODELIST", "[1-2]"}}),
+            "Slurm node list \"[1-2]\" does not start with a host name");
+}
+
+// The equivalence: 2 ranks of batch b give the loss of 1 process of batch 2b at every
+// step, and the same final parameters.
+TEST_F(DataParallelTraining, TwoGlooRanksTrainLikeOneProcessWithTheirCombinedBatch) {
+  const std::string one_db = dir_ + "/one.db", two_db = dir_ + "/two.db";
+  const int64_t one = train(1, one_db, {"--set", "data.batch_size=4"});
+  const int64_t two = train(2, two_db, {});
+  ASSERT_GT(one, 0);
+  ASSERT_GT(two, 0);
+  expect_close(series(two_db, two, "train/loss"), series(one_db, one, "train/loss"), 1e-5, "train/loss");
+  expect_close(series(two_db, two, "train/grad_norm"), series(one_db, one, "train/grad_norm"), 1e-4, "train/grad_norm");
+  expect_close(series(two_db, two, "val/loss"), series(one_db, one, "val/loss"), 1e-5, "val/loss");
+  EXPECT_EQ(series(two_db, two, "train/loss").size(), 12u);
+  EXPECT_EQ(series(two_db, two, "train/tokens_seen"), series(one_db, one, "train/tokens_seen"));
+  // The final weights: float32 sums in another order, which AdamW's normalisation magnifies
+  // where a gradient is nearly zero, so "the same" means: apart by under 0.1% of how far the
+  // last 6 steps moved them.
+  const auto a = weights(one_db, one, "latest"), b = weights(two_db, two, "latest"), mid = weights(one_db, one, "v0");
+  ASSERT_EQ(a.size(), b.size());
+  double moved = 0, worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) moved = std::max(moved, (a[i].second - mid[i].second).abs().max().item<double>());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].first, b[i].first);
+    const double diff = (a[i].second - b[i].second).abs().max().item<double>();
+    EXPECT_LE(diff, 1e-3 * moved) << a[i].first << " (the last 6 steps moved weights by up to " << moved << ")";
+    worst = std::max(worst, diff);
+  }
+  std::cerr << "largest weight difference " << worst << "; the last 6 steps moved weights by up to " << moved << "\n";
+  // Rank 0 alone tracked the run, with every rank's own metrics in it.
+  EXPECT_EQ(tracker::Query(two_db).runs().size(), 1u);
+  for (int r = 0; r < 2; ++r) {
+    const auto rss = series(two_db, two, "rank/" + std::to_string(r) + "/rss_bytes");
+    ASSERT_EQ(rss.size(), 12u) << r;
+    EXPECT_GT(rss.back().second, 1e6) << r;
+    EXPECT_EQ(series(two_db, two, "rank/" + std::to_string(r) + "/comm_ms").size(), 12u);
+  }
+}
+
+// A checkpoint of 2 ranks resumes on 1 process of the same global batch exactly where the 2
+// ranks would have gone on: the sampler's position is global.
+TEST_F(DataParallelTraining, ACheckpointResumesOnAnotherRankCountWithTheSameGlobalBatch) {
+  const std::string straight_db = dir_ + "/straight.db", split_db = dir_ + "/split.db";
+  const int64_t straight = train(2, straight_db, {});
+  const int64_t split = train(2, split_db, {"--set", "train.max_iters=6"});
+  ASSERT_GT(split, 0);
+  const int64_t resumed =
+      train(1, split_db, {"--resume", std::to_string(split), "--set", "data.batch_size=4", "--set", "train.max_iters=12"});
+  EXPECT_EQ(resumed, split);
+  expect_close(series(split_db, split, "train/loss"), series(straight_db, straight, "train/loss"), 1e-5, "train/loss");
+  EXPECT_EQ(series(split_db, split, "train/loss").size(), 12u);
+  // And back from 1 process to 2 ranks.
+  const int64_t again = train(1, split_db, {config_, "--set", "data.batch_size=4", "--set", "train.max_iters=6"});
+  const int64_t onto_two = train(2, split_db, {"--resume", std::to_string(again), "--set", "data.batch_size=2", "--set", "train.max_iters=12"});
+  EXPECT_EQ(onto_two, again);
+  expect_close(series(split_db, again, "train/loss"), series(straight_db, straight, "train/loss"), 1e-5, "1 → 2 ranks");
+}
+
+// A rank killed mid-run: the other fails within distributed.timeout_s (30 s here) with an error
+// that says what happened, and its run is marked failed.
+TEST_F(DataParallelTraining, AKilledRankMakesTheOtherFailWithinTheTimeout) {
+  const std::string db = dir_ + "/runs.db";
+  auto procs = launch(2, db, {config_, "--set", "train.max_iters=100000", "--set", "checkpoint.interval=0", "--set",
+                              "logging.eval_interval=0"});
+  const std::string id = procs[0]->read_line(std::chrono::seconds(120));
+  ASSERT_FALSE(id.empty()) << procs[0]->stderr_text();
+  ASSERT_TRUE(eventually([&] { return procs[0]->stderr_text().find("step 20/") != std::string::npos; }, std::chrono::seconds(120)))
+      << procs[0]->stderr_text();
+  procs[1]->signal(SIGKILL);
+  procs[1]->wait();
+  const auto killed = std::chrono::steady_clock::now();
+  ASSERT_TRUE(eventually([&] { return !procs[0]->alive(); }, std::chrono::seconds(45))) << "rank 0 still running";
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
+  std::cerr << "rank 0 failed " << seconds << " s after rank 1 was killed\n";
+  const std::string err = procs[0]->stderr_text();
+  EXPECT_NE(err.find("error: rank 0 of 2"), std::string::npos) << err;
+  EXPECT_NE(err.find("another rank stopped, was killed or cannot be reached"), std::string::npos) << err;
+  EXPECT_EQ(tracker::Query(db).run(std::stoll(id)).status, "failed");
+}
+
+// SIGTERM to one rank stops both after the same step; rank 0 checkpoints and marks the run
+// stopped.
+TEST_F(DataParallelTraining, AStopRequestToOneRankStopsEveryRankAtTheSameStep) {
+  const std::string db = dir_ + "/runs.db";
+  auto procs = launch(2, db, {config_, "--set", "train.max_iters=100000", "--set", "checkpoint.interval=0", "--set",
+                              "logging.eval_interval=0"});
+  const std::string id = procs[0]->read_line(std::chrono::seconds(120));
+  ASSERT_FALSE(id.empty()) << procs[0]->stderr_text();
+  ASSERT_TRUE(eventually([&] { return procs[0]->stderr_text().find("step 10/") != std::string::npos; }, std::chrono::seconds(120)));
+  procs[1]->signal(SIGTERM);
+  EXPECT_EQ(procs[1]->wait(), 0) << procs[1]->stderr_text();
+  EXPECT_EQ(procs[0]->wait(), 0) << procs[0]->stderr_text();
+  const tracker::RunRecord run = tracker::Query(db).run(std::stoll(id));
+  EXPECT_EQ(run.status, "stopped");
+  const std::string r0 = procs[0]->stderr_text(), r1 = procs[1]->stderr_text();
+  const size_t at = r1.find("rank 1 stopped at step ");
+  ASSERT_NE(at, std::string::npos) << r1;
+  const std::string step = r1.substr(at + 23, r1.find('\n', at) - at - 23);
+  EXPECT_NE(r0.find("run " + id + " stopped at step " + step), std::string::npos) << r0;
+  const tracker::ArtifactVersion latest = tracker::Query(db).artifact("ckpt-" + run.uid.substr(0, 8) + ":latest");
+  EXPECT_EQ(latest.metadata["step"], std::stoll(step));
+}
+
+}  // namespace
