@@ -164,6 +164,69 @@ TEST_F(TrainingCluster, AJobWhoseWorkerDiesResumesOnAnotherFromItsCheckpoint) {
   EXPECT_EQ(tracker::Query(central).run(run_id(central, uid)).status, "finished");
 }
 
+// The pid of the process whose command line contains `needle` (0 when none).
+pid_t process_with(const std::string& needle) {
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = file_contents(entry.path() / "cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (cmdline.find(needle) != std::string::npos && cmdline.find(" train ") != std::string::npos) return std::stoi(name);
+  }
+  return 0;
+}
+
+// A 2-rank training job (its config's distributed.ranks) across two workers: rank 1 killed
+// mid-run makes rank 0 fail at once, the job runs again as a whole from its newest checkpoint,
+// and its run is one line of every step once.
+TEST_F(TrainingCluster, ATwoRankJobRestartsWholeFromItsCheckpointWhenOneRankIsKilled) {
+  Coordinator c = start_coordinator(dir_);
+  auto w1 = start_worker(dir_, c.endpoint, "w1", {"--slots", "1"});
+  auto w2 = start_worker(dir_, c.endpoint, "w2", {"--slots", "1"});
+  ASSERT_TRUE(eventually([&] { return I3labResult(i3lab({"workers", "--coordinator", c.endpoint})).out.find("w2") != std::string::npos; }));
+  const int steps_total = 300, every = 50;
+  json cfg = config(steps_total, every);
+  cfg["distributed"] = {{"ranks", 2}, {"backend", "gloo"}, {"timeout_s", 30}};
+  const int64_t id = submit_training(c.endpoint, cfg);
+  const std::string central = dir_ + "/i3lab.db";
+  std::string uid;
+  ASSERT_TRUE(eventually(
+      [&] {
+        uid = job(c.endpoint, id).value("run", "");
+        const int64_t run = run_id(central, uid);
+        if (run == 0) return false;
+        const std::vector<int64_t> s = steps(central, run, "train/loss");
+        return !tracker::Query(central).artifacts("ckpt-" + uid.substr(0, 8)).empty() && !s.empty() && s.back() > every + 5;
+      },
+      std::chrono::seconds(90)))
+      << job(c.endpoint, id).dump() << w1->stderr_text() << w2->stderr_text();
+  const pid_t rank1 = process_with("/job-" + std::to_string(id) + "/attempt-1.rank-1.db");
+  ASSERT_GT(rank1, 0);
+  kill(rank1, SIGKILL);
+
+  ASSERT_TRUE(eventually([&] { return job(c.endpoint, id).value("status", "") == "succeeded"; }, std::chrono::seconds(120)))
+      << job(c.endpoint, id).dump() << w1->stderr_text() << w2->stderr_text();
+  const json done = job(c.endpoint, id);
+  EXPECT_EQ(done["attempts"], 2);
+  EXPECT_EQ(done["run"], uid);  // one run, continued
+  // Both ranks ran again, one on each worker, and rank 0 said why the first attempt ended.
+  std::string rank0_log;
+  int second_attempt_ranks = 0;
+  for (const char* w : {"w1", "w2"}) {
+    const std::string folder = dir_ + "/" + w + "/job-" + std::to_string(id);
+    second_attempt_ranks += fs::exists(folder + "/attempt-2.log") + fs::exists(folder + "/attempt-2.rank-1.log");
+    if (fs::exists(folder + "/attempt-1.log")) rank0_log = file_contents(folder + "/attempt-1.log");
+  }
+  EXPECT_EQ(second_attempt_ranks, 2);
+  EXPECT_NE(rank0_log.find("another rank stopped, was killed or cannot be reached"), std::string::npos) << rank0_log;
+  // The coordinator's curve is one line: every step once, no gap; rank 1 wrote no run.
+  const std::vector<int64_t> curve = steps(central, run_id(central, uid), "train/loss");
+  ASSERT_EQ(curve.size(), static_cast<size_t>(steps_total));
+  for (int i = 0; i < steps_total; ++i) EXPECT_EQ(curve[i], i + 1);
+  EXPECT_EQ(tracker::Query(central).run(run_id(central, uid)).status, "finished");
+  EXPECT_EQ(tracker::Query(central).runs().size(), 1u);
+}
+
 TEST_F(TrainingCluster, NothingIsLostOrDoubledWhileTheCoordinatorIsAway) {
   Coordinator c = start_coordinator(dir_);
   const std::string endpoint = c.endpoint;
