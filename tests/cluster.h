@@ -2,10 +2,13 @@
 // 127.0.0.1 port, `i3lab worker`s, and the CLI, as a user runs them.
 #pragma once
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -106,6 +109,19 @@ class Proc {
   bool reaped_ = false;
   std::string buffer_, stderr_path_;
 };
+
+// A TCP port nobody listens on now (the kernel's pick for 127.0.0.1:0).
+inline int free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t n = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n);
+  close(fd);
+  return ntohs(a.sin_port);
+}
 
 // A fresh folder per test.
 inline std::string cluster_dir() {

@@ -1,9 +1,11 @@
-// configs/deploy/slurm/i3lab-workers.sbatch against a real Slurm: Debian's munged, slurmctld and
-// slurmd started on localhost by the test (one node, 2 CPUs, its own ports, key and folders),
-// the script submitted with sbatch, its worker registering with a real coordinator and running
-// a job. Needs root (the daemons) and the packages: skipped, saying so, otherwise.
+// A real Slurm: Debian's munged, slurmctld and slurmd started on localhost by the test (one
+// node, 2 CPUs, its own ports, key and folders). configs/deploy/slurm/i3lab-workers.sbatch
+// submitted with sbatch: its worker registers with a real coordinator and runs a job. And
+// `srun -n 2 i3lab train CONFIG`: two ranks of one data-parallel run, from Slurm's variables.
+// Needs root (the daemons) and the packages: skipped, saying so, otherwise.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <sys/socket.h>
@@ -18,19 +20,6 @@
 namespace fs = std::filesystem;
 
 namespace {
-
-// A TCP port nobody listens on now.
-int free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t n = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n);
-  close(fd);
-  return ntohs(a.sin_port);
-}
 
 int sh(const std::string& command) { return std::system(command.c_str()); }
 
@@ -73,6 +62,7 @@ class Slurm : public ::testing::Test {
     gethostname(host, sizeof host - 1);
     std::string short_host = host;
     short_host = short_host.substr(0, short_host.find('.'));
+    short_host_ = short_host;
     for (const char* sub : {"state", "spool", "log"}) fs::create_directories(dir_ + "/" + sub);
     conf_ = dir_ + "/slurm.conf";
     // No cgroups: slurmd's autodetection fails where no cgroup file system is mounted (a chroot,
@@ -120,7 +110,7 @@ class Slurm : public ::testing::Test {
     unsetenv("SLURM_CONF");
   }
 
-  std::string dir_, conf_;
+  std::string dir_, conf_, short_host_;
   std::vector<std::string> pid_files_;
 };
 
@@ -151,6 +141,50 @@ TEST_F(Slurm, TheSbatchTemplatesWorkerRegistersAndRunsAJob) {
   sh("scancel " + slurm_job);
   EXPECT_TRUE(eventually([&] { return i3lab({"workers", "--coordinator", c.endpoint}).out.find("left") != std::string::npos; }))
       << i3lab({"workers", "--coordinator", c.endpoint}).out;
+}
+
+// The launcher contract: `srun -n 2 i3lab train CONFIG` trains one run as 2 ranks, the
+// process group found from SLURM_PROCID, SLURM_NTASKS and the step's node list alone.
+TEST_F(Slurm, SrunWithTwoTasksTrainsOneRunAsTwoRanks) {
+  const std::string text = file_contents(I3LAB_SOURCE_DIR "/tests/data/sample.txt");
+  std::string corpus;
+  for (int i = 0; i < 8; ++i) corpus += text;
+  write_file(dir_ + "/corpus.txt", corpus);
+  ASSERT_EQ(i3lab({"tokenizer", "build", "--out", dir_ + "/vocab.json", dir_ + "/corpus.txt"}).status, 0);
+  write_file(dir_ + "/tiny.json",
+             nlohmann::json({{"project", "slurm"},
+                             {"model", {{"preset", "i3-tiny"}}},
+                             {"data",
+                              {{"vocab", dir_ + "/vocab.json"},
+                               {"sources", {{{"path", dir_ + "/corpus.txt"}, {"separator", "\n"}}}},
+                               {"val_fraction", 0.2},
+                               {"batch_size", 2},
+                               {"cache_dir", dir_ + "/cache"}}},
+                             {"train", {{"max_iters", 12}, {"device", "cpu"}}},
+                             {"logging", {{"log_interval", 1}, {"eval_interval", 6}, {"eval_batches", 2}, {"sample_tokens", 0}}},
+                             {"distributed", {{"ranks", 2}, {"timeout_s", 60}}}})
+                 .dump());
+  // The master is the node list's first host, by name; where that name does not resolve (a
+  // chroot without /etc/hosts) MASTER_ADDR says where it is, as a site's prolog would.
+  addrinfo* found = nullptr;
+  const bool resolves = getaddrinfo(short_host_.c_str(), nullptr, nullptr, &found) == 0;
+  if (found) freeaddrinfo(found);
+  if (!resolves) std::cerr << "note: host name " << short_host_ << " does not resolve here; MASTER_ADDR=127.0.0.1 is given\n";
+  const std::string db = dir_ + "/runs.db";
+  const std::string out = sh_out(std::string(resolves ? "" : "MASTER_ADDR=127.0.0.1 ") + "I3LAB_THREADS=1,1 srun -n 2 --chdir=" + dir_ +
+                                 " " I3LAB_BINARY " train " + dir_ + "/tiny.json --db " + db + " 2>&1; echo \"exit $?\"");
+  ASSERT_NE(out.find("exit 0"), std::string::npos) << out << file_contents(dir_ + "/log/slurmd.log");
+  EXPECT_NE(out.find("rank 1 of 2 (slurm)"), std::string::npos) << out;
+  EXPECT_NE(out.find("rank 1 finished at step 12"), std::string::npos) << out;
+  // One run, of 2 ranks: 256 tokens per step (2 × 2 windows of 64), both ranks' metrics.
+  const nlohmann::json runs = nlohmann::json::parse(i3lab({"runs", "--db", db, "--json"}).out);
+  ASSERT_EQ(runs.size(), 1u) << runs.dump();
+  const std::string id = std::to_string(runs[0]["id"].get<int64_t>());
+  const I3labResult history = i3lab({"export-history", "--db", db, "--run", id});
+  ASSERT_EQ(history.status, 0) << history.err;
+  EXPECT_NE(history.out.substr(0, history.out.find('\n')).find("rank/1/rss_bytes"), std::string::npos) << history.out;
+  EXPECT_EQ(std::count(history.out.begin(), history.out.end(), '\n'), 1 + 13) << history.out;  // steps 0 (validation) … 12
+  EXPECT_EQ(runs[0]["status"], "finished");
 }
 
 }  // namespace
