@@ -25,11 +25,13 @@
 
 #include "tests/i3lab_process.h"
 
-// A child process running i3lab with `args` (and `env` added to the test's environment):
-// stdout on a pipe (read with read_line), stderr into `stderr_path`.
+// A child process running i3lab with `args` (and `env` added to the test's environment;
+// through `launcher`, e.g. {"ip", "netns", "exec", "NS"}, when given): stdout on a pipe (read
+// with read_line), stderr into `stderr_path`.
 class Proc {
  public:
-  Proc(const std::vector<std::string>& args, const std::string& stderr_path, const std::map<std::string, std::string>& env = {})
+  Proc(const std::vector<std::string>& args, const std::string& stderr_path, const std::map<std::string, std::string>& env = {},
+       const std::vector<std::string>& launcher = {})
       : stderr_path_(stderr_path) {
     int out[2];
     if (pipe(out) != 0) throw std::runtime_error("pipe");
@@ -41,10 +43,12 @@ class Proc {
       dup2(err, 2);
       close(out[0]);
       for (const auto& [name, value] : env) setenv(name.c_str(), value.c_str(), 1);
-      std::vector<char*> argv = {const_cast<char*>(I3LAB_BINARY)};
+      std::vector<char*> argv;
+      for (const auto& a : launcher) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(const_cast<char*>(I3LAB_BINARY));
       for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
       argv.push_back(nullptr);
-      execv(I3LAB_BINARY, argv.data());
+      execvp(argv[0], argv.data());
       _exit(127);
     }
     close(out[1]);

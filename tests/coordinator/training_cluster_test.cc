@@ -227,6 +227,76 @@ TEST_F(TrainingCluster, ATwoRankJobRestartsWholeFromItsCheckpointWhenOneRankIsKi
   EXPECT_EQ(tracker::Query(central).runs().size(), 1u);
 }
 
+// Two "hosts": as root, a network namespace of its own for the second, joined to this one by a
+// veth pair (Debian's iproute2), so that a process there reaches this one only at `a` and this
+// one reaches it only at `b`. Not root, or no namespaces here (a chroot, a container): both are
+// 127.0.0.1, and `description` says so.
+struct TwoHosts {
+  std::string a = "127.0.0.1", b = "127.0.0.1", ns, veth;
+  std::vector<std::string> launcher_b;  // runs a command on host b
+  std::string description;
+
+  TwoHosts() {
+    const int tag = static_cast<int>(getpid() % 200) + 20;
+    ns = "i3lab-test-" + std::to_string(getpid());
+    veth = "i3v" + std::to_string(getpid() % 100000);
+    const std::string subnet = "10.213." + std::to_string(tag) + ".";
+    const std::string setup = "ip netns add " + ns + " && ip link add " + veth + "a type veth peer name " + veth + "b && ip link set " +
+                              veth + "b netns " + ns + " && ip addr add " + subnet + "1/24 dev " + veth + "a && ip link set " + veth +
+                              "a up && ip -n " + ns + " addr add " + subnet + "2/24 dev " + veth + "b && ip -n " + ns + " link set " +
+                              veth + "b up && ip -n " + ns + " link set lo up";
+    if (geteuid() != 0 || std::system((setup + " 2>" + ::testing::TempDir() + "/netns.err").c_str()) != 0) {
+      description = geteuid() != 0 ? "not root: both ranks on 127.0.0.1 (loopback), not across two network namespaces"
+                                   : "no network namespaces here (" + file_contents(::testing::TempDir() + "/netns.err") +
+                                         "): both ranks on 127.0.0.1 (loopback)";
+      cleanup();
+      ns.clear();
+      return;
+    }
+    a = subnet + "1";
+    b = subnet + "2";
+    launcher_b = {"ip", "netns", "exec", ns};
+    description = "host a: " + a + " (this network namespace), host b: " + b + " (namespace " + ns + "), joined by veth " + veth;
+  }
+  ~TwoHosts() { cleanup(); }
+  void cleanup() {
+    if (geteuid() != 0) return;
+    std::system(("ip netns del " + ns + " 2>/dev/null; ip link del " + veth + "a 2>/dev/null").c_str());
+  }
+};
+
+// A 2-rank job's ranks on two hosts: each worker says how it is reached (--address), the
+// coordinator makes one of them the master, and the ranks' process group meets across the
+// veth pair.
+TEST_F(TrainingCluster, TheRanksOfAJobOnTwoHostsTrainOneRunAcrossTheirAddresses) {
+  TwoHosts hosts;
+  std::cerr << hosts.description << "\n";
+  Coordinator c = start_coordinator(dir_, "tcp://" + hosts.a + ":*", {"--insecure"});
+  auto wa = start_worker(dir_, c.endpoint, "wa", {"--slots", "1", "--address", hosts.a});
+  auto wb = std::make_unique<Proc>(std::vector<std::string>{"worker", "--coordinator", c.endpoint, "--name", "wb", "--workdir", dir_ + "/wb",
+                                                            "--slots", "1", "--address", hosts.b},
+                                   dir_ + "/wb.err", std::map<std::string, std::string>{}, hosts.launcher_b);
+  ASSERT_TRUE(eventually([&] { return I3labResult(i3lab({"workers", "--coordinator", c.endpoint})).out.find("wb") != std::string::npos; }))
+      << wb->stderr_text();
+  json cfg = config(60, 30);
+  cfg["distributed"] = {{"ranks", 2}, {"timeout_s", 30}};
+  const int64_t id = submit_training(c.endpoint, cfg);
+  ASSERT_TRUE(eventually([&] { return job(c.endpoint, id).value("status", "") == "succeeded"; }, std::chrono::seconds(120)))
+      << job(c.endpoint, id).dump() << wa->stderr_text() << wb->stderr_text();
+  // One rank on each host, both meeting at the master's address.
+  std::string logs;
+  for (const char* w : {"wa", "wb"})
+    for (const char* f : {"/attempt-1.log", "/attempt-1.rank-1.log"})
+      logs += file_contents(dir_ + "/" + w + "/job-" + std::to_string(id) + f);
+  const size_t a_at = logs.find("meeting the others at " + hosts.a + ":"), b_at = logs.find("meeting the others at " + hosts.b + ":");
+  EXPECT_TRUE(a_at != std::string::npos || b_at != std::string::npos) << logs;
+  EXPECT_NE(logs.find("rank 1 of 2"), std::string::npos) << logs;
+  EXPECT_TRUE(fs::exists(dir_ + "/wa/job-" + std::to_string(id)) && fs::exists(dir_ + "/wb/job-" + std::to_string(id)));
+  const std::string central = dir_ + "/i3lab.db", uid = job(c.endpoint, id)["run"];
+  EXPECT_EQ(steps(central, run_id(central, uid), "train/loss").size(), 60u);
+  EXPECT_EQ(steps(central, run_id(central, uid), "rank/1/rss_bytes").size(), 60u);
+}
+
 TEST_F(TrainingCluster, NothingIsLostOrDoubledWhileTheCoordinatorIsAway) {
   Coordinator c = start_coordinator(dir_);
   const std::string endpoint = c.endpoint;
