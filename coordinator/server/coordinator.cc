@@ -497,7 +497,8 @@ struct Coordinator::State {
       }
       WorkerState& w = workers.at(p.worker);
       json body = {{"job", j.row.id}, {"attempt", j.row.attempt}, {"rank", r}, {"session", w.session}, {"spec", spec_json}, {"env", env}};
-      if (!resume.is_null()) body["resume"] = resume;
+      // Only rank 0 restores a checkpoint; it hands the other ranks their state itself (c10d).
+      if (!resume.is_null() && r == 0) body["resume"] = resume;
       post_to_worker(w, Type::kAssign, std::move(body), std::max(j.placeable_since, w.freed));
     }
   }

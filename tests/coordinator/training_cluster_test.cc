@@ -210,14 +210,21 @@ TEST_F(TrainingCluster, ATwoRankJobRestartsWholeFromItsCheckpointWhenOneRankIsKi
   EXPECT_EQ(done["attempts"], 2);
   EXPECT_EQ(done["run"], uid);  // one run, continued
   // Both ranks ran again, one on each worker, and rank 0 said why the first attempt ended.
-  std::string rank0_log;
-  int second_attempt_ranks = 0;
+  // Only rank 0 fetched the checkpoint; rank 1 got its state from rank 0.
+  std::string rank0_log, second_rank0, second_rank1;
   for (const char* w : {"w1", "w2"}) {
     const std::string folder = dir_ + "/" + w + "/job-" + std::to_string(id);
-    second_attempt_ranks += fs::exists(folder + "/attempt-2.log") + fs::exists(folder + "/attempt-2.rank-1.log");
     if (fs::exists(folder + "/attempt-1.log")) rank0_log = file_contents(folder + "/attempt-1.log");
+    if (fs::exists(folder + "/attempt-2.log")) second_rank0 = file_contents(folder + "/attempt-2.log");
+    if (fs::exists(folder + "/attempt-2.rank-1.log")) second_rank1 = file_contents(folder + "/attempt-2.rank-1.log");
   }
-  EXPECT_EQ(second_attempt_ranks, 2);
+  EXPECT_NE(second_rank0.find("resuming run"), std::string::npos) << second_rank0;
+  const std::string formed = "rank 1 of 2: gloo process group formed; starting at step ";
+  const size_t at = second_rank1.find(formed);
+  ASSERT_NE(at, std::string::npos) << second_rank1;
+  const int start = std::stoi(second_rank1.substr(at + formed.size()));
+  EXPECT_TRUE(start > 0 && start % every == 0) << second_rank1;  // a checkpoint's step
+  EXPECT_EQ(second_rank1.find("resuming run"), std::string::npos) << second_rank1;
   EXPECT_NE(rank0_log.find("another rank stopped, was killed or cannot be reached"), std::string::npos) << rank0_log;
   // The coordinator's curve is one line: every step once, no gap; rank 1 wrote no run.
   const std::vector<int64_t> curve = steps(central, run_id(central, uid), "train/loss");
