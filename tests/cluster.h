@@ -127,6 +127,30 @@ inline int free_port() {
   return ntohs(a.sin_port);
 }
 
+// A tiny training set-up in `dir`: corpus.txt (tests/data/sample.txt eight times: 160 one-line
+// documents), its vocabulary vocab.json, and the returned config of an i3-tiny model on them:
+// batch 2, `steps` updates of lr 1e-2, a train/loss point every step, a checkpoint at the end.
+inline nlohmann::json tiny_training(const std::string& dir, int steps) {
+  const std::string text = file_contents(I3LAB_SOURCE_DIR "/tests/data/sample.txt");
+  std::string corpus;
+  for (int i = 0; i < 8; ++i) corpus += text;
+  write_file(dir + "/corpus.txt", corpus);
+  const I3labResult vocab = i3lab({"tokenizer", "build", "--out", dir + "/vocab.json", dir + "/corpus.txt"});
+  if (vocab.status != 0) throw std::runtime_error("i3lab tokenizer build failed: " + vocab.err);
+  return {{"project", "test"},
+          {"model", {{"preset", "i3-tiny"}}},
+          {"data",
+           {{"vocab", dir + "/vocab.json"},
+            {"sources", {{{"path", dir + "/corpus.txt"}, {"separator", "\n"}}}},
+            {"val_fraction", 0.2},
+            {"batch_size", 2},
+            {"cache_dir", dir + "/cache"}}},
+          {"optim", {{"lr", 1e-2}, {"warmup_iters", 2}, {"lr_decay_iters", steps}}},
+          {"train", {{"max_iters", steps}, {"device", "cpu"}}},
+          {"logging", {{"log_interval", 1}, {"eval_interval", 0}, {"eval_batches", 2}, {"sample_tokens", 0}}},
+          {"checkpoint", {{"interval", 0}}}};
+}
+
 // A fresh folder per test.
 inline std::string cluster_dir() {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();

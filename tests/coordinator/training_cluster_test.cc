@@ -20,28 +20,18 @@ class TrainingCluster : public ::testing::Test {
   void SetUp() override {
     setenv("I3LAB_THREADS", "1,1", 1);  // inherited by the coordinator, workers and jobs
     dir_ = cluster_dir();
-    const std::string text = file_contents(I3LAB_SOURCE_DIR "/tests/data/sample.txt");
-    std::string corpus;
-    for (int i = 0; i < 8; ++i) corpus += text;
-    write_file(dir_ + "/corpus.txt", corpus);
-    const I3labResult vocab = i3lab({"tokenizer", "build", "--out", dir_ + "/vocab.json", dir_ + "/corpus.txt"});
-    ASSERT_EQ(vocab.status, 0) << vocab.err;
+    base_ = tiny_training(dir_, 1);
   }
 
   // A tiny model's training config: `steps` updates, a checkpoint every `every` (~15 ms a step).
   json config(int steps, int every, int keep_last = 0) const {
-    return {{"project", "cluster"},
-            {"model", {{"preset", "i3-tiny"}}},
-            {"data",
-             {{"vocab", dir_ + "/vocab.json"},
-              {"sources", {{{"path", dir_ + "/corpus.txt"}, {"separator", "\n"}}}},
-              {"val_fraction", 0.2},
-              {"batch_size", 2},
-              {"cache_dir", dir_ + "/cache"}}},
-            {"optim", {{"lr", 1e-2}, {"warmup_iters", 2}, {"lr_decay_iters", steps}}},
-            {"train", {{"max_iters", steps}, {"device", "cpu"}}},
-            {"logging", {{"log_interval", 1}, {"eval_interval", 0}, {"eval_batches", 2}, {"sample_tokens", 5}}},
-            {"checkpoint", {{"interval", every}, {"keep_last", keep_last}}}};
+    json c = base_;
+    c["project"] = "cluster";
+    c["optim"]["lr_decay_iters"] = steps;
+    c["train"]["max_iters"] = steps;
+    c["logging"]["sample_tokens"] = 5;
+    c["checkpoint"] = {{"interval", every}, {"keep_last", keep_last}};
+    return c;
   }
 
   int64_t submit_training(const std::string& endpoint, const json& cfg) {
@@ -51,6 +41,23 @@ class TrainingCluster : public ::testing::Test {
   json job(const std::string& endpoint, int64_t id) {
     const json list = jobs_json(endpoint);
     return jobs_by_id(list).count(id) ? jobs_by_id(list)[id] : json();
+  }
+
+  // The uid of job `id`'s run once the coordinator holds one of its checkpoints (every `every`
+  // steps) and steps past it; "" if that takes over 90 s.
+  std::string run_past_checkpoint(const std::string& endpoint, int64_t id, int every) {
+    const std::string central = dir_ + "/i3lab.db";
+    std::string uid;
+    const bool reached = eventually(
+        [&] {
+          uid = job(endpoint, id).value("run", "");
+          const int64_t run = run_id(central, uid);
+          if (run == 0) return false;
+          const std::vector<int64_t> s = steps(central, run, "train/loss");
+          return !tracker::Query(central).artifacts("ckpt-" + uid.substr(0, 8)).empty() && !s.empty() && s.back() > every + 5;
+        },
+        std::chrono::seconds(90));
+    return reached ? uid : "";
   }
 
   // The job's run in database `db` (0 while it has none).
@@ -95,6 +102,7 @@ class TrainingCluster : public ::testing::Test {
   }
 
   std::string dir_;
+  json base_;
 };
 
 TEST_F(TrainingCluster, ARunReachesTheCoordinatorAsTheJobWroteIt) {
@@ -129,17 +137,8 @@ TEST_F(TrainingCluster, AJobWhoseWorkerDiesResumesOnAnotherFromItsCheckpoint) {
   const int64_t id = submit_training(c.endpoint, config(steps_total, every));
   const std::string central = dir_ + "/i3lab.db";
   // Wait until the coordinator holds a checkpoint and steps past it, then kill that worker.
-  std::string uid;
-  ASSERT_TRUE(eventually(
-      [&] {
-        uid = job(c.endpoint, id).value("run", "");
-        const int64_t run = run_id(central, uid);
-        if (run == 0) return false;
-        const std::vector<int64_t> s = steps(central, run, "train/loss");
-        return !tracker::Query(central).artifacts("ckpt-" + uid.substr(0, 8)).empty() && !s.empty() && s.back() > every + 5;
-      },
-      std::chrono::seconds(60)))
-      << first->stderr_text();
+  const std::string uid = run_past_checkpoint(c.endpoint, id, every);
+  ASSERT_FALSE(uid.empty()) << first->stderr_text();
   auto second = start_worker(dir_, c.endpoint, "second");
   ASSERT_TRUE(eventually([&] { return I3labResult(i3lab({"workers", "--coordinator", c.endpoint})).out.find("second") != std::string::npos; }));
   first->signal(SIGKILL);
@@ -189,17 +188,8 @@ TEST_F(TrainingCluster, ATwoRankJobRestartsWholeFromItsCheckpointWhenOneRankIsKi
   cfg["distributed"] = {{"ranks", 2}, {"backend", "gloo"}, {"timeout_s", 30}};
   const int64_t id = submit_training(c.endpoint, cfg);
   const std::string central = dir_ + "/i3lab.db";
-  std::string uid;
-  ASSERT_TRUE(eventually(
-      [&] {
-        uid = job(c.endpoint, id).value("run", "");
-        const int64_t run = run_id(central, uid);
-        if (run == 0) return false;
-        const std::vector<int64_t> s = steps(central, run, "train/loss");
-        return !tracker::Query(central).artifacts("ckpt-" + uid.substr(0, 8)).empty() && !s.empty() && s.back() > every + 5;
-      },
-      std::chrono::seconds(90)))
-      << job(c.endpoint, id).dump() << w1->stderr_text() << w2->stderr_text();
+  const std::string uid = run_past_checkpoint(c.endpoint, id, every);
+  ASSERT_FALSE(uid.empty()) << job(c.endpoint, id).dump() << w1->stderr_text() << w2->stderr_text();
   const pid_t rank1 = process_with("/job-" + std::to_string(id) + "/attempt-1.rank-1.db");
   ASSERT_GT(rank1, 0);
   kill(rank1, SIGKILL);

@@ -146,24 +146,10 @@ TEST_F(Slurm, TheSbatchTemplatesWorkerRegistersAndRunsAJob) {
 // The launcher contract: `srun -n 2 i3lab train CONFIG` trains one run as 2 ranks, the
 // process group found from SLURM_PROCID, SLURM_NTASKS and the step's node list alone.
 TEST_F(Slurm, SrunWithTwoTasksTrainsOneRunAsTwoRanks) {
-  const std::string text = file_contents(I3LAB_SOURCE_DIR "/tests/data/sample.txt");
-  std::string corpus;
-  for (int i = 0; i < 8; ++i) corpus += text;
-  write_file(dir_ + "/corpus.txt", corpus);
-  ASSERT_EQ(i3lab({"tokenizer", "build", "--out", dir_ + "/vocab.json", dir_ + "/corpus.txt"}).status, 0);
-  write_file(dir_ + "/tiny.json",
-             nlohmann::json({{"project", "slurm"},
-                             {"model", {{"preset", "i3-tiny"}}},
-                             {"data",
-                              {{"vocab", dir_ + "/vocab.json"},
-                               {"sources", {{{"path", dir_ + "/corpus.txt"}, {"separator", "\n"}}}},
-                               {"val_fraction", 0.2},
-                               {"batch_size", 2},
-                               {"cache_dir", dir_ + "/cache"}}},
-                             {"train", {{"max_iters", 12}, {"device", "cpu"}}},
-                             {"logging", {{"log_interval", 1}, {"eval_interval", 6}, {"eval_batches", 2}, {"sample_tokens", 0}}},
-                             {"distributed", {{"ranks", 2}, {"timeout_s", 60}}}})
-                 .dump());
+  nlohmann::json config = tiny_training(dir_, 12);
+  config["logging"]["eval_interval"] = 6;
+  config["distributed"] = {{"ranks", 2}, {"timeout_s", 60}};
+  write_file(dir_ + "/tiny.json", config.dump());
   // The master is the node list's first host, by name; where that name does not resolve (a
   // chroot without /etc/hosts) MASTER_ADDR says where it is, as a site's prolog would.
   addrinfo* found = nullptr;

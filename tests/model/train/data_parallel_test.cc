@@ -22,27 +22,14 @@ class DataParallelTraining : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = cluster_dir();
-    const std::string text = file_contents(I3LAB_SOURCE_DIR "/tests/data/sample.txt");
-    std::string corpus;
-    for (int i = 0; i < 8; ++i) corpus += text;
-    write_file(dir_ + "/corpus.txt", corpus);
-    const I3labResult vocab = i3lab({"tokenizer", "build", "--out", dir_ + "/vocab.json", dir_ + "/corpus.txt"});
-    ASSERT_EQ(vocab.status, 0) << vocab.err;
+    json config = tiny_training(dir_, 12);  // 12 steps, validation, samples and a checkpoint every 6
+    config["optim"]["lr_decay_iters"] = 20;
+    config["logging"]["eval_interval"] = 6;
+    config["logging"]["sample_tokens"] = 5;
+    config["checkpoint"]["interval"] = 6;
+    config["distributed"] = {{"timeout_s", 30}};
     config_ = dir_ + "/tiny.json";
-    write_file(config_, json({{"project", "dp"},
-                              {"model", {{"preset", "i3-tiny"}}},
-                              {"data",
-                               {{"vocab", dir_ + "/vocab.json"},
-                                {"sources", {{{"path", dir_ + "/corpus.txt"}, {"separator", "\n"}}}},
-                                {"val_fraction", 0.2},
-                                {"batch_size", 2},
-                                {"cache_dir", dir_ + "/cache"}}},
-                              {"optim", {{"lr", 1e-2}, {"warmup_iters", 2}, {"lr_decay_iters", 20}}},
-                              {"train", {{"max_iters", 12}, {"device", "cpu"}}},
-                              {"logging", {{"log_interval", 1}, {"eval_interval", 6}, {"eval_batches", 2}, {"sample_tokens", 5}}},
-                              {"checkpoint", {{"interval", 6}}},
-                              {"distributed", {{"timeout_s", 30}}}})
-                             .dump(2));
+    write_file(config_, config.dump(2));
   }
 
   // Starts `ranks` processes of `i3lab train ARGS --db DB`, as torchrun would on one machine
