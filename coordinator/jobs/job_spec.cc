@@ -97,7 +97,8 @@ JobSpec parse_job_spec(const json& j, const std::string& origin) {
       if (!v.is_object()) fail(origin, "distributed", "must be an object such as {\"ranks\": 2}");
       for (const auto& [dk, dv] : v.items()) {
         if (dk == "ranks") s.ranks = static_cast<int>(integer(dv, origin, "distributed.ranks", 1, kMaxRanks));
-        else if (dk != "backend") fail(origin, "distributed." + dk, "is not a key of distributed (ranks, backend)");
+        else if (dk == "backend") fail(origin, "distributed.backend", "is a training config's setting: config.distributed.backend");
+        else fail(origin, "distributed." + dk, "is not a key of a job's distributed (ranks)");
       }
     } else if (k == "priority") {
       s.priority = static_cast<int>(integer(v, origin, "priority", -1000000, 1000000));

@@ -488,10 +488,12 @@ struct Coordinator::State {
                   {"CUDA_VISIBLE_DEVICES", visible}};
       if (!spec.env.count("I3LAB_URL"))
         if (std::lock_guard<std::mutex> lock(calls_mu); !http_url.empty()) env["I3LAB_URL"] = http_url;
+      // Set for every job, 0 of 1 alone: a worker that Slurm started inside a step carries
+      // SLURM_PROCID and SLURM_NTASKS, which must not make its jobs ranks of that step.
+      env["RANK"] = std::to_string(r);
+      env["WORLD_SIZE"] = std::to_string(spec.ranks);
+      env["LOCAL_RANK"] = std::to_string(local_rank[p.worker]++);
       if (spec.ranks > 1) {
-        env["RANK"] = std::to_string(r);
-        env["WORLD_SIZE"] = std::to_string(spec.ranks);
-        env["LOCAL_RANK"] = std::to_string(local_rank[p.worker]++);
         env["MASTER_ADDR"] = master_addr;
         env["MASTER_PORT"] = std::to_string(master_port);
       }

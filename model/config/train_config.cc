@@ -195,9 +195,14 @@ const std::vector<Key>& keys() {
          if ((c.distributed.backend = v) != "auto" && c.distributed.backend != "gloo" && c.distributed.backend != "nccl")
            no("must be \"auto\", \"gloo\" or \"nccl\"");
        }},
-      {"distributed.timeout_s", 300.0, "seconds a rank waits for the others (rendezvous, each collective) before failing",
+      {"distributed.timeout_s", 300.0, "seconds a rank waits in a collective for the others before failing",
        [](TrainConfig& c, const json& v, const Reject& no) {
          if (!((c.distributed.timeout_s = v) >= 1 && c.distributed.timeout_s <= 86400)) no("must be in 1..86400");
+       }},
+      {"distributed.leader_timeout_s", 3600.0,
+       "seconds the other ranks wait while rank 0 works alone: fetching and restoring a checkpoint, writing one, samples",
+       [](TrainConfig& c, const json& v, const Reject& no) {
+         if (!((c.distributed.leader_timeout_s = v) >= 1 && c.distributed.leader_timeout_s <= 7 * 86400)) no("must be in 1..604800");
        }},
       {"distributed.bucket_mb", 25.0, "MiB of gradients per allreduce bucket (DDP's default)",
        [](TrainConfig& c, const json& v, const Reject& no) {

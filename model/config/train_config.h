@@ -32,7 +32,8 @@ namespace i3 {
 struct DistributedConfig {
   int64_t ranks = 1;               // processes a coordinator starts; `i3lab train` takes its launcher's
   std::string backend = "auto";    // "auto" (NCCL on CUDA, else Gloo), "gloo" or "nccl"
-  double timeout_s = 300;          // rendezvous and each collective
+  double timeout_s = 300;          // each collective
+  double leader_timeout_s = 3600;  // waiting while rank 0 works alone (start-up, checkpoints, samples)
   double bucket_mb = 25, first_bucket_mb = 1;
   bool overlap = true;             // send gradient buckets during backward
 };

@@ -1,6 +1,8 @@
 #include "model/dist/data_parallel.h"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <netdb.h>
 #include <sys/socket.h>
 #include <torch/csrc/autograd/utils/lambda_post_hook.h>
@@ -36,14 +38,33 @@ using Group = c10d::ProcessGroup;
 
 std::chrono::milliseconds millis(double seconds) { return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)); }
 
+bool is_loopback(const std::string& address) { return address.rfind("127.", 0) == 0 || address == "::1"; }
+
+// The first address of an interface that is up and not loopback ("" when there is none).
+std::string first_outward_address() {
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return "";
+  std::string out;
+  for (ifaddrs* i = list; i && out.empty(); i = i->ifa_next) {
+    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || !(i->ifa_flags & IFF_UP) || (i->ifa_flags & IFF_LOOPBACK)) continue;
+    char text[INET_ADDRSTRLEN] = {};
+    if (inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, text, sizeof text)) out = text;
+  }
+  freeifaddrs(list);
+  return out;
+}
+
 // This machine's address on the route to `host`: the one the other ranks can reach it at (a
-// connected UDP socket sends nothing; the kernel only picks the source address).
+// connected UDP socket sends nothing; the kernel only picks the source address). A master
+// named by a host name that resolves to loopback here (Debian's 127.0.1.1 entry for the
+// machine's own name) is this machine, which others reach at an outward address.
 std::string local_address_towards(const std::string& host, int port) {
   addrinfo hints{};
   hints.ai_socktype = SOCK_DGRAM;
   addrinfo* found = nullptr;
   if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0 || !found)
-    throw std::invalid_argument("MASTER_ADDR \"" + host + "\" does not resolve to an address");
+    throw std::invalid_argument("the master's address \"" + host + "\" (MASTER_ADDR, or the Slurm node list's first host) does not "
+                                "resolve here: set MASTER_ADDR to an address every rank reaches");
   std::string out;
   for (addrinfo* a = found; a && out.empty(); a = a->ai_next) {
     const int fd = socket(a->ai_family, SOCK_DGRAM, 0);
@@ -59,7 +80,11 @@ std::string local_address_towards(const std::string& host, int port) {
     close(fd);
   }
   freeaddrinfo(found);
-  if (out.empty()) throw std::invalid_argument("no route from this machine to MASTER_ADDR \"" + host + "\"");
+  if (out.empty()) throw std::invalid_argument("no route from this machine to the master's address \"" + host + "\"");
+  if (is_loopback(out) && !is_loopback(host) && host != "localhost") {
+    const std::string outward = first_outward_address();
+    if (!outward.empty()) return outward;
+  }
   return out;
 }
 
@@ -69,9 +94,9 @@ struct DataParallel::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<Group> group;
   torch::Device device = torch::kCPU;
-  std::chrono::milliseconds timeout{0};
+  std::chrono::milliseconds timeout{0}, leader_timeout{0};
   std::string where;  // "rank R of N (master HOST:PORT)", for errors
-  int64_t shared = 0;  // share() calls so far: each uses a key of its own
+  int64_t shared = 0, leader_phases = 0;  // share() and wait_for_leader() calls so far: a key each
 
   // Buckets over the optimizer's flat gradient buffers, in the order they are sent.
   struct Bucket {
@@ -84,18 +109,25 @@ struct DataParallel::Impl {
   std::vector<Bucket> buckets;
   std::vector<size_t> bucket_of;  // per optimizer slot
   std::vector<torch::Tensor> grad_buffers;
-  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;  // keep their hooks alive
+  // The parameters' gradient accumulators (kept alive: autograd holds them weakly) and the
+  // keys of the hooks on them, removed when this ends.
+  std::vector<std::pair<std::shared_ptr<torch::autograd::Node>, uintptr_t>> hooks;
   size_t next_to_send = 0;
   bool sending = false, overlap = true;
   double bucket_mb = 25, first_bucket_mb = 1;
   std::mutex mu;  // hooks run on autograd's threads
   CommStats stats;
 
-  [[noreturn]] void lost(const std::string& doing, const std::exception& e) {
+  static std::string message(const std::exception& e) {
     std::string what = e.what();
     if (const size_t trace = what.find("\nException raised from"); trace != std::string::npos) what.resize(trace);
-    throw PeerLost(where + ": " + doing + " failed: " + what +
-                   " (another rank stopped, was killed or cannot be reached; the job restarts from its last checkpoint)");
+    return what;
+  }
+
+  [[noreturn]] void lost(const std::string& doing, const std::exception& e) {
+    throw PeerLost(where + ": " + doing + " failed: " + message(e) +
+                   " (another rank stopped, was killed or cannot be reached; a coordinator's job is retried from its "
+                   "last checkpoint)");
   }
 
   void wait(c10::intrusive_ptr<c10d::Work>& work, const std::string& doing) {
@@ -144,6 +176,7 @@ DataParallel::DataParallel(const World& world, const DistributedConfig& options,
   Impl& m = *impl_;
   m.device = device;
   m.timeout = millis(options.timeout_s);
+  m.leader_timeout = millis(std::max(options.timeout_s, options.leader_timeout_s));
   m.overlap = options.overlap;
   m.bucket_mb = options.bucket_mb;
   m.first_bucket_mb = options.first_bucket_mb;
@@ -162,18 +195,29 @@ DataParallel::DataParallel(const World& world, const DistributedConfig& options,
   if (backend_ != "gloo" && backend_ != "nccl")
     throw std::invalid_argument("distributed.backend must be \"auto\", \"gloo\" or \"nccl\", got \"" + backend_ + "\"");
 
+  // NCCL reports a dead peer or a timeout only with async error handling on (it then ends the
+  // process rather than hang); the names before and after LibTorch 2.2.
+  setenv("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1", 0);
+  setenv("NCCL_ASYNC_ERROR_HANDLING", "1", 0);
+
+  // The store: rank 0 serves it (torchrun's agent does under its static rendezvous). Waiting
+  // for it may take the leader's time: rank 0 may be fetching a checkpoint before it starts.
+  const bool serve = world.rank == 0 && !world.agent_store;
   try {
     c10d::TCPStoreOptions so;
     so.port = static_cast<uint16_t>(world.master_port);
-    so.isServer = world.rank == 0;
-    so.numWorkers = world.size;
-    so.waitWorkers = true;
-    so.timeout = m.timeout;
+    so.isServer = serve;
+    so.numWorkers = world.agent_store ? c10::nullopt : c10::optional<std::size_t>(world.size);
+    so.waitWorkers = !world.agent_store;
+    so.timeout = m.leader_timeout;
     m.store = c10::make_intrusive<c10d::TCPStore>(world.master_addr, so);
   } catch (const std::exception& e) {
-    m.lost(world.rank == 0 ? "serving the rendezvous store" : "joining the rendezvous store", e);
+    if (serve)
+      throw std::runtime_error(m.where + ": cannot serve the rendezvous store on port " + std::to_string(world.master_port) + ": " +
+                               Impl::message(e) + " (is the port taken? set MASTER_PORT to a free one)");
+    m.lost("meeting the others at the rendezvous store", e);
   }
-  auto prefixed = c10::make_intrusive<c10d::PrefixStore>("i3lab/" + backend_, m.store);
+  auto prefixed = c10::make_intrusive<c10d::PrefixStore>(world.store_prefix + "/" + backend_, m.store);
   try {
     if (backend_ == "gloo") {
       auto go = c10d::ProcessGroupGloo::Options::create(m.timeout);
@@ -198,7 +242,20 @@ DataParallel::DataParallel(const World& world, const DistributedConfig& options,
   }
 }
 
-DataParallel::~DataParallel() = default;
+DataParallel::~DataParallel() {
+  for (auto& [accumulator, key] : impl_->hooks) accumulator->del_post_hook(key);
+}
+
+void DataParallel::wait_for_leader(const std::string& what) {
+  Impl& m = *impl_;
+  const std::string key = "leader/" + std::to_string(m.leader_phases++);
+  try {
+    if (rank() == 0) m.store->set(key, {1});
+    else m.store->wait({key}, m.leader_timeout);
+  } catch (const std::exception& e) {
+    m.lost("waiting while rank 0 " + what, e);
+  }
+}
 
 std::string DataParallel::share(const std::string& key, const std::string& value) {
   Impl& m = *impl_;
@@ -281,6 +338,7 @@ void DataParallel::check_same(uint64_t checksum, const std::string& what) {
 
 void DataParallel::attach(FlatAdamW& optimizer) {
   Impl& m = *impl_;
+  if (!m.buckets.empty()) throw std::logic_error("DataParallel::attach: already attached");
   const auto& slots = optimizer.slots();
   const int64_t element = optimizer.grad_buffer(0).element_size();
   const double mib = 1024.0 * 1024.0;
@@ -318,12 +376,12 @@ void DataParallel::attach(FlatAdamW& optimizer) {
   for (size_t g = 0; g < open.size(); ++g) close(g);
   for (size_t i = 0; i < slots.size(); ++i) {
     auto accumulator = torch::autograd::impl::grad_accumulator(slots[i].param);
-    accumulator->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
+    const uintptr_t key = accumulator->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
         [this, i](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
           impl_->on_gradient(i);
           return outputs;
         }));
-    m.accumulators.push_back(std::move(accumulator));
+    m.hooks.emplace_back(std::move(accumulator), key);
   }
 }
 
@@ -378,22 +436,33 @@ CommStats DataParallel::take_stats() {
   return s;
 }
 
+namespace {
+
+uint64_t mix(uint64_t h, const unsigned char* bytes, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, bytes + i, 8);
+    h = (h ^ w) * 0x100000001b3ull;
+    h ^= h >> 29;
+  }
+  for (; i < n; ++i) h = (h ^ bytes[i]) * 0x100000001b3ull;
+  return h;
+}
+
+}  // namespace
+
 uint64_t DataParallel::checksum(const std::vector<torch::Tensor>& tensors) {
   uint64_t h = 0x9e3779b97f4a7c15ull;
   for (const torch::Tensor& t : tensors) {
     const torch::Tensor c = t.detach().contiguous().cpu();
-    const auto* bytes = static_cast<const unsigned char*>(c.data_ptr());
-    const size_t n = c.numel() * c.element_size();
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-      uint64_t w;
-      std::memcpy(&w, bytes + i, 8);
-      h = (h ^ w) * 0x100000001b3ull;
-      h ^= h >> 29;
-    }
-    for (; i < n; ++i) h = (h ^ bytes[i]) * 0x100000001b3ull;
+    h = mix(h, static_cast<const unsigned char*>(c.data_ptr()), c.numel() * c.element_size());
   }
   return h;
+}
+
+uint64_t DataParallel::checksum(const std::string& bytes) {
+  return mix(0x9e3779b97f4a7c15ull, reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
 }
 
 }  // namespace i3

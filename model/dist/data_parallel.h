@@ -19,7 +19,9 @@
 //
 // Failures: a collective that does not complete within `timeout_s` (a peer hung or cut off)
 // or whose peer went away (its connection closed: a killed rank) throws PeerLost on every
-// surviving rank; nothing waits longer than the timeout. c10d's own default is 30 minutes.
+// surviving rank. Waiting for rank 0's solo work (start-up, checkpoints, samples) is bounded by
+// leader_timeout_s instead; a dead rank 0 is noticed at once either way. c10d's own default
+// is 30 minutes for everything.
 #pragma once
 
 #include <torch/torch.h>
@@ -66,6 +68,10 @@ class DataParallel {
 
   // Rank 0's `value` on every rank (the argument is ignored elsewhere), through the store.
   std::string share(const std::string& key, const std::string& value);
+  // After rank 0 worked alone (restored, checkpointed, wrote samples: `what` says, for errors),
+  // the others wait here for it, up to leader_timeout_s, instead of inside the next collective
+  // (timeout_s). A rank 0 that died is noticed at once: its store goes with it.
+  void wait_for_leader(const std::string& what);
   // Rank 0's contents of `tensors` copied into every rank's, in place.
   void broadcast(std::vector<torch::Tensor> tensors);
   // The element-wise sum over the ranks of `t` (on the group's device), in place.
@@ -86,8 +92,9 @@ class DataParallel {
   void end_backward(torch::Tensor& values);
   CommStats take_stats();
 
-  // A checksum of the tensors' bytes (identical tensors, identical checksum).
+  // A checksum of the tensors' bytes (identical tensors, identical checksum), or of a string.
   static uint64_t checksum(const std::vector<torch::Tensor>& tensors);
+  static uint64_t checksum(const std::string& bytes);
 
  private:
   struct Impl;

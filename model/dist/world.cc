@@ -51,9 +51,9 @@ World world_from_env(const std::function<const char*(const char*)>& given) {
     size_var = "WORLD_SIZE";
     rank = "RANK";
     local = "LOCAL_RANK";
-  } else if (get("SLURM_NTASKS") && get("SLURM_PROCID")) {
+  } else if (get("SLURM_STEP_ID") && get("SLURM_PROCID") && (get("SLURM_STEP_NUM_TASKS") || get("SLURM_NTASKS"))) {
     w.launcher = "slurm";
-    size_var = "SLURM_NTASKS";
+    size_var = get("SLURM_STEP_NUM_TASKS") ? "SLURM_STEP_NUM_TASKS" : "SLURM_NTASKS";
     rank = "SLURM_PROCID";
     local = "SLURM_LOCALID";
   } else {
@@ -67,6 +67,18 @@ World world_from_env(const std::function<const char*(const char*)>& given) {
   w.local_rank = get(local) ? static_cast<int>(integer(local, get(local), 0, 1 << 20)) : 0;
   if (!w.distributed()) return w;
 
+  auto text = [&](const char* name) { return std::string(get(name) ? get(name) : ""); };
+  if (w.launcher == "torchrun" && text("TORCHELASTIC_USE_AGENT_STORE") == "True") {
+    w.agent_store = true;
+    w.store_prefix = "/worker/attempt_" + (get("TORCHELASTIC_RESTART_COUNT") ? text("TORCHELASTIC_RESTART_COUNT") : "0");
+  } else if (get("I3LAB_JOB_ID")) {
+    w.store_prefix = "i3lab/job-" + text("I3LAB_JOB_ID") + "/attempt-" + text("I3LAB_ATTEMPT");
+  } else if (w.launcher == "slurm") {
+    w.store_prefix = "i3lab/slurm-" + text("SLURM_JOB_ID") + "." + text("SLURM_STEP_ID");
+  } else {
+    w.store_prefix = "i3lab";
+  }
+
   if (const char* addr = get("MASTER_ADDR"); addr && *addr) {
     w.master_addr = addr;
   } else if (w.launcher == "slurm") {
@@ -79,11 +91,12 @@ World world_from_env(const std::function<const char*(const char*)>& given) {
   if (const char* port = get("MASTER_PORT"); port && *port) {
     w.master_port = static_cast<int>(integer("MASTER_PORT", port, 1, 65535));
   } else if (w.launcher == "slurm" && get("SLURM_JOB_ID")) {
-    const long long job = integer("SLURM_JOB_ID", get("SLURM_JOB_ID"), 0, 1LL << 62);
-    const long long step = get("SLURM_STEP_ID") ? integer("SLURM_STEP_ID", get("SLURM_STEP_ID"), 0, 1LL << 32) : 0;
-    w.master_port = static_cast<int>(20000 + (job * 16 + step) % 20000);
+    const auto job = static_cast<unsigned long long>(integer("SLURM_JOB_ID", get("SLURM_JOB_ID"), 0, 1LL << 62));
+    const auto step = static_cast<unsigned long long>(integer("SLURM_STEP_ID", get("SLURM_STEP_ID"), 0, 1LL << 32));
+    w.master_port = static_cast<int>(20000 + (job % 20000 * 16 + step) % 20000);
   } else {
-    throw std::invalid_argument("WORLD_SIZE is " + std::to_string(w.size) + " but MASTER_PORT is not set");
+    throw std::invalid_argument(w.launcher == "slurm" ? "neither MASTER_PORT nor SLURM_JOB_ID is set: no port to meet at"
+                                                      : "WORLD_SIZE is " + std::to_string(w.size) + " but MASTER_PORT is not set");
   }
   return w;
 }

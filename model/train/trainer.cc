@@ -242,6 +242,8 @@ void Trainer::start_together() {
              {"interval_updates", updates_},
              {"skipped_steps", skipped_total_},
              {"optimizer_steps", optimizer_->steps_taken()}};
+  // Every rank must train on the same settings, or their collectives would not match.
+  dp_->check_same(DataParallel::checksum(c_.to_json().dump()), "the training config (--set or the file differs between ranks)");
   state = json::parse(dp_->share("trainer_state", state.dump()));
   if (!leader()) {
     progress_.step = state["step"];
@@ -346,6 +348,7 @@ TrainResult Trainer::loop() {
     if (val_windows_.size(0) == 0)
       say("warning: no validation tokens (data.val_fraction is 0 or the data is tiny): no val/loss and no \"best\" checkpoint");
 
+    if (dp_) dp_->wait_for_leader("opens the run");
     if (progress_.step == 0 && c_.eval_interval > 0) validate(0, true);
 
     loss_sum_ = torch::full({}, interval_loss_sum_, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
@@ -397,12 +400,15 @@ TrainResult Trainer::loop() {
       if (dp_ && step == first_step) check_ranks_agree();
       if (log_now) log_progress(step, lr, update.grad_norm);
       const auto extras_start = Clock::now();
-      if (c_.watch_interval > 0 && step % c_.watch_interval == 0 && run_) log_watch(step);
+      const bool watch_now = c_.watch_interval > 0 && step % c_.watch_interval == 0;
+      if (watch_now && run_) log_watch(step);
       if (eval_now || checkpoint_now) validate(step, eval_now);
       if (checkpoint_now) {
         if (run_) checkpoint();
         last_checkpoint = step;
       }
+      if (dp_ && (watch_now || checkpoint_now || (eval_now && !c_.prompts.empty() && c_.sample_tokens > 0)))
+        dp_->wait_for_leader("writes a checkpoint, samples or histograms");
       excluded_seconds_ += seconds_since(extras_start);
       // Ranks agree on stopping through the step's averaged values: read on a CPU every step, on
       // an accelerator where the host waits anyway. Every rank reads it at the same steps.

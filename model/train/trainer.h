@@ -21,7 +21,8 @@
 // every rank. Gradients and the loss are averaged over the ranks; validation is split between
 // them. Rank 0 alone restores checkpoints (and hands every rank its state), writes the run,
 // its metrics, samples and checkpoints; it logs every rank's rank/R/* metrics (CPU, memory,
-// tokens/s) at each log step. A stop request on any rank stops all of them after the step.
+// tokens/s) at each log step. A stop request on any rank stops all of them after the same
+// step (on an accelerator, the next log step: the request is read where the host waits).
 #pragma once
 
 #include <atomic>

@@ -213,8 +213,8 @@ TEST(Cluster, JobsArePlacedWhereTheirResourcesFit) {
   for (const auto& l : file_lines(side)) lines.insert(l);
   EXPECT_EQ(lines.count(std::to_string(gang) + " rank=0 world=2 gpus="), 1u);
   EXPECT_EQ(lines.count(std::to_string(gang) + " rank=1 world=2 gpus="), 1u);
-  EXPECT_EQ(lines.count(std::to_string(gpu_job) + " rank= world= gpus=0"), 1u);
-  EXPECT_EQ(lines.count(std::to_string(labelled) + " rank= world= gpus="), 1u);
+  EXPECT_EQ(lines.count(std::to_string(gpu_job) + " rank=0 world=1 gpus=0"), 1u);  // 0 of 1 alone
+  EXPECT_EQ(lines.count(std::to_string(labelled) + " rank=0 world=1 gpus="), 1u);
 }
 
 TEST(Cluster, EachRankOfAGangKeepsItsOwnConsole) {

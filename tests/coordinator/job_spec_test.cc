@@ -67,6 +67,8 @@ TEST(JobSpec, ATrainingConfigsRanksMakeTheJobsRanks) {
             "job.json: distributed.ranks is 2 but config.distributed.ranks is 3: give one, or the same in both");
   EXPECT_EQ(error_of({{"kind", "train"}, {"config", {{"distributed", {{"ranks", 0}}}}}}),
             "job.json: config.distributed.ranks must be in [1, 1024], got 0");
+  EXPECT_EQ(error_of({{"kind", "command"}, {"argv", {"x"}}, {"distributed", {{"ranks", 2}, {"backend", "gloo"}}}}),
+            "job.json: distributed.backend is a training config's setting: config.distributed.backend");
 }
 
 scheduler::Node node(const std::string& id, int slots, std::vector<int> gpus = {}, std::map<std::string, std::string> labels = {}) {

@@ -183,7 +183,9 @@ TEST_F(SweepCluster, RerunFailedRunsAGridsFailedPointsAgainOnce) {
   std::map<int64_t, int> succeeded;  // per grid point
   for (const json& t : s["trials"]) {
     if (t["status"] == "succeeded") ++succeeded[t["point"].get<int64_t>()];
-    if (t["status"] == "failed") EXPECT_TRUE(t["replaced_by"].is_number()) << t.dump();
+    if (t["status"] == "failed") {
+      EXPECT_TRUE(t["replaced_by"].is_number()) << t.dump();
+    }
   }
   EXPECT_EQ(succeeded, (std::map<int64_t, int>{{0, 1}, {1, 1}, {2, 1}, {3, 1}, {4, 1}, {5, 1}}));
   // Nothing left to re-run: a second request makes no trial.

@@ -294,6 +294,21 @@ TEST_F(TrainingCluster, TheRanksOfAJobOnTwoHostsTrainOneRunAcrossTheirAddresses)
   EXPECT_EQ(steps(central, run_id(central, uid), "rank/1/rss_bytes").size(), 60u);
 }
 
+// A worker Slurm started inside a step (configs/deploy/slurm: srun, one worker per node)
+// carries SLURM_PROCID and SLURM_NTASKS; its single-rank training jobs are still ranks 0 of 1.
+TEST_F(TrainingCluster, ASingleRankJobOnAWorkerInsideASlurmStepTrainsAlone) {
+  Coordinator c = start_coordinator(dir_);
+  auto worker = std::make_unique<Proc>(
+      std::vector<std::string>{"worker", "--coordinator", c.endpoint, "--name", "node1", "--workdir", dir_ + "/node1"}, dir_ + "/node1.err",
+      std::map<std::string, std::string>{{"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "2"}, {"SLURM_STEP_ID", "0"},
+                                         {"SLURM_STEP_NODELIST", "node[0-1]"}, {"SLURM_JOB_ID", "42"}});
+  const int64_t id = submit_training(c.endpoint, config(20, 10));
+  ASSERT_TRUE(eventually([&] { return job(c.endpoint, id).value("status", "") == "succeeded"; }, std::chrono::seconds(90)))
+      << job(c.endpoint, id).dump() << worker->stderr_text();
+  const std::string central = dir_ + "/i3lab.db", uid = job(c.endpoint, id)["run"];
+  EXPECT_EQ(steps(central, run_id(central, uid), "train/loss").size(), 20u);
+}
+
 TEST_F(TrainingCluster, NothingIsLostOrDoubledWhileTheCoordinatorIsAway) {
   Coordinator c = start_coordinator(dir_);
   const std::string endpoint = c.endpoint;

@@ -202,18 +202,20 @@ struct Worker::State {
   // --- jobs --------------------------------------------------------------------------------
 
   // Train, eval and synthetic jobs track into the attempt's own database, marked for relay.
-  std::vector<std::string> job_argv(const jobs::JobSpec& spec, const std::string& dir, const std::string& db, int64_t resume_run,
-                                    const std::string& resume_from) {
+  // `name` is the attempt's (and rank's) in `dir`: ranks of one job on one worker each have
+  // their own files.
+  std::vector<std::string> job_argv(const jobs::JobSpec& spec, const std::string& dir, const std::string& name, const std::string& db,
+                                    int64_t resume_run, const std::string& resume_from) {
     if (spec.kind == "command") return spec.argv;
     if (spec.kind == "train") {
-      const std::string config = dir + "/config.json";
+      const std::string config = dir + "/" + name + ".config.json";
       std::ofstream(config) << spec.config.dump(2) << "\n";
       std::vector<std::string> argv = {options.i3lab_program, "train", config, "--db", db};
       if (resume_run > 0) argv.insert(argv.end(), {"--resume", std::to_string(resume_run), "--from", resume_from});
       return argv;
     }
     if (spec.kind == "synthetic") {
-      const std::string config = dir + "/config.json";
+      const std::string config = dir + "/" + name + ".config.json";
       std::ofstream(config) << spec.config.dump(2) << "\n";
       return {options.i3lab_program, "job", "synthetic", "--config", config, "--db", db};
     }
@@ -273,7 +275,7 @@ struct Worker::State {
         // Rank 0 tracks a multi-rank job's run; the other ranks' databases stay theirs.
         if (key.rank == 0) a.relay_db = tracker::open_database(a.db_path, tracker::OpenMode::kReadOnly);
       }
-      a.argv = job_argv(spec, dir, a.db_path, resume_run, resume_from);
+      a.argv = job_argv(spec, dir, name, a.db_path, resume_run, resume_from);
       a.preparing = true;
       if (a.fetches.empty()) start(a);
       else pump_fetch(a);

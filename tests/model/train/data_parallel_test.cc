@@ -87,6 +87,8 @@ class DataParallelTraining : public ::testing::Test {
     return i3::read_weights(dir);
   }
 
+  void expect_two_ranks_train_like_one(const std::vector<std::string>& sets);
+
   std::string dir_, config_;
 };
 
@@ -111,6 +113,23 @@ TEST(World, ReadsTorchrunsAndSlurmsVariables) {
   EXPECT_EQ(s.rank, 2);
   EXPECT_EQ(s.master_addr, "gpu07");
   EXPECT_EQ(s.master_port, 20000 + (1234 * 16 + 1) % 20000);
+  EXPECT_EQ(s.store_prefix, "i3lab/slurm-1234.1");
+  // A batch script's own shell (no step), or a coordinator's job on a worker Slurm started:
+  // Slurm's task variables do not make it a rank.
+  EXPECT_FALSE(i3::world_from_env(env({{"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "4"}, {"SLURM_JOB_ID", "7"}})).distributed());
+  EXPECT_FALSE(i3::world_from_env(env({{"RANK", "0"}, {"WORLD_SIZE", "1"}, {"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "4"},
+                                       {"SLURM_STEP_ID", "0"}}))
+                   .distributed());
+  // srun's step count wins over the job's.
+  EXPECT_EQ(i3::world_from_env(env({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "8"}, {"SLURM_STEP_NUM_TASKS", "2"}, {"SLURM_STEP_ID", "3"},
+                                    {"SLURM_JOB_NODELIST", "n1"}, {"SLURM_JOB_ID", "9"}}))
+                .size,
+            2);
+  // torchrun's static rendezvous: its agent serves the store.
+  const i3::World agent = i3::world_from_env(env({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"}, {"MASTER_PORT", "29500"},
+                                                  {"TORCHELASTIC_USE_AGENT_STORE", "True"}, {"TORCHELASTIC_RESTART_COUNT", "2"}}));
+  EXPECT_TRUE(agent.agent_store);
+  EXPECT_EQ(agent.store_prefix, "/worker/attempt_2");
   EXPECT_EQ(i3::first_slurm_host("n1,n2"), "n1");
   EXPECT_EQ(i3::first_slurm_host("node[3-4]-ib"), "node3-ib");
   auto error = [&](std::map<std::string, std::string> vars) {
@@ -126,16 +145,18 @@ TEST(World, ReadsTorchrunsAndSlurmsVariables) {
   EXPECT_EQ(error({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "1"}}),
             "WORLD_SIZE is 2 but MASTER_ADDR is not set: no master to meet at");
   EXPECT_EQ(error({{"WORLD_SIZE", "2"}}), "environment variable RANK is not set, but WORLD_SIZE is: a data-parallel launcher sets both");
-  EXPECT_EQ(error({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_STEP_NODELIST", "[1-2]"}}),
+  EXPECT_EQ(error({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_STEP_ID", "0"}, {"SLURM_STEP_NODELIST", "[1-2]"}}),
             "Slurm node list \"[1-2]\" does not start with a host name");
 }
 
 // The equivalence: 2 ranks of batch b give the loss of 1 process of batch 2b at every
-// step, and the same final parameters.
-TEST_F(DataParallelTraining, TwoGlooRanksTrainLikeOneProcessWithTheirCombinedBatch) {
+// step, and the same final parameters (with `sets` on both).
+void DataParallelTraining::expect_two_ranks_train_like_one(const std::vector<std::string>& sets) {
   const std::string one_db = dir_ + "/one.db", two_db = dir_ + "/two.db";
-  const int64_t one = train(1, one_db, {"--set", "data.batch_size=4"});
-  const int64_t two = train(2, two_db, {});
+  std::vector<std::string> one_args = sets, two_args = sets;
+  one_args.insert(one_args.end(), {"--set", "data.batch_size=4"});
+  const int64_t one = train(1, one_db, one_args);
+  const int64_t two = train(2, two_db, two_args);
   ASSERT_GT(one, 0);
   ASSERT_GT(two, 0);
   expect_close(series(two_db, two, "train/loss"), series(one_db, one, "train/loss"), 1e-5, "train/loss");
@@ -167,6 +188,15 @@ TEST_F(DataParallelTraining, TwoGlooRanksTrainLikeOneProcessWithTheirCombinedBat
   }
 }
 
+TEST_F(DataParallelTraining, TwoGlooRanksTrainLikeOneProcessWithTheirCombinedBatch) { expect_two_ranks_train_like_one({}); }
+
+// The same with ~20 gradient buckets of 10 KB (sent in order during backward), two parameter
+// groups (decayed and not) and 2 micro-batches per step (only the second one communicates).
+TEST_F(DataParallelTraining, AndWithManyBucketsTwoParameterGroupsAndGradientAccumulation) {
+  expect_two_ranks_train_like_one({"--set", "distributed.bucket_mb=0.01", "--set", "distributed.first_bucket_mb=0.01", "--set",
+                                   "optim.decay_all=false", "--set", "optim.grad_accum=2"});
+}
+
 // A checkpoint of 2 ranks resumes on 1 process of the same global batch exactly where the 2
 // ranks would have gone on: the sampler's position is global.
 TEST_F(DataParallelTraining, ACheckpointResumesOnAnotherRankCountWithTheSameGlobalBatch) {
@@ -184,6 +214,23 @@ TEST_F(DataParallelTraining, ACheckpointResumesOnAnotherRankCountWithTheSameGlob
   const int64_t onto_two = train(2, split_db, {"--resume", std::to_string(again), "--set", "data.batch_size=2", "--set", "train.max_iters=12"});
   EXPECT_EQ(onto_two, again);
   expect_close(series(split_db, again, "train/loss"), series(straight_db, straight, "train/loss"), 1e-5, "1 → 2 ranks");
+}
+
+// Under torchrun's static rendezvous its agent serves the store and rank 0 only connects
+// (tests/model/train/torchrun_agent.py plays the agent with python3-torch's TCPStore).
+TEST_F(DataParallelTraining, TwoRanksMeetAtTorchrunsAgentStore) {
+  if (std::system("/usr/bin/python3 -c 'import torch.distributed' 2>/dev/null") != 0)
+    GTEST_SKIP() << "no python3-torch (scripts/setup --test-tools installs it)";
+  const std::string db = dir_ + "/runs.db";
+  const int status = std::system(("I3LAB_THREADS=1,1 /usr/bin/python3 " I3LAB_SOURCE_DIR "/tests/model/train/torchrun_agent.py " +
+                                  std::to_string(free_port()) + " 2 " I3LAB_BINARY " train " + config_ + " --db " + db + " >" + dir_ +
+                                  "/agent.out 2>&1")
+                                     .c_str());
+  ASSERT_EQ(status, 0) << file_contents(dir_ + "/agent.out");
+  const std::string out = file_contents(dir_ + "/agent.out");
+  EXPECT_NE(out.find("rank 1 finished at step 12"), std::string::npos) << out;
+  EXPECT_EQ(tracker::Query(db).runs().size(), 1u);
+  EXPECT_EQ(series(db, tracker::Query(db).runs()[0].id, "train/loss").size(), 12u);
 }
 
 // A rank killed mid-run: the other fails within distributed.timeout_s (30 s here) with an error
