@@ -1,8 +1,6 @@
 #include "model/dist/data_parallel.h"
 
 #include <arpa/inet.h>
-#include <ifaddrs.h>
-#include <net/if.h>
 #include <netdb.h>
 #include <sys/socket.h>
 #include <torch/csrc/autograd/utils/lambda_post_hook.h>
@@ -18,6 +16,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "common/util/addresses.h"
 #include "common/util/clock.h"
 
 #ifdef I3LAB_WITH_NCCL
@@ -37,22 +36,6 @@ using Group = c10d::ProcessGroup;
 #endif
 
 std::chrono::milliseconds millis(double seconds) { return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)); }
-
-bool is_loopback(const std::string& address) { return address.rfind("127.", 0) == 0 || address == "::1"; }
-
-// The first address of an interface that is up and not loopback ("" when there is none).
-std::string first_outward_address() {
-  ifaddrs* list = nullptr;
-  if (getifaddrs(&list) != 0) return "";
-  std::string out;
-  for (ifaddrs* i = list; i && out.empty(); i = i->ifa_next) {
-    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || !(i->ifa_flags & IFF_UP) || (i->ifa_flags & IFF_LOOPBACK)) continue;
-    char text[INET_ADDRSTRLEN] = {};
-    if (inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, text, sizeof text)) out = text;
-  }
-  freeifaddrs(list);
-  return out;
-}
 
 // This machine's address on the route to `host`: the one the other ranks can reach it at (a
 // connected UDP socket sends nothing; the kernel only picks the source address). A master
@@ -81,8 +64,8 @@ std::string local_address_towards(const std::string& host, int port) {
   }
   freeaddrinfo(found);
   if (out.empty()) throw std::invalid_argument("no route from this machine to the master's address \"" + host + "\"");
-  if (is_loopback(out) && !is_loopback(host) && host != "localhost") {
-    const std::string outward = first_outward_address();
+  if (util::is_loopback(out) && !util::is_loopback(host) && host != "localhost") {
+    const std::string outward = util::first_outward_address();
     if (!outward.empty()) return outward;
   }
   return out;
@@ -200,6 +183,10 @@ DataParallel::DataParallel(const World& world, const DistributedConfig& options,
   setenv("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1", 0);
   setenv("NCCL_ASYNC_ERROR_HANDLING", "1", 0);
 
+  // The master's address, checked before the store, whose client would retry a name that does
+  // not resolve until its timeout: an error now instead.
+  const std::string own_address = local_address_towards(world.master_addr, world.master_port);
+
   // The store: rank 0 serves it (torchrun's agent does under its static rendezvous). Waiting
   // for it may take the leader's time: rank 0 may be fetching a checkpoint before it starts.
   const bool serve = world.rank == 0 && !world.agent_store;
@@ -225,8 +212,7 @@ DataParallel::DataParallel(const World& world, const DistributedConfig& options,
       // uses to reach the master.
       const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
       go->devices.push_back(ifname && *ifname ? c10d::ProcessGroupGloo::createDeviceForInterface(ifname)
-                                              : c10d::ProcessGroupGloo::createDeviceForHostname(
-                                                    local_address_towards(world.master_addr, world.master_port)));
+                                              : c10d::ProcessGroupGloo::createDeviceForHostname(own_address));
       m.group = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, world.rank, world.size, go);
     } else {
 #ifdef I3LAB_WITH_NCCL

@@ -64,7 +64,8 @@ std::vector<cli::Command> worker_commands() {
        "                    [--key FILE --coordinator-key KEY|FILE]\n"
        "Runs the jobs the coordinator assigns, each as a child process in DIR/job-ID (default\n"
        "DIR i3lab-worker). --slots: CPU slots offered (default: the CPUs); --gpus: GPU indexes offered\n"
-       "(default: every GPU NVML sees); --address: how other machines reach this one (multi-rank jobs).\n"
+       "(default: every GPU NVML sees); --address: how other machines reach this one (multi-rank jobs;\n"
+       "default: the host name, or the first outward address where that name does not resolve).\n"
        "--key: this worker's key file and --coordinator-key the coordinator's public key, for a\n"
        "coordinator with CURVE keys (i3lab keygen; default: I3LAB_KEY and I3LAB_COORDINATOR_KEY).\n"
        "SIGINT or SIGTERM: says BYE (its jobs go back to the queue), stops its jobs and exits.\n",

@@ -5,6 +5,8 @@
 
 #include <thread>
 
+#include "common/util/addresses.h"
+
 namespace resources {
 namespace {
 
@@ -79,7 +81,12 @@ nlohmann::json describe(const Offer& offer) {
   r["gpus"] = gpus;
   r["labels"] = offer.labels;
   r["ports"] = {offer.port_lo, offer.port_hi};
-  r["address"] = offer.address.empty() ? host_name() : offer.address;
+  // Without --address: the host name, if it resolves here (if not, it will not elsewhere
+  // either: a container or chroot without /etc/hosts), else the first outward address.
+  std::string address = offer.address;
+  if (address.empty()) address = util::resolves(host_name()) ? host_name() : util::first_outward_address();
+  if (address.empty()) address = "127.0.0.1";
+  r["address"] = address;
   return r;
 }
 

@@ -233,6 +233,18 @@ TEST_F(DataParallelTraining, TwoRanksMeetAtTorchrunsAgentStore) {
   EXPECT_EQ(series(db, tracker::Query(db).runs()[0].id, "train/loss").size(), 12u);
 }
 
+// A master named by a host that does not resolve (a chroot without /etc/hosts, a typo) is an
+// error at once that says what to set, not a connect loop until the timeout.
+TEST_F(DataParallelTraining, AMasterThatDoesNotResolveIsAnErrorAtOnce) {
+  Proc rank1({"train", config_, "--db", dir_ + "/runs.db"}, dir_ + "/rank1.err",
+             {{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "no-such-host.invalid"}, {"MASTER_PORT", std::to_string(free_port())}});
+  ASSERT_TRUE(eventually([&] { return !rank1.alive(); }, std::chrono::seconds(30))) << "still trying to reach the master";
+  EXPECT_NE(rank1.stderr_text().find("the master's address \"no-such-host.invalid\" (MASTER_ADDR, or the Slurm node list's first host) "
+                                     "does not resolve here: set MASTER_ADDR to an address every rank reaches"),
+            std::string::npos)
+      << rank1.stderr_text();
+}
+
 // A rank killed mid-run: the other fails within distributed.timeout_s (30 s here) with an error
 // that says what happened, and its run is marked failed.
 TEST_F(DataParallelTraining, AKilledRankMakesTheOtherFailWithinTheTimeout) {
