@@ -127,15 +127,17 @@ JobSpec parse_job_spec(const json& j, const std::string& origin) {
   } else if (s.kind == "train") {
     if (!body->is_object()) fail(origin, "config", "must be a training config object, got " + util::brief(*body, util::kQuoteChars));
     s.config = *body;
-    // A training config's own "distributed": {"ranks": R} sets the job's ranks.
+    // A training config's own "distributed": {"ranks": R > 1} sets the job's ranks. Its 1, the
+    // default that every resolved config (i3lab submit, sweeps) carries, leaves the count to the
+    // launcher, as `i3lab train` reads it too.
     const auto dist = body->find("distributed");
     if (dist != body->end() && dist->is_object() && dist->contains("ranks")) {
       const int ranks = static_cast<int>(integer((*dist)["ranks"], origin, "config.distributed.ranks", 1, kMaxRanks));
       const auto job_dist = j.find("distributed");
-      if (job_dist != j.end() && job_dist->contains("ranks") && ranks != s.ranks)
+      if (ranks > 1 && job_dist != j.end() && job_dist->contains("ranks") && ranks != s.ranks)
         fail(origin, "distributed.ranks", "is " + std::to_string(s.ranks) + " but config.distributed.ranks is " +
                                               std::to_string(ranks) + ": give one, or the same in both");
-      s.ranks = ranks;
+      if (ranks > 1) s.ranks = ranks;
     }
   } else {
     s.args = string_list(*body, origin, "args");

@@ -63,6 +63,8 @@ TEST(JobSpec, ATrainingConfigsRanksMakeTheJobsRanks) {
   EXPECT_EQ(parse_job_spec({{"kind", "train"}, {"config", config}}, "j").ranks, 3);
   EXPECT_EQ(parse_job_spec({{"kind", "train"}, {"config", config}, {"distributed", {{"ranks", 3}}}}, "j").ranks, 3);
   EXPECT_EQ(parse_job_spec({{"kind", "train"}, {"config", {{"data", {{"vocab", "v.json"}}}}}, {"distributed", {{"ranks", 2}}}}, "j").ranks, 2);
+  // A resolved config (i3lab submit, a sweep) carries the default 1: the job's count stands.
+  EXPECT_EQ(parse_job_spec({{"kind", "train"}, {"config", {{"distributed", {{"ranks", 1}}}}}, {"distributed", {{"ranks", 2}}}}, "j").ranks, 2);
   EXPECT_EQ(error_of({{"kind", "train"}, {"config", config}, {"distributed", {{"ranks", 2}}}}),
             "job.json: distributed.ranks is 2 but config.distributed.ranks is 3: give one, or the same in both");
   EXPECT_EQ(error_of({{"kind", "train"}, {"config", {{"distributed", {{"ranks", 0}}}}}}),
