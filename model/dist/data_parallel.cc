@@ -13,11 +13,11 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <cstring>
 #include <mutex>
 
 #include "common/util/addresses.h"
 #include "common/util/clock.h"
+#include "common/util/sha256.h"
 
 #ifdef I3LAB_WITH_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
@@ -113,6 +113,16 @@ struct DataParallel::Impl {
                    "last checkpoint)");
   }
 
+  // Starts the collective `launch` makes (on `group`); a failure to start is PeerLost too.
+  template <class Launch>
+  c10::intrusive_ptr<c10d::Work> start(const std::string& doing, Launch&& launch) {
+    try {
+      return launch();
+    } catch (const std::exception& e) {
+      lost(doing, e);
+    }
+  }
+
   void wait(c10::intrusive_ptr<c10d::Work>& work, const std::string& doing) {
     try {
       work->wait(timeout);
@@ -121,16 +131,19 @@ struct DataParallel::Impl {
     }
   }
 
+  // A collective run to its end.
+  template <class Launch>
+  void run(const std::string& doing, Launch&& launch) {
+    c10::intrusive_ptr<c10d::Work> work = start(doing, std::forward<Launch>(launch));
+    wait(work, doing);
+  }
+
   void send(size_t b) {
     Bucket& bucket = buckets[b];
     std::vector<at::Tensor> tensors = {bucket.grads};
     bucket.launched = Clock::now();
     bucket.done_ns = std::make_shared<std::atomic<int64_t>>(0);
-    try {
-      bucket.work = group->allreduce(tensors);
-    } catch (const std::exception& e) {
-      lost("sending gradient bucket " + std::to_string(b), e);
-    }
+    bucket.work = start("sending gradient bucket " + std::to_string(b), [&] { return group->allreduce(tensors); });
     try {
       auto done = bucket.done_ns;
       bucket.work->getFuture()->addCallback([done](c10::ivalue::Future&) {
@@ -261,31 +274,18 @@ std::string DataParallel::share(const std::string& key, const std::string& value
 void DataParallel::broadcast(std::vector<torch::Tensor> tensors) {
   Impl& m = *impl_;
   torch::NoGradGuard no_grad;
+  c10d::BroadcastOptions from_rank0;
+  from_rank0.rootRank = 0;
   for (torch::Tensor& t : tensors) {
     std::vector<at::Tensor> one = {t};
-    c10d::BroadcastOptions o;
-    o.rootRank = 0;
-    o.timeout = m.timeout;
-    c10::intrusive_ptr<c10d::Work> work;
-    try {
-      work = m.group->broadcast(one, o);
-    } catch (const std::exception& e) {
-      m.lost("broadcasting rank 0's state", e);
-    }
-    m.wait(work, "broadcasting rank 0's state");
+    m.run("broadcasting rank 0's state", [&] { return m.group->broadcast(one, from_rank0); });
   }
 }
 
 void DataParallel::all_reduce_sum(torch::Tensor& t) {
   Impl& m = *impl_;
   std::vector<at::Tensor> one = {t};
-  c10::intrusive_ptr<c10d::Work> work;
-  try {
-    work = m.group->allreduce(one);
-  } catch (const std::exception& e) {
-    m.lost("summing over the ranks", e);
-  }
-  m.wait(work, "summing over the ranks");
+  m.run("summing over the ranks", [&] { return m.group->allreduce(one); });
 }
 
 std::vector<std::vector<double>> DataParallel::all_gather(const std::vector<double>& values) {
@@ -294,13 +294,7 @@ std::vector<std::vector<double>> DataParallel::all_gather(const std::vector<doub
   std::vector<at::Tensor> input = {torch::tensor(values, torch::kFloat64).to(m.device)};
   std::vector<std::vector<at::Tensor>> output(1);
   for (int r = 0; r < size(); ++r) output[0].push_back(torch::empty({static_cast<int64_t>(values.size())}, options));
-  c10::intrusive_ptr<c10d::Work> work;
-  try {
-    work = m.group->allgather(output, input);
-  } catch (const std::exception& e) {
-    m.lost("gathering from the ranks", e);
-  }
-  m.wait(work, "gathering from the ranks");
+  m.run("gathering from the ranks", [&] { return m.group->allgather(output, input); });
   std::vector<std::vector<double>> out;
   for (const at::Tensor& t : output[0]) {
     const at::Tensor c = t.cpu();
@@ -424,31 +418,24 @@ CommStats DataParallel::take_stats() {
 
 namespace {
 
-uint64_t mix(uint64_t h, const unsigned char* bytes, size_t n) {
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t w;
-    std::memcpy(&w, bytes + i, 8);
-    h = (h ^ w) * 0x100000001b3ull;
-    h ^= h >> 29;
-  }
-  for (; i < n; ++i) h = (h ^ bytes[i]) * 0x100000001b3ull;
-  return h;
-}
+// The first 64 bits of a SHA-256 digest.
+uint64_t leading_bits(util::Sha256& hash) { return std::stoull(hash.hex().substr(0, 16), nullptr, 16); }
 
 }  // namespace
 
 uint64_t DataParallel::checksum(const std::vector<torch::Tensor>& tensors) {
-  uint64_t h = 0x9e3779b97f4a7c15ull;
+  util::Sha256 hash;
   for (const torch::Tensor& t : tensors) {
     const torch::Tensor c = t.detach().contiguous().cpu();
-    h = mix(h, static_cast<const unsigned char*>(c.data_ptr()), c.numel() * c.element_size());
+    hash.update(c.data_ptr(), c.numel() * c.element_size());
   }
-  return h;
+  return leading_bits(hash);
 }
 
 uint64_t DataParallel::checksum(const std::string& bytes) {
-  return mix(0x9e3779b97f4a7c15ull, reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
+  util::Sha256 hash;
+  hash.update(bytes);
+  return leading_bits(hash);
 }
 
 }  // namespace i3
