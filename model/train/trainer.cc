@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "common/util/clock.h"
+#include "common/util/json.h"
 #include "model/data/samplers.h"
 #include "model/data/token_cache.h"
 #include "model/dist/data_parallel.h"
@@ -196,7 +197,7 @@ World checked_world(const World& world, const TrainConfig& c) {
   const int64_t ranks = c.distributed.ranks;
   if (ranks > 1 && !world.distributed())
     throw std::invalid_argument("distributed.ranks is " + std::to_string(ranks) +
-                                ", but this process was started alone (no RANK/WORLD_SIZE, no SLURM_PROCID/SLURM_NTASKS): "
+                                ", but this process was started alone (no RANK/WORLD_SIZE, not a task of an srun step): "
                                 "submit the config to a coordinator (i3lab submit), or start " + std::to_string(ranks) +
                                 " copies with srun -n " + std::to_string(ranks) + " or a torchrun-style launcher");
   if (ranks > 1 && world.size != ranks)
@@ -244,7 +245,7 @@ void Trainer::start_together() {
              {"optimizer_steps", optimizer_->steps_taken()}};
   // Every rank must train on the same settings, or their collectives would not match.
   dp_->check_same(DataParallel::checksum(c_.to_json().dump()), "the training config (--set or the file differs between ranks)");
-  state = json::parse(dp_->share("trainer_state", state.dump()));
+  state = util::parse_json(dp_->share("trainer_state", state.dump()), "rank 0's trainer state");
   if (!leader()) {
     progress_.step = state["step"];
     progress_.tokens_seen = state["tokens_seen"];
@@ -407,8 +408,7 @@ TrainResult Trainer::loop() {
         if (run_) checkpoint();
         last_checkpoint = step;
       }
-      if (dp_ && (watch_now || checkpoint_now || (eval_now && !c_.prompts.empty() && c_.sample_tokens > 0)))
-        dp_->wait_for_leader("writes a checkpoint, samples or histograms");
+      if (dp_ && (watch_now || eval_now || checkpoint_now)) dp_->wait_for_leader("writes a checkpoint, samples or histograms");
       excluded_seconds_ += seconds_since(extras_start);
       // Ranks agree on stopping through the step's averaged values: read on a CPU every step, on
       // an accelerator where the host waits anyway. Every rank reads it at the same steps.
@@ -504,25 +504,20 @@ void Trainer::log_progress(int64_t step, double lr, const torch::Tensor& grad_no
     const double hidden = all[0][3] > 0 ? 100.0 * std::max(0.0, 1.0 - all[0][4] / all[0][3]) : 0;
     comm_text = format(" | comm %.1f ms/step, %.0f%% hidden", all[0][3], hidden);
   }
-  if (!run_) {  // ranks other than 0 log nothing themselves
-    loss_sum_.zero_();
-    updates_ = steps_ = 0;
-    interval_start_ = Clock::now();
-    excluded_seconds_ = 0;
-    return;
+  if (run_) {  // ranks other than 0 log nothing themselves
+    std::vector<std::pair<std::string, double>> metrics = {{"train/loss", loss},
+                                                           {"train/perplexity", std::exp(loss)},
+                                                           {"train/grad_norm", norm},
+                                                           {"train/learning_rate", lr},
+                                                           {"train/tokens_per_sec", tokens_per_sec},
+                                                           {"train/tokens_seen", static_cast<double>(progress_.tokens_seen)}};
+    if (skipped_total_ > 0) metrics.emplace_back("train/skipped_steps", static_cast<double>(skipped_total_));
+    metrics.insert(metrics.end(), rank_metrics.begin(), rank_metrics.end());
+    run_->log(step, metrics);
+    const double eta = (c_.max_iters - step) * busy_seconds / steps_;
+    say(format("step %lld/%lld | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s%s | ETA %s", static_cast<long long>(step),
+               static_cast<long long>(c_.max_iters), loss, lr, norm, tokens_per_sec, comm_text.c_str(), duration_text(eta).c_str()));
   }
-  std::vector<std::pair<std::string, double>> metrics = {{"train/loss", loss},
-                                                         {"train/perplexity", std::exp(loss)},
-                                                         {"train/grad_norm", norm},
-                                                         {"train/learning_rate", lr},
-                                                         {"train/tokens_per_sec", tokens_per_sec},
-                                                         {"train/tokens_seen", static_cast<double>(progress_.tokens_seen)}};
-  if (skipped_total_ > 0) metrics.emplace_back("train/skipped_steps", static_cast<double>(skipped_total_));
-  metrics.insert(metrics.end(), rank_metrics.begin(), rank_metrics.end());
-  run_->log(step, metrics);
-  const double eta = (c_.max_iters - step) * busy_seconds / steps_;
-  say(format("step %lld/%lld | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s%s | ETA %s", static_cast<long long>(step),
-             static_cast<long long>(c_.max_iters), loss, lr, norm, tokens_per_sec, comm_text.c_str(), duration_text(eta).c_str()));
   loss_sum_.zero_();
   updates_ = steps_ = 0;
   interval_start_ = Clock::now();
