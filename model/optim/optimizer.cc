@@ -22,17 +22,17 @@ FlatAdamW::FlatAdamW(std::vector<std::pair<std::string, torch::Tensor>> named_pa
     : options_(options) {
   if (named_params.empty()) throw std::invalid_argument("FlatAdamW: no parameters");
   const auto tensor_options = named_params[0].second.options();
-  std::vector<std::pair<size_t, int64_t>> where(named_params.size());  // group, offset
+  slots_.resize(named_params.size());
   for (bool decay : {true, false}) {
-    std::vector<torch::Tensor> members;
+    std::vector<size_t> members;  // indexes into named_params and slots_
     int64_t total = 0;
     for (size_t i = 0; i < named_params.size(); ++i) {
       const auto& [name, p] = named_params[i];
       if (decays(name, p, options) != decay) continue;
       if (p.device() != tensor_options.device() || p.dtype() != tensor_options.dtype())
         throw std::invalid_argument("FlatAdamW: parameter " + name + " differs in device or dtype");
-      where[i] = {groups_.size(), total};
-      members.push_back(p);
+      slots_[i] = {p, groups_.size(), total, p.numel()};
+      members.push_back(i);
       total += p.numel();
     }
     if (members.empty()) continue;
@@ -42,21 +42,19 @@ FlatAdamW::FlatAdamW(std::vector<std::pair<std::string, torch::Tensor>> named_pa
     g.exp_avg = torch::zeros({total}, tensor_options);
     g.exp_avg_sq = torch::zeros({total}, tensor_options);
     g.weight_decay = decay ? options.weight_decay : 0.0;
-    int64_t offset = 0;
     torch::NoGradGuard no_grad;
-    for (auto& p : members) {
+    for (size_t i : members) {
       // The parameter (same autograd variable) now lives in the flat buffer, and so does its
       // gradient: backward() accumulates into these views in place.
-      torch::Tensor view = g.params.narrow(0, offset, p.numel()).view(p.sizes());
+      const Slot& s = slots_[i];
+      torch::Tensor p = s.param;
+      torch::Tensor view = g.params.narrow(0, s.offset, s.numel).view(p.sizes());
       view.copy_(p);
       p.set_data(view);
-      p.mutable_grad() = g.grads.narrow(0, offset, p.numel()).view(p.sizes());
-      offset += p.numel();
+      p.mutable_grad() = g.grads.narrow(0, s.offset, s.numel).view(p.sizes());
     }
     groups_.push_back(std::move(g));
   }
-  for (size_t i = 0; i < named_params.size(); ++i)
-    slots_.push_back({named_params[i].second, where[i].first, where[i].second, named_params[i].second.numel()});
 }
 
 std::vector<torch::Tensor> FlatAdamW::state_buffers() const {

@@ -36,8 +36,8 @@ class FlatAdamW {
   // buckets that are contiguous slices of grad_buffer(group).
   struct Slot {
     torch::Tensor param;
-    size_t group;
-    int64_t offset, numel;
+    size_t group = 0;
+    int64_t offset = 0, numel = 0;
   };
   const std::vector<Slot>& slots() const { return slots_; }
   size_t groups() const { return groups_.size(); }
