@@ -272,7 +272,7 @@ struct Worker::State {
         } else {
           tracker::create_relay_database(a.db_path);
         }
-        // Rank 0 tracks a multi-rank job's run; the other ranks' databases stay theirs.
+        // Rank 0 tracks a multi-rank job's run; the other ranks write none (model/dist).
         if (key.rank == 0) a.relay_db = tracker::open_database(a.db_path, tracker::OpenMode::kReadOnly);
       }
       a.argv = job_argv(spec, dir, name, a.db_path, resume_run, resume_from);

@@ -88,6 +88,7 @@ class DataParallelTraining : public ::testing::Test {
   }
 
   void expect_two_ranks_train_like_one(const std::vector<std::string>& sets);
+  std::string launch_endless(const std::string& db, int step, std::vector<std::unique_ptr<Proc>>& procs);
 
   std::string dir_, config_;
 };
@@ -245,16 +246,24 @@ TEST_F(DataParallelTraining, AMasterThatDoesNotResolveIsAnErrorAtOnce) {
       << rank1.stderr_text();
 }
 
+// Starts 2 ranks training without end (no checkpoints or validation on the way) and waits for
+// rank 0's progress line of `step`; rank 0's run id, or "" when that did not come.
+std::string DataParallelTraining::launch_endless(const std::string& db, int step, std::vector<std::unique_ptr<Proc>>& procs) {
+  procs = launch(2, db, {config_, "--set", "train.max_iters=100000", "--set", "checkpoint.interval=0", "--set", "logging.eval_interval=0"});
+  const std::string id = procs[0]->read_line(std::chrono::seconds(120));
+  const std::string line = "step " + std::to_string(step) + "/";
+  if (id.empty() || !eventually([&] { return procs[0]->stderr_text().find(line) != std::string::npos; }, std::chrono::seconds(120)))
+    return "";
+  return id;
+}
+
 // A rank killed mid-run: the other fails within distributed.timeout_s (30 s here) with an error
 // that says what happened, and its run is marked failed.
 TEST_F(DataParallelTraining, AKilledRankMakesTheOtherFailWithinTheTimeout) {
   const std::string db = dir_ + "/runs.db";
-  auto procs = launch(2, db, {config_, "--set", "train.max_iters=100000", "--set", "checkpoint.interval=0", "--set",
-                              "logging.eval_interval=0"});
-  const std::string id = procs[0]->read_line(std::chrono::seconds(120));
+  std::vector<std::unique_ptr<Proc>> procs;
+  const std::string id = launch_endless(db, 20, procs);
   ASSERT_FALSE(id.empty()) << procs[0]->stderr_text();
-  ASSERT_TRUE(eventually([&] { return procs[0]->stderr_text().find("step 20/") != std::string::npos; }, std::chrono::seconds(120)))
-      << procs[0]->stderr_text();
   procs[1]->signal(SIGKILL);
   procs[1]->wait();
   const auto killed = std::chrono::steady_clock::now();
@@ -271,11 +280,9 @@ TEST_F(DataParallelTraining, AKilledRankMakesTheOtherFailWithinTheTimeout) {
 // stopped.
 TEST_F(DataParallelTraining, AStopRequestToOneRankStopsEveryRankAtTheSameStep) {
   const std::string db = dir_ + "/runs.db";
-  auto procs = launch(2, db, {config_, "--set", "train.max_iters=100000", "--set", "checkpoint.interval=0", "--set",
-                              "logging.eval_interval=0"});
-  const std::string id = procs[0]->read_line(std::chrono::seconds(120));
+  std::vector<std::unique_ptr<Proc>> procs;
+  const std::string id = launch_endless(db, 10, procs);
   ASSERT_FALSE(id.empty()) << procs[0]->stderr_text();
-  ASSERT_TRUE(eventually([&] { return procs[0]->stderr_text().find("step 10/") != std::string::npos; }, std::chrono::seconds(120)));
   procs[1]->signal(SIGTERM);
   EXPECT_EQ(procs[1]->wait(), 0) << procs[1]->stderr_text();
   EXPECT_EQ(procs[0]->wait(), 0) << procs[0]->stderr_text();
