@@ -17,6 +17,7 @@
 
 #include "common/util/addresses.h"
 #include "common/util/clock.h"
+#include "common/util/json.h"
 #include "common/util/sha256.h"
 
 #ifdef I3LAB_WITH_NCCL
@@ -46,7 +47,7 @@ std::string local_address_towards(const std::string& host, int port) {
   hints.ai_socktype = SOCK_DGRAM;
   addrinfo* found = nullptr;
   if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0 || !found)
-    throw std::invalid_argument("the master's address \"" + host + "\" (MASTER_ADDR, or the Slurm node list's first host) does not "
+    throw std::invalid_argument("the master's address \"" + util::cut(host) + "\" (MASTER_ADDR, or the Slurm node list's first host) does not "
                                 "resolve here: set MASTER_ADDR to an address every rank reaches");
   std::string out;
   for (addrinfo* a = found; a && out.empty(); a = a->ai_next) {
@@ -63,7 +64,7 @@ std::string local_address_towards(const std::string& host, int port) {
     close(fd);
   }
   freeaddrinfo(found);
-  if (out.empty()) throw std::invalid_argument("no route from this machine to the master's address \"" + host + "\"");
+  if (out.empty()) throw std::invalid_argument("no route from this machine to the master's address \"" + util::cut(host) + "\"");
   if (util::is_loopback(out) && !util::is_loopback(host) && host != "localhost") {
     const std::string outward = util::first_outward_address();
     if (!outward.empty()) return outward;

@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <stdexcept>
 
+#include "common/util/json.h"
+
 namespace i3 {
 namespace {
 
@@ -17,7 +19,7 @@ long long integer(const char* name, const char* text, long long lo, long long hi
     used = 0;
   }
   if (s.empty() || used != s.size() || v < lo || v > hi)
-    throw std::invalid_argument(std::string("environment variable ") + name + "=\"" + s + "\" must be an integer in " +
+    throw std::invalid_argument(std::string("environment variable ") + name + "=\"" + util::cut(s) + "\" must be an integer in " +
                                 std::to_string(lo) + ".." + std::to_string(hi));
   return v;
 }
@@ -30,14 +32,14 @@ std::string first_slurm_host(const std::string& nodelist) {
   const size_t bracket = nodelist.find('[');
   const size_t comma = nodelist.find(',');
   if (nodelist.empty() || nodelist[0] == ',' || nodelist[0] == '[')
-    throw std::invalid_argument("Slurm node list \"" + nodelist + "\" does not start with a host name");
+    throw std::invalid_argument("Slurm node list \"" + util::cut(nodelist) + "\" does not start with a host name");
   if (bracket == std::string::npos || (comma != std::string::npos && comma < bracket)) return nodelist.substr(0, comma);
   const size_t close = nodelist.find(']', bracket);
-  if (close == std::string::npos) throw std::invalid_argument("Slurm node list \"" + nodelist + "\" has an unclosed '['");
+  if (close == std::string::npos) throw std::invalid_argument("Slurm node list \"" + util::cut(nodelist) + "\" has an unclosed '['");
   const std::string inside = nodelist.substr(bracket + 1, close - bracket - 1);
   const std::string first = inside.substr(0, inside.find_first_of(",-"));
   if (first.empty() || first.find_first_not_of("0123456789") != std::string::npos)
-    throw std::invalid_argument("Slurm node list \"" + nodelist + "\" has a range that does not start with a number");
+    throw std::invalid_argument("Slurm node list \"" + util::cut(nodelist) + "\" has a range that does not start with a number");
   return nodelist.substr(0, bracket) + first + nodelist.substr(close + 1, nodelist.find(',', close) - close - 1);
 }
 
