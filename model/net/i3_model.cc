@@ -6,6 +6,13 @@
 
 #include <cmath>
 
+#ifdef I3LAB_WITH_CUDA_KERNELS
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include "model/net/cuda/linear_scan.h"
+#endif
+
 namespace i3 {
 
 // ---------------------------------------------------------------------------------------------
@@ -30,6 +37,20 @@ namespace {
 // before the in-place add). No autograd: callers provide the backward.
 void scan_(torch::Tensor& x, torch::Tensor step, bool is_matrix, bool reverse) {
   const int64_t T = x.size(1);
+#ifdef I3LAB_WITH_CUDA_KERNELS
+  // On a GPU, in float32 with a state of at most 32: the sequential kernels of model/net/cuda/.
+  if (x.is_cuda() && x.scalar_type() == torch::kFloat && (!is_matrix || x.size(2) <= cuda::kMaxScanState)) {
+    if (!x.is_contiguous()) x = x.contiguous();
+    // The kernels' K multiplies a column vector; `step` multiplies row vectors from the right.
+    const torch::Tensor K = (is_matrix ? step.t() : step).to(x.dtype()).contiguous();
+    const c10::cuda::CUDAGuard on_device(x.device());
+    const char* error = (is_matrix ? cuda::matrix_scan : cuda::diagonal_scan)(
+        x.data_ptr<float>(), K.data_ptr<float>(), x.size(0), T, x.size(2), reverse,
+        at::cuda::getCurrentCUDAStream().stream());
+    TORCH_CHECK(error == nullptr, "hybrid layer scan kernel: ", error);
+    return;
+  }
+#endif
   for (int64_t k = 1; k < T; k *= 2) {
     torch::Tensor src = x.narrow(1, reverse ? k : 0, T - k);
     torch::Tensor dst = x.narrow(1, reverse ? 0 : k, T - k);

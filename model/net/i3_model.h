@@ -45,7 +45,8 @@ class HybridMixImpl : public torch::nn::Module {
  public:
   HybridMixImpl(int64_t d_model, int64_t d_state);
   // u [B,T,d] → y [B,T,d], computed in parallel over T with a doubling (Hillis–Steele) scan:
-  // log2(T) steps, each exact, and a backward that is the same scan run backwards in time.
+  // log2(T) steps, each exact, and a backward that is the same scan run backwards in time. On
+  // a GPU in CUDA builds, float32 with d_state ≤ 32: sequential CUDA kernels (model/net/cuda/).
   // If `state` is non-null its tensors (when defined) are the states before u[:,0], and it
   // receives the states after u[:,T-1]. REQUIRES: no grad mode when `state` holds tensors.
   torch::Tensor forward(const torch::Tensor& u, HybridState* state = nullptr);
