@@ -5,6 +5,12 @@
 #include <nlohmann/json.hpp>
 
 #include <torch/csrc/autograd/profiler_legacy.h>
+#include <torch/cuda.h>
+
+#ifdef I3LAB_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 
 #include "common/util/clock.h"
 #include "common/util/files.h"
@@ -29,18 +35,85 @@ void apply_threads(const cli::Args& args) {
   set_threads(static_cast<int>(t[0]), static_cast<int>(t[1]));
 }
 
-// fp32 matrix-multiply rate of this machine now: 1024×512 · 512×2048, best of several.
-double measure_matmul_gflops() {
-  torch::NoGradGuard no_grad;
-  torch::Tensor a = torch::randn({1024, 512}), b = torch::randn({512, 2048});
-  for (int i = 0; i < 3; ++i) torch::mm(a, b);
-  double best = 0;
-  for (int rep = 0; rep < 5; ++rep) {
-    auto start = Clock::now();
-    for (int i = 0; i < 10; ++i) torch::mm(a, b);
-    best = std::max(best, 10 * 2.0 * 1024 * 512 * 2048 / seconds_since(start) / 1e9);
+// --device (default cpu) and --dtype (float32, or bfloat16: autocast on CUDA).
+struct Placement {
+  torch::Device device = torch::kCPU;
+  bool bf16 = false;
+};
+
+Placement placement(const cli::Args& args) {
+  Placement p;
+  try {
+    p.device = parse_device(args.get("device", "cpu"));
+  } catch (const std::invalid_argument& e) {
+    throw cli::UsageError(std::string("--device: ") + e.what());
   }
-  return best;
+  if (p.device.is_cuda() && !p.device.has_index()) p.device = torch::Device(torch::kCUDA, 0);
+  const std::string dtype = args.get("dtype", "float32");
+  if (dtype != "float32" && dtype != "bfloat16") throw cli::UsageError("--dtype must be float32 or bfloat16");
+  p.bf16 = dtype == "bfloat16";
+  if (p.bf16 && !p.device.is_cuda()) throw cli::UsageError("--dtype bfloat16 is autocast on CUDA: add --device cuda");
+  return p;
+}
+
+// Waits for the device's queued work: device time becomes host time.
+void sync(torch::Device device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
+}
+
+// The caching allocator's peak since the last reset_peak_memory on `device` (CUDA only; null
+// on a CPU, where the allocator keeps no such count).
+Json peak_memory_bytes(torch::Device device) {
+#ifdef I3LAB_WITH_CUDA
+  if (device.is_cuda()) return c10::cuda::CUDACachingAllocator::getDeviceStats(device.index()).allocated_bytes[0].peak;
+#endif
+  return nullptr;
+}
+
+// The GPU's name ("NVIDIA H100 80GB HBM3"), or "cpu".
+std::string device_name(torch::Device device) {
+#ifdef I3LAB_WITH_CUDA
+  if (device.is_cuda()) return at::cuda::getDeviceProperties(device.index())->name;
+#endif
+  return device.str();
+}
+
+void reset_peak_memory(torch::Device device) {
+#ifdef I3LAB_WITH_CUDA
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
+#endif
+}
+
+// The matrix-multiply rate of this device now, in GFLOP/s, in the dtype the model's products
+// run in: on a CPU, fp32 1024×512 · 512×2048, best of several; on a GPU, 8192³ products in
+// bf16 or fp32 on random data (zeros run faster), the median of 10 after warm-up.
+double measure_matmul_gflops(const Placement& p) {
+  torch::NoGradGuard no_grad;
+  if (!p.device.is_cuda()) {
+    torch::Tensor a = torch::randn({1024, 512}), b = torch::randn({512, 2048});
+    for (int i = 0; i < 3; ++i) torch::mm(a, b);
+    double best = 0;
+    for (int rep = 0; rep < 5; ++rep) {
+      auto start = Clock::now();
+      for (int i = 0; i < 10; ++i) torch::mm(a, b);
+      best = std::max(best, 10 * 2.0 * 1024 * 512 * 2048 / seconds_since(start) / 1e9);
+    }
+    return best;
+  }
+  const int64_t n = 8192;
+  const auto options = torch::TensorOptions().device(p.device).dtype(p.bf16 ? torch::kBFloat16 : torch::kFloat32);
+  torch::Tensor a = torch::randn({n, n}, options), b = torch::randn({n, n}, options), c = torch::empty({n, n}, options);
+  for (int i = 0; i < 3; ++i) torch::mm_out(c, a, b);
+  std::vector<double> rates;
+  for (int rep = 0; rep < 10; ++rep) {
+    sync(p.device);
+    auto start = Clock::now();
+    torch::mm_out(c, a, b);
+    sync(p.device);
+    rates.push_back(2.0 * n * n * n / seconds_since(start) / 1e9);
+  }
+  std::sort(rates.begin(), rates.end());
+  return rates[rates.size() / 2];
 }
 
 // Matrix-product FLOPs of one forward+backward over B×T tokens: 6 per weight of every
@@ -77,25 +150,30 @@ int bench_steps(const cli::Args& args, const std::string& what, const std::strin
   const std::string loss_kind = args.get("loss", "fused");
   if (loss_kind != "fused" && loss_kind != "torch") throw cli::UsageError("--loss must be fused or torch");
   const bool torch_loss = loss_kind == "torch";
+  const Placement p = placement(args);
   torch::manual_seed(0);
   I3Model model(config);
+  model->to(p.device);
   model->train();
   std::unique_ptr<FlatAdamW> flat;
   std::unique_ptr<torch::optim::AdamW> reference;
   if (optimizer == "flat") flat = std::make_unique<FlatAdamW>(model->state_dict(), AdamWOptions{});
   if (optimizer == "torch")
     reference = std::make_unique<torch::optim::AdamW>(model->parameters(), torch::optim::AdamWOptions(3e-4).weight_decay(0.01));
-  torch::Tensor idx = torch::randint(config.vocab_size, {batch, seq}, torch::kLong);
-  torch::Tensor targets = torch::randint(config.vocab_size, {batch, seq}, torch::kLong);
-  const double matmul_gflops = measure_matmul_gflops();
+  torch::Tensor idx = torch::randint(config.vocab_size, {batch, seq}, torch::kLong).to(p.device);
+  torch::Tensor targets = torch::randint(config.vocab_size, {batch, seq}, torch::kLong).to(p.device);
+  const double matmul_gflops = measure_matmul_gflops(p);
   auto one_step = [&] {
     if (flat) flat->zero_grad();
     else model->zero_grad();
-    torch::Tensor logits = model->forward(idx);
-    if (torch_loss)
-      torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1})).backward();
-    else
-      I3ModelImpl::loss(logits, targets).backward();
+    torch::Tensor loss;
+    {
+      CudaBf16Autocast autocast(p.bf16);
+      torch::Tensor logits = model->forward(idx);
+      loss = torch_loss ? torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}))
+                        : I3ModelImpl::loss(logits, targets);
+    }
+    loss.backward();
     if (flat) {
       flat->clip_grad_norm(1.0);
       flat->step(3e-4);
@@ -103,9 +181,11 @@ int bench_steps(const cli::Args& args, const std::string& what, const std::strin
       torch::nn::utils::clip_grad_norm_(model->parameters(), 1.0);
       reference->step();
     }
+    sync(p.device);  // the trainer waits only at log steps; here every step is timed whole
   };
   std::vector<double> step_ms;
   for (int64_t i = 0; i < warmup + steps; ++i) {
+    if (i == warmup) reset_peak_memory(p.device);
     auto start = Clock::now();
     one_step();
     if (i >= warmup) step_ms.push_back(seconds_since(start) * 1e3);
@@ -126,6 +206,8 @@ int bench_steps(const cli::Args& args, const std::string& what, const std::strin
   out["loss"] = loss_kind;
   out["preset"] = args.get("preset", "i3-80m");
   out["config"] = config.to_json();
+  out["device"] = device_name(p.device);
+  out["dtype"] = p.bf16 ? "bfloat16" : "float32";
   out["batch"] = batch;
   out["seq"] = seq;
   out["step_ms"] = median_ms;
@@ -134,6 +216,7 @@ int bench_steps(const cli::Args& args, const std::string& what, const std::strin
   out["achieved_gflops"] = gflop / (median_ms / 1e3);
   out["matmul_gflops"] = matmul_gflops;
   out["mfu"] = gflop / (median_ms / 1e3) / matmul_gflops;
+  out["peak_memory_bytes"] = peak_memory_bytes(p.device);
   out["runtime"] = runtime_summary();
   std::cout << (args.has("json") ? out.dump() : out.dump(2)) << "\n";
   return 0;
@@ -188,8 +271,12 @@ int bench_generate(const cli::Args& args) {
   // (get_int checked the minimums; the default --tokens is negative when --prompt alone is too long)
   if (prompt_len > config.context || prompt_len + new_tokens > config.context)
     throw cli::UsageError("--prompt + --tokens must fit in the context (" + std::to_string(config.context) + ")");
+  const Placement p = placement(args);
+  const auto batches = cli::parse_int_list(args.get("batch", "1"), "--batch");
   torch::manual_seed(0);
   I3Model model(config);
+  model->to(p.device);
+  CudaBf16Autocast autocast(p.bf16);
   std::vector<std::string> chunks = {ChunkTokenizer::kUnkToken};
   for (int64_t i = 1; i < config.vocab_size; ++i) chunks.push_back("t" + std::to_string(i));
   ChunkTokenizer tok(chunks);
@@ -206,8 +293,11 @@ int bench_generate(const cli::Args& args) {
   }
   Json out;
   out["preset"] = args.get("preset", "i3-80m");
+  out["device"] = device_name(p.device);
+  out["dtype"] = p.bf16 ? "bfloat16" : "float32";
   out["prompt_tokens"] = prompt_len;
   out["new_tokens"] = new_tokens;
+  sync(p.device);
   for (bool incremental : {true, false}) {
     SamplingOptions options;
     options.max_new_tokens = new_tokens;
@@ -218,6 +308,27 @@ int bench_generate(const cli::Args& args) {
     out[incremental ? "incremental_tokens_per_sec" : "full_recompute_tokens_per_sec"] = g.ids.size() / seconds_since(start);
   }
   out["speedup"] = out["incremental_tokens_per_sec"].get<double>() / out["full_recompute_tokens_per_sec"].get<double>();
+  // Batched greedy decoding as a server would run it: B sequences, the carried states, argmax
+  // on the device, so nothing returns to the host per token; one wait at the end.
+  for (int64_t B : batches) {
+    if (B < 1) throw cli::UsageError("--batch takes sizes of at least 1");
+    torch::NoGradGuard no_grad;
+    model->eval();
+    const torch::Tensor prompt = torch::randint(1, config.vocab_size, {B, prompt_len}, torch::kLong).to(p.device);
+    for (bool timed : {false, true}) {  // the first round warms the allocator up for this B
+      reset_peak_memory(p.device);
+      sync(p.device);
+      auto start = Clock::now();
+      DecodeState state;
+      torch::Tensor next = model->last_logits(prompt, &state).argmax(-1, /*keepdim=*/true);  // [B,1]
+      for (int64_t i = 1; i < new_tokens; ++i) next = model->last_logits(next, &state).argmax(-1, true);
+      sync(p.device);
+      if (!timed) continue;
+      const std::string key = "batch_" + std::to_string(B);
+      out[key + "_tokens_per_sec"] = B * new_tokens / seconds_since(start);
+      out[key + "_peak_memory_bytes"] = peak_memory_bytes(p.device);
+    }
+  }
   if (past > 0) {
     // Past the context: the prompt fills the context, so the first new token is a prefill that
     // both modes share; the clock runs from its arrival over the next `past` tokens, each read

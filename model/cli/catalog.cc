@@ -25,6 +25,8 @@ std::vector<cli::Command> model_catalog() {
       "  --vocab-size V     vocabulary size (default 35560, the model card's)\n"
       "  --set KEY=VALUE    override a config key (repeatable)\n"
       "  --threads T,B      LibTorch and BLAS threads (default: I3LAB_THREADS or the tuned split)\n"
+      "  --device D         cpu (default), cuda or cuda:N\n"
+      "  --dtype T          float32 (default), or bfloat16: autocast, on CUDA only\n"
       "  --json             one line of JSON\n";
   return {
       {"tokenizer build", "build a chunk vocabulary from text files",
@@ -112,10 +114,12 @@ std::vector<cli::Command> model_catalog() {
       {"bench model", "forward+backward tokens/s and fraction of the matmul rate",
        "usage: i3lab bench model [--preset NAME] [--batch B] [--seq T] [--steps K] [--warmup W] [...]\n\n"
        "Times forward+backward (no optimizer) on random tokens; reports the median step, tokens/s, and\n"
-       "the achieved matrix-product rate against this machine's fp32 matmul rate measured in the same run.\n"
+       "the achieved matrix-product rate against the device's matmul rate (fp32, or bf16 with --dtype\n"
+       "bfloat16) measured in the same run, and on CUDA the peak memory of the timed steps.\n"
        "  --trace FILE       profile one more step into a Chrome trace (per-op times)\n" +
            bench_shape,
-       {{"preset", "vocab-size", "set", "batch", "seq", "steps", "warmup", "threads", "trace", "loss"}, {"json"}}},
+       {{"preset", "vocab-size", "set", "batch", "seq", "steps", "warmup", "threads", "trace", "loss", "device", "dtype"},
+        {"json"}}},
       {"bench train", "training-step tokens/s (forward, backward, clipping, AdamW) and mfu",
        "usage: i3lab bench train [--preset NAME] [--batch B] [--seq T] [--steps K] [--optimizer flat|torch] [...]\n\n"
        "As bench model, plus global-norm clipping and an AdamW update per step: {\"tokens_per_sec\",\n"
@@ -124,7 +128,9 @@ std::vector<cli::Command> model_catalog() {
        "--loss torch uses torch's cross_entropy instead of i3lab's fused one.\n"
        "  --trace FILE       profile one more step into a Chrome trace (per-op times)\n" +
            bench_shape,
-       {{"preset", "vocab-size", "set", "batch", "seq", "steps", "warmup", "threads", "trace", "optimizer", "loss"}, {"json"}}},
+       {{"preset", "vocab-size", "set", "batch", "seq", "steps", "warmup", "threads", "trace", "optimizer", "loss", "device",
+         "dtype"},
+        {"json"}}},
       {"bench tokenizer", "tokenizer encode MB/s",
        "usage: i3lab bench tokenizer [--file TEXT_FILE] [--reps N] [--json]\n\n"
        "Builds a vocabulary from the text, then times encoding it (best of N). Without --file an\n"
@@ -139,9 +145,12 @@ std::vector<cli::Command> model_catalog() {
        "- past the context, in each window mode of `generate`: from a prompt that fills the context,\n"
        "  the --past tokens after the first new token (a prefill both modes share); default: one\n"
        "  cycle of the half window, context - ceil(context/2) + 1 tokens (129 for i3-80m); 0 skips:\n"
-       "  half_window_tokens_per_sec, slide_window_tokens_per_sec, half_over_slide.\n" +
+       "  half_window_tokens_per_sec, slide_window_tokens_per_sec, half_over_slide;\n"
+       "- batched, for each size in --batch (default 1; e.g. 1,64): B sequences decoded greedily with\n"
+       "  the carried states and the argmax on the device, nothing back on the host per token:\n"
+       "  batch_B_tokens_per_sec (all B sequences' tokens) and, on CUDA, batch_B_peak_memory_bytes.\n" +
            bench_shape,
-       {{"preset", "vocab-size", "set", "prompt", "tokens", "past", "threads"}, {"json"}}},
+       {{"preset", "vocab-size", "set", "prompt", "tokens", "past", "threads", "device", "dtype", "batch"}, {"json"}}},
   };
 }
 

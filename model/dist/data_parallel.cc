@@ -208,7 +208,9 @@ DataParallel::DataParallel(const World& world, const DistributedConfig& options,
     c10d::TCPStoreOptions so;
     so.port = static_cast<uint16_t>(world.master_port);
     so.isServer = serve;
-    so.numWorkers = world.agent_store ? c10::nullopt : c10::optional<std::size_t>(world.size);
+    // c10::optional in LibTorch 1.x, std::optional in 2.x: spelled through the member's type.
+    using Workers = decltype(so.numWorkers);
+    so.numWorkers = world.agent_store ? Workers() : Workers(static_cast<std::size_t>(world.size));
     so.waitWorkers = !world.agent_store;
     so.timeout = m.leader_timeout;
     m.store = c10::make_intrusive<c10d::TCPStore>(world.master_addr, so);

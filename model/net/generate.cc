@@ -17,6 +17,9 @@ void validate(const SamplingOptions& o) {
 }
 
 int64_t sample_token(const torch::Tensor& logits_row, const SamplingOptions& o, std::mt19937_64* rng) {
+  // Greedy on an accelerator: one index comes back instead of the whole row (argmax picks the
+  // first of equal maxima, as max_element below does).
+  if ((o.greedy || o.temperature == 0) && !logits_row.is_cpu()) return logits_row.argmax().item<int64_t>();
   torch::Tensor row = logits_row.detach().to(torch::kCPU, torch::kFloat64).contiguous();
   const double* data = row.data_ptr<double>();
   const int64_t V = row.numel();

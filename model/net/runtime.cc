@@ -64,20 +64,37 @@ torch::Device parse_device(const std::string& name) {
   return device;
 }
 
+// LibTorch 2.4 gave autocast's switches a device argument and deprecated the CUDA-only ones.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+namespace {
+bool autocast_enabled() { return at::autocast::is_autocast_enabled(at::kCUDA); }
+void set_autocast(bool enabled) { at::autocast::set_autocast_enabled(at::kCUDA, enabled); }
+at::ScalarType autocast_dtype() { return at::autocast::get_autocast_dtype(at::kCUDA); }
+void set_autocast_dtype(at::ScalarType dtype) { at::autocast::set_autocast_dtype(at::kCUDA, dtype); }
+}  // namespace
+#else
+namespace {
+bool autocast_enabled() { return at::autocast::is_enabled(); }
+void set_autocast(bool enabled) { at::autocast::set_enabled(enabled); }
+at::ScalarType autocast_dtype() { return at::autocast::get_autocast_gpu_dtype(); }
+void set_autocast_dtype(at::ScalarType dtype) { at::autocast::set_autocast_gpu_dtype(dtype); }
+}  // namespace
+#endif
+
 CudaBf16Autocast::CudaBf16Autocast(bool enabled) : enabled_(enabled) {
   if (!enabled_) return;
-  was_enabled_ = at::autocast::is_enabled();
-  was_dtype_ = at::autocast::get_autocast_gpu_dtype();
-  at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-  at::autocast::set_enabled(true);
+  was_enabled_ = autocast_enabled();
+  was_dtype_ = autocast_dtype();
+  set_autocast_dtype(at::kBFloat16);
+  set_autocast(true);
   at::autocast::increment_nesting();
 }
 
 CudaBf16Autocast::~CudaBf16Autocast() {
   if (!enabled_) return;
   if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-  at::autocast::set_enabled(was_enabled_);
-  at::autocast::set_autocast_gpu_dtype(was_dtype_);
+  set_autocast(was_enabled_);
+  set_autocast_dtype(was_dtype_);
 }
 
 }  // namespace i3
