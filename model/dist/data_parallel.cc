@@ -6,8 +6,11 @@
 #include <torch/csrc/autograd/utils/lambda_post_hook.h>
 #include <torch/csrc/autograd/variable.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#if __has_include(<torch/csrc/distributed/c10d/Backend.hpp>)
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#endif
 #include <torch/version.h>
 #include <unistd.h>
 
@@ -20,7 +23,15 @@
 #include "common/util/json.h"
 #include "common/util/sha256.h"
 
+// Gloo's process group includes Gloo's own headers: Debian's libgloo-dev; pip's torch wheels
+// may not ship them, and a CUDA build needs NCCL alone.
+#if defined(USE_C10D_GLOO) && __has_include(<gloo/algorithm.h>)
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#define I3LAB_WITH_GLOO 1
+#endif
+
 #ifdef I3LAB_WITH_NCCL
+#include <torch/csrc/distributed/c10d/NCCLUtils.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
@@ -188,6 +199,19 @@ DataParallel::DataParallel(const World& world, const DistributedConfig& options,
 #ifndef I3LAB_WITH_NCCL
   if (backend_ == "nccl")
     throw std::invalid_argument("distributed.backend \"nccl\": this build of i3lab has no NCCL (it needs a CUDA LibTorch)");
+#else
+  // ProcessGroupNCCL's options hold NCCL's config struct by value, whose size changes between
+  // NCCL releases: the nccl.h compiled against must be the release LibTorch loads.
+  const std::string compiled_nccl = std::to_string(NCCL_MAJOR) + "." + std::to_string(NCCL_MINOR) + ".";
+  if (backend_ == "nccl" && c10d::getNcclVersion().rfind(compiled_nccl, 0) != 0)
+    throw std::invalid_argument("NCCL " + c10d::getNcclVersion() + " is loaded but i3lab was compiled against nccl.h " +
+                                compiled_nccl + std::to_string(NCCL_PATCH) +
+                                ": rebuild with I3LAB_NCCL_INCLUDE_DIR naming the loaded release's include folder (docs/gpu.md)");
+#endif
+#ifndef I3LAB_WITH_GLOO
+  if (backend_ == "gloo")
+    throw std::invalid_argument("distributed.backend \"gloo\": this build of i3lab has no Gloo (its LibTorch came without Gloo's "
+                                "headers; install libgloo-dev, or use NCCL on GPUs)");
 #endif
   if (backend_ != "gloo" && backend_ != "nccl")
     throw std::invalid_argument("distributed.backend must be \"auto\", \"gloo\" or \"nccl\", got \"" + backend_ + "\"");
@@ -223,6 +247,7 @@ DataParallel::DataParallel(const World& world, const DistributedConfig& options,
   auto prefixed = c10::make_intrusive<c10d::PrefixStore>(world.store_prefix + "/" + backend_, m.store);
   try {
     if (backend_ == "gloo") {
+#ifdef I3LAB_WITH_GLOO
       auto go = c10d::ProcessGroupGloo::Options::create(m.timeout);
       // GLOO_SOCKET_IFNAME names the interface, as in PyTorch; else the address this machine
       // uses to reach the master.
@@ -230,6 +255,7 @@ DataParallel::DataParallel(const World& world, const DistributedConfig& options,
       go->devices.push_back(ifname && *ifname ? c10d::ProcessGroupGloo::createDeviceForInterface(ifname)
                                               : c10d::ProcessGroupGloo::createDeviceForHostname(own_address));
       m.group = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, world.rank, world.size, go);
+#endif
     } else {
 #ifdef I3LAB_WITH_NCCL
       auto no = c10d::ProcessGroupNCCL::Options::create();
@@ -252,7 +278,7 @@ void DataParallel::wait_for_leader(const std::string& what) {
   Impl& m = *impl_;
   const std::string key = "leader/" + std::to_string(m.leader_phases++);
   try {
-    if (rank() == 0) m.store->set(key, {1});
+    if (rank() == 0) m.store->set(key, std::vector<uint8_t>{1});  // {1} alone is ambiguous in 2.x
     else m.store->wait({key}, m.leader_timeout);
   } catch (const std::exception& e) {
     m.lost("waiting while rank 0 " + what, e);
