@@ -300,4 +300,36 @@ TEST_F(Cli, BenchTrackerReportsTheContractKeys) {
   EXPECT_TRUE(fs::is_empty(dir_)) << "bench left files behind";
 }
 
+// The model benchmarks' device flags on a CPU machine: batched decoding reports each size, and
+// bf16 or a GPU that is not there are usage errors that say what to add or why.
+TEST_F(Cli, BenchGenerateAndTrainTakeADevice) {
+  I3labResult gen = i3lab({"bench", "generate", "--preset", "i3-tiny", "--vocab-size", "100", "--tokens", "6", "--past", "0",
+                           "--batch", "1,3", "--device", "cpu", "--json"});
+  ASSERT_EQ(gen.status, 0) << gen.err;
+  const auto g = nlohmann::json::parse(gen.out);
+  EXPECT_EQ(g["device"], "cpu");
+  EXPECT_GT(g["batch_1_tokens_per_sec"].get<double>(), 0);
+  EXPECT_GT(g["batch_3_tokens_per_sec"].get<double>(), 0);
+  EXPECT_TRUE(g["batch_3_peak_memory_bytes"].is_null());
+
+  I3labResult train = i3lab({"bench", "train", "--preset", "i3-tiny", "--vocab-size", "100", "--batch", "2", "--seq", "16",
+                             "--steps", "1", "--warmup", "0", "--device", "cpu", "--json"});
+  ASSERT_EQ(train.status, 0) << train.err;
+  const auto t = nlohmann::json::parse(train.out);
+  EXPECT_EQ(t["dtype"], "float32");
+  EXPECT_GT(t["mfu"].get<double>(), 0);
+
+  I3labResult bf16 = i3lab({"bench", "train", "--preset", "i3-tiny", "--dtype", "bfloat16"});
+  EXPECT_EQ(bf16.status, 2);
+  EXPECT_NE(bf16.err.find("--dtype bfloat16 is autocast on CUDA: add --device cuda"), std::string::npos) << bf16.err;
+  I3labResult dtype = i3lab({"bench", "generate", "--preset", "i3-tiny", "--dtype", "float16"});
+  EXPECT_EQ(dtype.status, 2);
+  EXPECT_NE(dtype.err.find("--dtype must be float32 or bfloat16"), std::string::npos) << dtype.err;
+  if (!fs::exists("/dev/nvidiactl")) {  // no NVIDIA driver here: no CUDA whatever the build
+    I3labResult gpu = i3lab({"bench", "generate", "--preset", "i3-tiny", "--device", "cuda"});
+    EXPECT_EQ(gpu.status, 2);
+    EXPECT_NE(gpu.err.find("has no CUDA"), std::string::npos) << gpu.err;
+  }
+}
+
 }  // namespace
