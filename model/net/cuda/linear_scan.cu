@@ -11,12 +11,13 @@ namespace {
 constexpr int kUnroll = 8;
 
 // One thread per (batch row, channel); threads of a warp hold neighbouring channels, so each
-// step's loads and stores are coalesced. grid (ceil(c / blockDim.x), batch).
+// step's loads and stores are coalesced. grid (batch, ceil(c / blockDim.x)): batch on x, whose
+// limit is 2³¹−1 blocks (y's is 65,535).
 __global__ void diagonal_scan_kernel(float* __restrict__ x, const float* __restrict__ w, int64_t T, int64_t c,
                                      bool reverse) {
-  const int64_t channel = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t channel = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x;
   if (channel >= c) return;
-  float* row = x + static_cast<int64_t>(blockIdx.y) * T * c + channel;
+  float* row = x + static_cast<int64_t>(blockIdx.x) * T * c + channel;
   const float decay = w[channel];
   float state = 0.f;
   for (int64_t i0 = 0; i0 < T; i0 += kUnroll) {
@@ -79,7 +80,7 @@ const char* launched() {
 const char* diagonal_scan(float* x, const float* w, int64_t batch, int64_t T, int64_t c, bool reverse, void* stream) {
   if (batch == 0 || T == 0 || c == 0) return nullptr;
   constexpr int kThreads = 128;
-  const dim3 grid(static_cast<unsigned>((c + kThreads - 1) / kThreads), static_cast<unsigned>(batch));
+  const dim3 grid(static_cast<unsigned>(batch), static_cast<unsigned>((c + kThreads - 1) / kThreads));
   diagonal_scan_kernel<<<grid, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(x, w, T, c, reverse);
   return launched();
 }
