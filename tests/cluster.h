@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/free_port.h"
 #include "tests/i3lab_process.h"
 
 // A child process running i3lab with `args` (and `env` added to the test's environment;
@@ -113,19 +114,6 @@ class Proc {
   bool reaped_ = false;
   std::string buffer_, stderr_path_;
 };
-
-// A TCP port nobody listens on now (the kernel's pick for 127.0.0.1:0).
-inline int free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t n = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n);
-  close(fd);
-  return ntohs(a.sin_port);
-}
 
 // A tiny training set-up in `dir`: corpus.txt (tests/data/sample.txt eight times: 160 one-line
 // documents), its vocabulary vocab.json, and the returned config of an i3-tiny model on them:

@@ -10,6 +10,17 @@ namespace {
 // in flight together instead of one memory latency per step.
 constexpr int kUnroll = 8;
 
+// in[k] = the input of step i0 + k, at rows[t · stride] with t the step's time (counted from
+// the end when `reverse`); 0 past the end or where `active` is false.
+__device__ __forceinline__ void load_round(float (&in)[kUnroll], const float* rows, int64_t i0, int64_t T, int64_t stride,
+                                           bool reverse, bool active) {
+#pragma unroll
+  for (int k = 0; k < kUnroll; ++k) {
+    const int64_t i = i0 + k, t = reverse ? T - 1 - i : i;
+    in[k] = active && i < T ? rows[t * stride] : 0.f;
+  }
+}
+
 // One thread per (batch row, channel); threads of a warp hold neighbouring channels, so each
 // step's loads and stores are coalesced. grid (batch, ceil(c / blockDim.x)): batch on x, whose
 // limit is 2³¹−1 blocks (y's is 65,535).
@@ -22,11 +33,7 @@ __global__ void diagonal_scan_kernel(float* __restrict__ x, const float* __restr
   float state = 0.f;
   for (int64_t i0 = 0; i0 < T; i0 += kUnroll) {
     float in[kUnroll];
-#pragma unroll
-    for (int k = 0; k < kUnroll; ++k) {
-      const int64_t i = i0 + k, t = reverse ? T - 1 - i : i;
-      in[k] = i < T ? row[t * c] : 0.f;
-    }
+    load_round(in, row, i0, T, c, reverse, true);
 #pragma unroll
     for (int k = 0; k < kUnroll; ++k) {
       const int64_t i = i0 + k, t = reverse ? T - 1 - i : i;
@@ -52,11 +59,7 @@ __global__ void matrix_scan_kernel(float* __restrict__ x, const float* __restric
   float state = 0.f;
   for (int64_t i0 = 0; i0 < T; i0 += kUnroll) {
     float in[kUnroll];
-#pragma unroll
-    for (int k = 0; k < kUnroll; ++k) {
-      const int64_t i = i0 + k, t = reverse ? T - 1 - i : i;
-      in[k] = active && i < T ? rows[t * c] : 0.f;
-    }
+    load_round(in, rows, i0, T, c, reverse, active);
 #pragma unroll
     for (int k = 0; k < kUnroll; ++k) {
       const int64_t i = i0 + k, t = reverse ? T - 1 - i : i;

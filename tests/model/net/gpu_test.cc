@@ -5,14 +5,11 @@
 // has nothing to prove.
 #include <gtest/gtest.h>
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include "model/dist/data_parallel.h"
 #include "model/net/i3_model.h"
 #include "model/net/runtime.h"
 #include "model/optim/optimizer.h"
+#include "tests/free_port.h"
 
 namespace i3 {
 namespace {
@@ -121,18 +118,6 @@ TEST(Gpu, IncrementalDecodingEqualsFullRecomputation) {
   }
   EXPECT_LE(worst, 1e-5);
   RecordProperty("worst_logit_rel_err", ::testing::PrintToString(worst));
-}
-
-int free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
 }
 
 // NCCL, one rank (one GPU here: NCCL refuses two ranks on one device): the process group
