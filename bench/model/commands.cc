@@ -14,6 +14,7 @@
 
 #include "common/util/clock.h"
 #include "common/util/files.h"
+#include "model/dist/data_parallel.h"
 #include "model/net/generate.h"
 #include "model/net/i3_model.h"
 #include "model/net/runtime.h"
@@ -163,6 +164,20 @@ int bench_steps(const cli::Args& args, const std::string& what, const std::strin
   torch::Tensor idx = torch::randint(config.vocab_size, {batch, seq}, torch::kLong).to(p.device);
   torch::Tensor targets = torch::randint(config.vocab_size, {batch, seq}, torch::kLong).to(p.device);
   const double matmul_gflops = measure_matmul_gflops(p);
+  // --data-parallel: the same step as one rank of a data-parallel job (a process group of one,
+  // NCCL on a GPU, Gloo on a CPU; gradients averaged in buckets during backward). Side by side
+  // with a run without it, the cost of the process group when there is nothing to exchange.
+  std::unique_ptr<DataParallel> dp;
+  if (args.has("data-parallel")) {
+    if (!flat) throw cli::UsageError("--data-parallel needs --optimizer flat");
+    World alone;
+    alone.master_addr = "127.0.0.1";
+    alone.master_port = 0;  // rank 0 serves the store on a port the kernel picks
+    alone.launcher = "bench";
+    alone.store_prefix = "bench";
+    dp = std::make_unique<DataParallel>(alone, DistributedConfig{}, p.device);
+    dp->attach(*flat);
+  }
   auto one_step = [&] {
     if (flat) flat->zero_grad();
     else model->zero_grad();
@@ -173,7 +188,12 @@ int bench_steps(const cli::Args& args, const std::string& what, const std::strin
       loss = torch_loss ? torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}))
                         : I3ModelImpl::loss(logits, targets);
     }
+    if (dp) dp->begin_backward(/*last=*/true);
     loss.backward();
+    if (dp) {
+      torch::Tensor values = loss.detach().to(torch::kFloat64).view({1});
+      dp->end_backward(values);
+    }
     if (flat) {
       flat->clip_grad_norm(1.0);
       flat->step(3e-4);
@@ -217,6 +237,12 @@ int bench_steps(const cli::Args& args, const std::string& what, const std::strin
   out["matmul_gflops"] = matmul_gflops;
   out["mfu"] = gflop / (median_ms / 1e3) / matmul_gflops;
   out["peak_memory_bytes"] = peak_memory_bytes(p.device);
+  if (dp) {
+    const CommStats comm = dp->take_stats();
+    out["data_parallel"] = {{"backend", dp->backend()},
+                            {"comm_ms_per_step", comm.steps ? 1e3 * comm.seconds / comm.steps : 0.0},
+                            {"exposed_ms_per_step", comm.steps ? 1e3 * comm.exposed_seconds / comm.steps : 0.0}};
+  }
   out["runtime"] = runtime_summary();
   std::cout << (args.has("json") ? out.dump() : out.dump(2)) << "\n";
   return 0;

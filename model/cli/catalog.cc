@@ -125,12 +125,14 @@ std::vector<cli::Command> model_catalog() {
        "As bench model, plus global-norm clipping and an AdamW update per step: {\"tokens_per_sec\",\n"
        "\"step_ms\", \"mfu\"} (mfu: achieved matrix-product rate / the machine's fp32 matmul rate,\n"
        "measured in the same run). --optimizer torch uses torch::optim::AdamW instead of i3lab's flat one;\n"
-       "--loss torch uses torch's cross_entropy instead of i3lab's fused one.\n"
+       "--loss torch uses torch's cross_entropy instead of i3lab's fused one. --data-parallel runs each step as\n"
+       "one rank of a data-parallel job (a process group of one: NCCL on a GPU, Gloo on a CPU): compared\n"
+       "with a run without it, the process group's own cost; \"data_parallel\" reports its comm ms/step.\n"
        "  --trace FILE       profile one more step into a Chrome trace (per-op times)\n" +
            bench_shape,
        {{"preset", "vocab-size", "set", "batch", "seq", "steps", "warmup", "threads", "trace", "optimizer", "loss", "device",
          "dtype"},
-        {"json"}}},
+        {"json", "data-parallel"}}},
       {"bench tokenizer", "tokenizer encode MB/s",
        "usage: i3lab bench tokenizer [--file TEXT_FILE] [--reps N] [--json]\n\n"
        "Builds a vocabulary from the text, then times encoding it (best of N). Without --file an\n"

@@ -312,12 +312,15 @@ TEST_F(Cli, BenchGenerateAndTrainTakeADevice) {
   EXPECT_GT(g["batch_3_tokens_per_sec"].get<double>(), 0);
   EXPECT_TRUE(g["batch_3_peak_memory_bytes"].is_null());
 
+  // --data-parallel: one rank of a real Gloo process group (its store on a kernel-picked port).
   I3labResult train = i3lab({"bench", "train", "--preset", "i3-tiny", "--vocab-size", "100", "--batch", "2", "--seq", "16",
-                             "--steps", "1", "--warmup", "0", "--device", "cpu", "--json"});
+                             "--steps", "2", "--warmup", "0", "--device", "cpu", "--data-parallel", "--json"});
   ASSERT_EQ(train.status, 0) << train.err;
   const auto t = nlohmann::json::parse(train.out);
   EXPECT_EQ(t["dtype"], "float32");
   EXPECT_GT(t["mfu"].get<double>(), 0);
+  EXPECT_EQ(t["data_parallel"]["backend"], "gloo");
+  EXPECT_GT(t["data_parallel"]["comm_ms_per_step"].get<double>(), 0);
 
   I3labResult bf16 = i3lab({"bench", "train", "--preset", "i3-tiny", "--dtype", "bfloat16"});
   EXPECT_EQ(bf16.status, 2);
