@@ -202,11 +202,14 @@ DataParallel::DataParallel(const World& world, const DistributedConfig& options,
 #else
   // ProcessGroupNCCL's options hold NCCL's config struct by value, whose size changes between
   // NCCL releases: the nccl.h compiled against must be the release LibTorch loads.
-  const std::string compiled_nccl = std::to_string(NCCL_MAJOR) + "." + std::to_string(NCCL_MINOR) + ".";
-  if (backend_ == "nccl" && c10d::getNcclVersion().rfind(compiled_nccl, 0) != 0)
-    throw std::invalid_argument("NCCL " + c10d::getNcclVersion() + " is loaded but i3lab was compiled against nccl.h " +
-                                compiled_nccl + std::to_string(NCCL_PATCH) +
-                                ": rebuild with I3LAB_NCCL_INCLUDE_DIR naming the loaded release's include folder (docs/gpu.md)");
+  if (backend_ == "nccl") {
+    const std::string compiled = std::to_string(NCCL_MAJOR) + "." + std::to_string(NCCL_MINOR) + ".";
+    const std::string loaded = c10d::getNcclVersion();
+    if (loaded.rfind(compiled, 0) != 0)
+      throw std::invalid_argument("NCCL " + loaded + " is loaded but i3lab was compiled against nccl.h " + compiled +
+                                  std::to_string(NCCL_PATCH) +
+                                  ": rebuild with I3LAB_NCCL_INCLUDE_DIR naming the loaded release's include folder (docs/gpu.md)");
+  }
 #endif
 #ifndef I3LAB_WITH_GLOO
   if (backend_ == "gloo")

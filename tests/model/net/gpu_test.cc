@@ -71,13 +71,17 @@ StepResult train_step(torch::Device device, bool bf16) {
   return r;
 }
 
-TEST(Gpu, IsVisible) {
-  ASSERT_TRUE(torch::cuda::is_available()) << "a CUDA build run without a visible GPU";
+// Every test needs the GPU: without one, each fails here.
+class Gpu : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(torch::cuda::is_available()) << "a CUDA build run without a visible GPU"; }
+};
+
+TEST_F(Gpu, IsVisible) {
   EXPECT_EQ(parse_device("auto"), torch::Device(torch::kCUDA));
 }
 
-TEST(Gpu, ATrainingStepGivesTheLossOfTheCpu) {
-  ASSERT_TRUE(torch::cuda::is_available());
+TEST_F(Gpu, ATrainingStepGivesTheLossOfTheCpu) {
   const StepResult cpu = train_step(torch::kCPU, false), gpu = train_step(kGpu, false);
   EXPECT_NEAR(gpu.loss_before, cpu.loss_before, 1e-4 * std::abs(cpu.loss_before));
   EXPECT_NEAR(gpu.loss_after, cpu.loss_after, 1e-4 * std::abs(cpu.loss_after));
@@ -87,8 +91,7 @@ TEST(Gpu, ATrainingStepGivesTheLossOfTheCpu) {
   RecordProperty("gpu_loss", ::testing::PrintToString(gpu.loss_before));
 }
 
-TEST(Gpu, Bf16AutocastStaysNearFloat32) {
-  ASSERT_TRUE(torch::cuda::is_available());
+TEST_F(Gpu, Bf16AutocastStaysNearFloat32) {
   const StepResult f32 = train_step(kGpu, false), bf16 = train_step(kGpu, true);
   // bf16 operands: a relative 1e-3..1e-2 on the loss (docs/gpu.md).
   EXPECT_NEAR(bf16.loss_before, f32.loss_before, 2e-2 * f32.loss_before);
@@ -98,8 +101,7 @@ TEST(Gpu, Bf16AutocastStaysNearFloat32) {
 
 // Greedy decoding one token at a time with the carried state against recomputing the whole
 // sequence for every token, on the GPU: the same tokens, and logits within float32 rounding.
-TEST(Gpu, IncrementalDecodingEqualsFullRecomputation) {
-  ASSERT_TRUE(torch::cuda::is_available());
+TEST_F(Gpu, IncrementalDecodingEqualsFullRecomputation) {
   I3Model model = build(kGpu);
   model->eval();
   torch::NoGradGuard no_grad;
@@ -123,8 +125,7 @@ TEST(Gpu, IncrementalDecodingEqualsFullRecomputation) {
 // NCCL, one rank (one GPU here: NCCL refuses two ranks on one device): the process group
 // forms, a sum over one rank is the identity, and a step with gradients averaged through NCCL
 // buckets equals the step without.
-TEST(Gpu, NcclProcessGroupAveragesGradients) {
-  ASSERT_TRUE(torch::cuda::is_available());
+TEST_F(Gpu, NcclProcessGroupAveragesGradients) {
   World world;
   world.master_addr = "127.0.0.1";
   world.master_port = free_port();

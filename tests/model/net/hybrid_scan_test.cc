@@ -25,6 +25,19 @@ torch::Tensor matrix_with_radius(int64_t n, double r) {
   return std::get<0>(qr) * r;
 }
 
+// Random parameters in the published regime or beyond: w_mix uniform in [w_low, w_high], A of
+// spectral radius `radius`, B and C normal with std 0.3, D standard normal; then the same
+// values copied into `copy` (any device and dtype).
+void randomize(HybridMix& layer, double radius, double w_low, double w_high, HybridMix& copy) {
+  torch::NoGradGuard no_grad;
+  layer->w_mix.uniform_(w_low, w_high);
+  layer->A.copy_(matrix_with_radius(layer->A.size(0), radius));
+  layer->B.normal_(0, 0.3);
+  layer->C.normal_(0, 0.3);
+  layer->D.normal_(0, 1);
+  for (auto& p : copy->named_parameters()) p.value().copy_(layer->named_parameters()[p.key()]);
+}
+
 struct Case {
   int64_t batch, T, d, n;
   double radius;
@@ -43,19 +56,8 @@ TEST_P(ScanVsLoop, OutputsAndGradientsAgree) {
   torch::manual_seed(7);
   HybridMix scan(c.d, c.n), loop(c.d, c.n);
   scan->to(torch::kFloat64);
-  {
-    torch::NoGradGuard no_grad;
-    scan->w_mix.uniform_(c.w_low, c.w_high);
-    scan->A.copy_(matrix_with_radius(c.n, c.radius));
-    scan->B.normal_(0, 0.3);
-    scan->C.normal_(0, 0.3);
-    scan->D.normal_(0, 1);
-  }
   loop->to(torch::kFloat64);
-  {
-    torch::NoGradGuard no_grad;
-    for (auto& p : loop->named_parameters()) p.value().copy_(scan->named_parameters()[p.key()]);
-  }
+  randomize(scan, c.radius, c.w_low, c.w_high, loop);
   torch::Tensor u = torch::randn({c.batch, c.T, c.d}, torch::kFloat64);
   torch::Tensor u1 = u.clone().requires_grad_(true), u2 = u.clone().requires_grad_(true);
   torch::Tensor y_scan = scan->forward(u1);
@@ -107,15 +109,7 @@ TEST(ScanFloat32, MatchesTheFloat64LoopOnEveryDevice) {
       torch::manual_seed(100 + i);
       HybridMix ref(d, n), fast(d, n);
       ref->to(torch::kFloat64);
-      {
-        torch::NoGradGuard no_grad;
-        ref->w_mix.uniform_(0, 1);
-        ref->A.copy_(matrix_with_radius(n, radius));
-        ref->B.normal_(0, 0.3);
-        ref->C.normal_(0, 0.3);
-        ref->D.normal_(0, 1);
-        for (auto& p : fast->named_parameters()) p.value().copy_(ref->named_parameters()[p.key()]);
-      }
+      randomize(ref, radius, 0, 1, fast);
       fast->to(device);
       torch::Tensor u = torch::randn({batch, T, d}, torch::kFloat64);
       torch::Tensor u_ref = u.clone().requires_grad_(true);
