@@ -299,6 +299,8 @@ int bench_generate(const cli::Args& args) {
     throw cli::UsageError("--prompt + --tokens must fit in the context (" + std::to_string(config.context) + ")");
   const Placement p = placement(args);
   const auto batches = cli::parse_int_list(args.get("batch", "1"), "--batch");
+  for (int64_t B : batches)
+    if (B < 1) throw cli::UsageError("--batch takes sizes of at least 1");
   torch::manual_seed(0);
   I3Model model(config);
   model->to(p.device);
@@ -337,7 +339,6 @@ int bench_generate(const cli::Args& args) {
   // Batched greedy decoding as a server would run it: B sequences, the carried states, argmax
   // on the device, so nothing returns to the host per token; one wait at the end.
   for (int64_t B : batches) {
-    if (B < 1) throw cli::UsageError("--batch takes sizes of at least 1");
     torch::NoGradGuard no_grad;
     model->eval();
     const torch::Tensor prompt = torch::randint(1, config.vocab_size, {B, prompt_len}, torch::kLong).to(p.device);

@@ -6,6 +6,8 @@
 
 #include <torch/version.h>
 
+#include "common/util/json.h"
+
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
@@ -57,10 +59,14 @@ torch::Device parse_device(const std::string& name) {
   try {
     device = torch::Device(name);
   } catch (const std::exception&) {
-    throw std::invalid_argument("unknown device '" + name + "' (use cpu, cuda, cuda:N or auto)");
+    throw std::invalid_argument("unknown device '" + util::cut(name) + "' (use cpu, cuda, cuda:N or auto)");
   }
   if (device.is_cuda() && !torch::cuda::is_available())
     throw std::invalid_argument("device '" + name + "' asked for, but this build or machine has no CUDA");
+  if (device.is_cuda() && device.has_index() && device.index() >= static_cast<int>(torch::cuda::device_count()))
+    throw std::invalid_argument("device '" + name + "' asked for, but this machine has " +
+                                std::to_string(torch::cuda::device_count()) + " GPU(s): cuda:0 .. cuda:" +
+                                std::to_string(torch::cuda::device_count() - 1));
   return device;
 }
 
